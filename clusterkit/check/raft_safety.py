@@ -1,0 +1,94 @@
+"""Raft safety invariants over per-node observations (Raft paper, figure 3).
+
+A :class:`RaftSafetyMonitor` is fed what nodes report (who leads which term,
+what each node has committed and applied, what its log holds) and raises
+:class:`InvariantViolation` the moment a property breaks. It knows nothing of
+how the observations were made, so the in-memory network, the simulator and
+real nodes all use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ..raft.messages import Entry
+
+
+class InvariantViolation(AssertionError):
+    """A safety property of Raft does not hold."""
+
+
+def _same(a: Entry, b: Entry) -> bool:
+    return a.term == b.term and a.data == b.data and a.type == b.type
+
+
+@dataclass
+class RaftSafetyMonitor:
+    leaders: dict[int, str] = field(default_factory=dict)  # term -> the one leader of that term
+    committed: dict[int, Entry] = field(default_factory=dict)  # index -> entry known committed
+    commit_term: dict[int, int] = field(default_factory=dict)  # index -> lowest term it was seen committed in
+    applied: dict[int, Entry] = field(default_factory=dict)  # index -> entry some node applied
+    violations_checked: int = 0
+
+    def leader_seen(self, node: str, term: int) -> None:
+        """Election safety: at most one leader per term."""
+        prev = self.leaders.setdefault(term, node)
+        if prev != node:
+            raise InvariantViolation(f"election safety: {prev} and {node} both lead term {term}")
+
+    def committed_seen(self, node: str, term: int, entries: Sequence[Entry]) -> None:
+        """Entries ``node`` (at ``term``) considers committed: they never change once committed."""
+        for e in entries:
+            prev = self.committed.get(e.index)
+            if prev is None:
+                self.committed[e.index] = e
+                self.commit_term[e.index] = term
+            else:
+                if not _same(prev, e):
+                    raise InvariantViolation(
+                        f"commit safety: {node} has {e!r} committed at index {e.index}, "
+                        f"another node committed {prev!r}"
+                    )
+                if term < self.commit_term[e.index]:
+                    self.commit_term[e.index] = term
+
+    def applied_seen(self, node: str, entry: Entry) -> None:
+        """State machine safety: every node applies the same entry at the same index."""
+        prev = self.applied.setdefault(entry.index, entry)
+        if not _same(prev, entry):
+            raise InvariantViolation(
+                f"state machine safety: {node} applied {entry!r} at index {entry.index}, "
+                f"another node applied {prev!r}"
+            )
+
+    def check_log_matching(self, logs: Mapping[str, Sequence[Entry]]) -> None:
+        """Log matching: two logs with an entry of the same index and term agree on everything up to it."""
+        self.violations_checked += 1
+        names = sorted(logs)
+        for i, a_name in enumerate(names):
+            a = logs[a_name]
+            for b_name in names[i + 1 :]:
+                b = logs[b_name]
+                k = min(len(a), len(b))
+                # Highest common index where the terms agree; everything before must be identical.
+                while k > 0 and a[k - 1].term != b[k - 1].term:
+                    k -= 1
+                for j in range(k):
+                    if not _same(a[j], b[j]):
+                        raise InvariantViolation(
+                            f"log matching: {a_name} and {b_name} agree on the term at index {k} "
+                            f"but differ at index {j + 1}: {a[j]!r} vs {b[j]!r}"
+                        )
+
+    def check_leader_completeness(self, leader: str, term: int, log: Sequence[Entry]) -> None:
+        """A leader of term T holds every entry committed in a term before T."""
+        for index, entry in self.committed.items():
+            if self.commit_term[index] >= term:
+                continue
+            if index > len(log) or not _same(log[index - 1], entry):
+                have = log[index - 1] if index <= len(log) else None
+                raise InvariantViolation(
+                    f"leader completeness: {leader} leads term {term} without entry {index} "
+                    f"committed in term {self.commit_term[index]} ({entry!r}); it holds {have!r}"
+                )

@@ -1,0 +1,54 @@
+"""The ``clusterkit`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    result = run_demo(nodes=args.nodes, steps=args.steps, seed=args.seed, verbose=not args.quiet)
+    return 0 if result.converged else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clusterkit",
+        description="Cluster coordination: Raft consensus, key partitioning and rebalancing, "
+        "on one deterministic core.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run a Raft group under random faults and show who led and what committed")
+    demo.add_argument("--nodes", type=_positive_int, default=5, help="number of nodes (default 5)")
+    demo.add_argument("--steps", type=_positive_int, default=3000, help="random steps before healing (default 3000)")
+    demo.add_argument("--seed", type=int, default=7, help="seed: the same seed replays the same run (default 7)")
+    demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The one msgpack codec for Raft messages.
+
+Wire form: a msgpack array ``[tag, field1, field2, ...]`` with fields in
+dataclass order; entries are ``[term, index, data, type]``. Positional arrays
+keep frames small and decoding cheap. Decoding validates everything: an
+unknown tag, a wrong field count or a wrong field type raises
+:class:`CodecError` and never yields a half-built message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any
+
+import msgpack
+
+from .errors import CodecError
+from .messages import (
+    AppendEntries,
+    AppendResponse,
+    Entry,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+    Propose,
+    RequestVote,
+    VoteResponse,
+)
+
+# Stable wire tags: never renumber, only add.
+_TAGS: MappingProxyType[type, int] = MappingProxyType(
+    {
+        AppendEntries: 1,
+        AppendResponse: 2,
+        RequestVote: 3,
+        VoteResponse: 4,
+        Heartbeat: 5,
+        HeartbeatResponse: 6,
+        Propose: 7,
+    }
+)
+
+
+def _check_int(v: Any) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _check_str(v: Any) -> bool:
+    return type(v) is str
+
+
+def _check_bool(v: Any) -> bool:
+    return type(v) is bool
+
+
+def _check_bytes(v: Any) -> bool:
+    return type(v) is bytes
+
+
+def _check_optstr(v: Any) -> bool:
+    return v is None or type(v) is str
+
+
+_CHECKS: MappingProxyType[str, Callable[[Any], bool]] = MappingProxyType(
+    {
+        "int": _check_int,
+        "str": _check_str,
+        "bool": _check_bool,
+        "bytes": _check_bytes,
+        "str | None": _check_optstr,
+    }
+)
+
+
+def _field_specs(cls: type) -> tuple[tuple[str, str], ...]:
+    return tuple((f.name, str(f.type)) for f in dataclasses.fields(cls))
+
+
+_SPECS: MappingProxyType[int, tuple[type, tuple[tuple[str, str], ...]]] = MappingProxyType(
+    {tag: (cls, _field_specs(cls)) for cls, tag in _TAGS.items()}
+)
+
+
+def _entry_to_wire(e: Entry) -> list[Any]:
+    return [e.term, e.index, e.data, e.type]
+
+
+def _entries_from_wire(raw: Any, where: str) -> list[Entry]:
+    if type(raw) is not list:
+        raise CodecError(f"{where}: entries must be an array, got {type(raw).__name__}")
+    out: list[Entry] = []
+    for i, item in enumerate(raw):
+        if type(item) is not list or len(item) != 4:
+            raise CodecError(f"{where}: entry {i} must be [term, index, data, type]")
+        term, index, data, etype = item
+        if not (_check_int(term) and _check_int(index) and _check_bytes(data) and _check_int(etype)):
+            raise CodecError(f"{where}: entry {i} has a field of the wrong type")
+        if etype > 2:
+            raise CodecError(f"{where}: entry {i} has unknown entry type {etype}")
+        out.append(Entry(term, index, data, etype))
+    return out
+
+
+def to_wire(msg: Message) -> list[Any]:
+    """The msgpack-ready array for ``msg`` (exposed for drivers that batch frames)."""
+    tag = _TAGS.get(type(msg))
+    if tag is None:
+        raise CodecError(f"cannot encode {type(msg).__name__}: not a Raft message")
+    out: list[Any] = [tag]
+    for name, kind in _SPECS[tag][1]:
+        value = getattr(msg, name)
+        out.append([_entry_to_wire(e) for e in value] if kind == "list[Entry]" else value)
+    return out
+
+
+def from_wire(raw: Any) -> Message:
+    """Validate a decoded msgpack array and build the message it describes."""
+    if type(raw) is not list or not raw:
+        raise CodecError("a message must be a non-empty array")
+    tag = raw[0]
+    spec = _SPECS.get(tag) if type(tag) is int else None
+    if spec is None:
+        raise CodecError(f"unknown message type tag {tag!r}")
+    cls, fields = spec
+    if len(raw) != len(fields) + 1:
+        raise CodecError(
+            f"{cls.__name__}: expected {len(fields)} fields, got {len(raw) - 1}"
+        )
+    values: list[Any] = []
+    for (name, kind), value in zip(fields, raw[1:]):
+        if kind == "list[Entry]":
+            values.append(_entries_from_wire(value, f"{cls.__name__}.{name}"))
+            continue
+        if not _CHECKS[kind](value):
+            raise CodecError(
+                f"{cls.__name__}.{name}: expected {kind}, got {type(value).__name__} {value!r:.40}"
+            )
+        values.append(value)
+    return cls(*values)
+
+
+def encode(msg: Message) -> bytes:
+    return msgpack.packb(to_wire(msg), use_bin_type=True)
+
+
+def decode(data: bytes) -> Message:
+    try:
+        raw = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise CodecError(f"malformed msgpack frame: {exc}") from None
+    return from_wire(raw)

@@ -1,0 +1,92 @@
+"""The leader's view of one follower's log (etcd's Progress, simplified).
+
+PROBE: we don't know where the follower's log matches; send one append and
+wait for its answer (or a heartbeat answer) before sending another.
+REPLICATE: the follower is in step; stream appends optimistically, at most
+``max_inflight`` unacknowledged at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import Enum
+
+
+class ProgressState(Enum):
+    PROBE = "probe"
+    REPLICATE = "replicate"
+    SNAPSHOT = "snapshot"
+
+
+class Progress:
+    __slots__ = ("match", "next", "state", "paused", "inflight", "max_inflight", "recent_active", "learner")
+
+    def __init__(self, next_index: int, max_inflight: int, learner: bool = False) -> None:
+        self.match = 0
+        self.next = next_index
+        self.state = ProgressState.PROBE
+        self.paused = False  # PROBE: an append is out, wait for its answer
+        self.inflight: deque[int] = deque()  # REPLICATE: last index of each unacknowledged append
+        self.max_inflight = max_inflight
+        self.recent_active = False  # heard from within the last election timeout (CheckQuorum)
+        self.learner = learner
+
+    def __repr__(self) -> str:
+        return (
+            f"Progress(match={self.match}, next={self.next}, state={self.state.value}, "
+            f"paused={self.paused}, inflight={len(self.inflight)})"
+        )
+
+    def become_probe(self) -> None:
+        self.state = ProgressState.PROBE
+        self.next = self.match + 1
+        self.paused = False
+        self.inflight.clear()
+
+    def become_replicate(self) -> None:
+        self.state = ProgressState.REPLICATE
+        self.next = self.match + 1
+        self.paused = False
+        self.inflight.clear()
+
+    def is_paused(self) -> bool:
+        if self.state is ProgressState.PROBE:
+            return self.paused
+        if self.state is ProgressState.REPLICATE:
+            return len(self.inflight) >= self.max_inflight
+        return True
+
+    def sent(self, last_index: int, n_entries: int) -> None:
+        """Record an append that carried entries up to ``last_index``."""
+        if self.state is ProgressState.REPLICATE:
+            if n_entries:
+                self.next = last_index + 1
+                self.inflight.append(last_index)
+        else:
+            self.paused = True
+
+    def maybe_update(self, index: int) -> bool:
+        """The follower matches up to ``index``. Returns whether match moved."""
+        updated = index > self.match
+        if updated:
+            self.match = index
+            self.paused = False
+        if index + 1 > self.next:
+            self.next = index + 1
+        inflight = self.inflight
+        while inflight and inflight[0] <= index:
+            inflight.popleft()
+        return updated
+
+    def maybe_decrease_to(self, rejected: int, match_hint: int) -> bool:
+        """A rejection of the append at ``rejected``. Returns False when the rejection is stale."""
+        if self.state is ProgressState.REPLICATE:
+            if rejected <= self.match:
+                return False
+            self.next = self.match + 1
+            return True
+        if self.next - 1 != rejected:
+            return False
+        self.next = max(min(rejected, match_hint + 1), self.match + 1)
+        self.paused = False
+        return True

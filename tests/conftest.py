@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from clusterkit.raft import ConfState, MemoryStorage, RaftConfig, RaftNode
+
+
+def make_node(
+    node_id: str = "a",
+    voters: tuple[str, ...] = ("a", "b", "c"),
+    config: RaftConfig | None = None,
+    seed: int = 1,
+    storage: MemoryStorage | None = None,
+) -> RaftNode:
+    storage = storage or MemoryStorage(ConfState(voters=voters))
+    return RaftNode(node_id, storage, config or RaftConfig(), rng=random.Random(seed))
+
+
+def drain(node: RaftNode) -> list:
+    """Persist and acknowledge everything; return the messages the node wants sent."""
+    out = []
+    while node.has_ready():
+        rd = node.ready()
+        if rd.entries:
+            node.storage.append(rd.entries)
+        if rd.hard_state is not None:
+            node.storage.set_hard_state(rd.hard_state)
+        node.storage.sync()
+        out.extend(rd.messages)
+        node.advance(rd)
+    return out
+
+
+@pytest.fixture
+def node_factory():
+    return make_node

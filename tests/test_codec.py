@@ -1,0 +1,99 @@
+"""The msgpack codec: round trips, and clear errors for every kind of bad frame."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clusterkit.raft import (
+    AppendEntries,
+    AppendResponse,
+    CodecError,
+    Entry,
+    Heartbeat,
+    HeartbeatResponse,
+    Propose,
+    RequestVote,
+    VoteResponse,
+    decode,
+    encode,
+)
+from clusterkit.raft.codec import to_wire
+
+ids = st.text(min_size=1, max_size=8)
+nat = st.integers(min_value=0, max_value=2**63 - 1)
+entries = st.lists(
+    st.builds(Entry, nat, nat, st.binary(max_size=64), st.integers(0, 2)), max_size=5
+)
+
+messages = st.one_of(
+    st.builds(AppendEntries, nat, ids, ids, nat, nat, nat, entries),
+    st.builds(AppendResponse, nat, ids, ids, nat, st.booleans(), nat, nat),
+    st.builds(RequestVote, nat, ids, ids, nat, nat, st.booleans(), st.booleans()),
+    st.builds(VoteResponse, nat, ids, ids, st.booleans(), st.booleans()),
+    st.builds(Heartbeat, nat, ids, ids, nat, st.binary(max_size=16)),
+    st.builds(HeartbeatResponse, nat, ids, ids, st.binary(max_size=16)),
+    st.builds(Propose, nat, ids, ids, entries),
+)
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(messages)
+def test_round_trip(msg):
+    assert decode(encode(msg)) == msg
+
+
+def test_entries_round_trip_exactly():
+    m = AppendEntries(3, "a", "b", 4, 2, 1, [Entry(3, 5, b"\x00\xff", 0), Entry(3, 6, b"", 1)])
+    out = decode(encode(m))
+    assert out == m and out.entries[1].type == 1
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ([99, 1, "a", "b"], "unknown message type tag 99"),
+        (["AppendEntries"], "unknown message type tag"),
+        ([], "non-empty array"),
+        ({"tag": 1}, "non-empty array"),
+        ([4, 1, "a", "b"], "VoteResponse: expected 5 fields, got 3"),
+        ([4, 1, "a", "b", "no", False], "VoteResponse.reject: expected bool"),
+        ([4, -1, "a", "b", True, False], "VoteResponse.term: expected int"),
+        ([4, True, "a", "b", True, False], "VoteResponse.term: expected int"),
+        ([4, 1, 7, "b", True, False], "VoteResponse.src: expected str"),
+        ([5, 1, "a", "b", 0, "ctx"], "Heartbeat.context: expected bytes"),
+        ([1, 1, "a", "b", 0, 0, 0, "x"], "entries must be an array"),
+        ([1, 1, "a", "b", 0, 0, 0, [[1, 1, b""]]], "entry 0 must be"),
+        ([1, 1, "a", "b", 0, 0, 0, [[1, 1, "str", 0]]], "entry 0 has a field of the wrong type"),
+        ([1, 1, "a", "b", 0, 0, 0, [[1, 1, b"", 9]]], "unknown entry type 9"),
+    ],
+)
+def test_bad_frames_raise_codec_error(raw, fragment):
+    with pytest.raises(CodecError, match=fragment):
+        decode(msgpack.packb(raw, use_bin_type=True))
+
+
+@pytest.mark.parametrize("data", [b"", b"\xc1", b"\x92\x01", msgpack.packb([4, 1, "a", "b", True, False]) + b"\x00"])
+def test_malformed_msgpack_raises_codec_error(data):
+    with pytest.raises(CodecError):
+        decode(data)
+
+
+def test_encoding_a_non_message_is_refused():
+    with pytest.raises(CodecError, match="not a Raft message"):
+        encode("hello")  # type: ignore[arg-type]
+
+
+def test_wire_form_is_a_positional_array():
+    assert to_wire(VoteResponse(2, "a", "b", True, False)) == [4, 2, "a", "b", True, False]
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_never_crash_decoder(data):
+    try:
+        decode(data)
+    except CodecError:
+        pass

@@ -1,0 +1,254 @@
+"""Log replication: consistency check, conflicts, fast backtracking, batching, pipelining, commit rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from clusterkit.check import RaftSafetyMonitor
+from clusterkit.memnet import MemNetwork
+from clusterkit.raft import (
+    AppendEntries,
+    AppendResponse,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    HeartbeatResponse,
+    MemoryStorage,
+    NotLeader,
+    ProposalDropped,
+    Propose,
+    RaftConfig,
+    Role,
+    VoteResponse,
+)
+
+from .conftest import drain, make_node
+
+
+def stored(voters: tuple[str, ...], terms: list[int], term: int) -> MemoryStorage:
+    """A storage holding entries of the given terms (index i+1 has terms[i])."""
+    s = MemoryStorage(ConfState(voters=voters))
+    s.append([Entry(t, i + 1, f"e{i + 1}t{t}".encode()) for i, t in enumerate(terms)])
+    s.set_hard_state(HardState(term=term))
+    s.sync()
+    return s
+
+
+def leader_of(storage: MemoryStorage, config: RaftConfig | None = None, voters=("a", "b", "c")):
+    node = make_node("a", voters=voters, config=config or RaftConfig(pre_vote=False), storage=storage)
+    node.campaign()
+    for v in voters[1:]:
+        node.step(VoteResponse(node.term, v, "a", reject=False))
+        if node.role is Role.LEADER:
+            break
+    assert node.role is Role.LEADER
+    return node
+
+
+# ------------------------------------------------------------ follower side
+def test_follower_rejects_append_with_missing_prev_entry():
+    node = make_node("b")
+    node.step(AppendEntries(1, "a", "b", index=5, log_term=1, commit=0, entries=[Entry(1, 6, b"x")]))
+    (resp,) = drain(node)
+    assert isinstance(resp, AppendResponse) and resp.reject and resp.index == 5
+    assert resp.reject_hint == 0  # b's log is empty: "try from the start"
+    assert node.log.last_index() == 0
+
+
+def test_follower_truncates_conflicting_suffix_and_keeps_prefix():
+    node = make_node("b", storage=stored(("a", "b", "c"), [1, 1, 2, 2], term=2))
+    node.step(AppendEntries(3, "a", "b", index=2, log_term=1, commit=0, entries=[Entry(3, 3, b"new")]))
+    (resp,) = drain(node)
+    assert not resp.reject and resp.index == 3
+    assert [e.term for e in node.log.entries] == [1, 1, 3]
+    assert node.storage.entries(1, 4)[2].data == b"new"  # storage replaced the old entries too
+    assert node.storage.last_index() == 3
+
+
+def test_duplicate_append_is_idempotent():
+    node = make_node("b")
+    m = AppendEntries(1, "a", "b", 0, 0, 0, [Entry(1, 1, b"x"), Entry(1, 2, b"y")])
+    node.step(m)
+    drain(node)
+    node.step(AppendEntries(1, "a", "b", 0, 0, 2, [Entry(1, 1, b"x")]))  # stale, shorter, same entries
+    (resp,) = drain(node)
+    assert not resp.reject and resp.index == 1
+    assert node.log.last_index() == 2  # the stale message did not truncate entry 2
+    assert node.log.committed == 1  # commit is capped at what the message vouched for
+
+
+def test_follower_commit_follows_leader_commit():
+    node = make_node("b")
+    node.step(AppendEntries(1, "a", "b", 0, 0, 1, [Entry(1, 1, b"x"), Entry(1, 2, b"y")]))
+    rd = node.ready()
+    assert [e.data for e in rd.committed_entries] == [b"x"]
+    assert rd.hard_state.commit == 1
+
+
+# ------------------------------------------------------------- leader side
+def test_new_leader_appends_noop_of_its_term():
+    node = leader_of(stored(("a", "b", "c"), [1, 1], term=1))
+    last = node.log.entries[-1]
+    assert last.index == 3 and last.term == node.term and last.type == EntryType.NOOP
+
+
+def test_figure8_old_term_entry_not_committed_by_counting_replicas():
+    node = leader_of(stored(("a", "b", "c"), [1, 2], term=3))
+    assert node.term == 4
+    drain(node)
+    node.step(AppendResponse(4, "b", "a", index=2))  # b holds entry 2 (term 2): a majority holds it
+    assert node.log.committed == 0  # ...but it is not of term 4, so counting replicas must not commit it
+    node.step(AppendResponse(4, "b", "a", index=3))  # the term-4 no-op reaches a majority
+    assert node.log.committed == 3  # now everything up to it commits, entry 2 included
+
+
+def test_commit_needs_majority_of_voters():
+    node = leader_of(stored(("a", "b", "c", "d", "e"), [], term=0), voters=("a", "b", "c", "d", "e"))
+    drain(node)
+    node.propose(b"x")
+    drain(node)
+    node.step(AppendResponse(node.term, "b", "a", index=2))
+    assert node.log.committed == 0
+    node.step(AppendResponse(node.term, "c", "a", index=2))
+    assert node.log.committed == 2
+
+
+def test_fast_backtracking_needs_few_round_trips():
+    # Follower holds 60 entries from terms 2 and 3 that the leader (terms 1 then 5) never had.
+    follower_terms = [1] * 3 + [2] * 30 + [3] * 30
+    leader_terms = [1] * 3 + [4] * 40
+    a = leader_of(stored(("a", "b", "c"), leader_terms, term=4), config=RaftConfig(pre_vote=False))
+    b = make_node("b", storage=stored(("a", "b", "c"), follower_terms, term=4))
+    rejections = 0
+    msgs = [m for m in drain(a) if m.dst == "b"]
+    for _ in range(20):
+        if not msgs:
+            break
+        replies = []
+        for m in msgs:
+            b.step(m)
+            replies.extend(drain(b))
+        rejections += sum(1 for r in replies if isinstance(r, AppendResponse) and r.reject)
+        msgs = []
+        for r in replies:
+            a.step(r)
+        msgs = [m for m in drain(a) if m.dst == "b"]
+    assert [e.term for e in b.log.entries] == [e.term for e in a.log.entries]
+    assert rejections <= 2, rejections  # one per conflicting term, not one per entry
+
+
+def test_batching_respects_entry_and_byte_limits():
+    cfg = RaftConfig(max_entries_per_msg=10, max_bytes_per_msg=100, max_inflight=1000, pre_vote=False)
+    a = leader_of(stored(("a", "b", "c"), [], term=0), config=cfg)
+    drain(a)
+    a.step(AppendResponse(a.term, "b", "a", index=1))  # b in step: now streaming
+    drain(a)
+    a.propose_batch([b"x" * 8] * 35 + [b"y" * 500] + [b"z"] * 3)
+    appends = [m for m in drain(a) if isinstance(m, AppendEntries) and m.dst == "b"]
+    sizes = [len(m.entries) for m in appends]
+    assert sum(sizes) == 39
+    assert max(sizes) <= 10
+    for m in appends:
+        total = sum(len(e.data) for e in m.entries)
+        assert total <= 100 or len(m.entries) == 1  # an oversized entry travels alone
+    assert [len(e.data) for m in appends for e in m.entries].count(500) == 1
+
+
+def test_pipelining_bounded_by_max_inflight():
+    cfg = RaftConfig(max_entries_per_msg=1, max_inflight=4, pre_vote=False)
+    a = leader_of(stored(("a", "b", "c"), [], term=0), config=cfg)
+    drain(a)
+    a.step(AppendResponse(a.term, "b", "a", index=1))
+    drain(a)
+    a.propose_batch([b"%d" % i for i in range(10)])
+    to_b = [m for m in drain(a) if isinstance(m, AppendEntries) and m.dst == "b"]
+    assert len(to_b) == 4  # four in flight, then paused
+    a.step(AppendResponse(a.term, "b", "a", index=to_b[0].entries[-1].index))
+    more = [m for m in drain(a) if isinstance(m, AppendEntries) and m.dst == "b"]
+    assert len(more) == 1  # one acknowledged, one more sent
+
+
+def test_probe_state_sends_one_append_until_answer():
+    cfg = RaftConfig(max_entries_per_msg=1, pre_vote=False)
+    a = leader_of(stored(("a", "b", "c"), [], term=0), config=cfg)
+    drain(a)
+    a.propose_batch([b"1", b"2", b"3"])
+    to_b = [m for m in drain(a) if isinstance(m, AppendEntries) and m.dst == "b"]
+    assert to_b == []  # the election's probe to b is unanswered: nothing more goes out
+    a.step(HeartbeatResponse(a.term, "b", "a"))
+    assert len([m for m in drain(a) if isinstance(m, AppendEntries) and m.dst == "b"]) == 1
+
+
+def test_lost_pipeline_recovers_via_heartbeat():
+    cfg = RaftConfig(max_entries_per_msg=1, max_inflight=2, pre_vote=False)
+    net = MemNetwork(["a", "b", "c"], seed=4, config=cfg, monitor=RaftSafetyMonitor())
+    lead = net.elect()
+    for i in range(6):
+        net.propose(lead, b"%d" % i)
+    net.inflight.clear()  # everything in flight is lost
+    assert net.run_until(lambda: all(len(n.applied_data()) == 6 for n in net.nodes.values()), 100)
+
+
+# ------------------------------------------------------------- proposals
+def test_follower_forwards_proposal_to_leader():
+    net = MemNetwork(["a", "b", "c"], seed=9, monitor=RaftSafetyMonitor())
+    lead = net.elect()
+    follower = next(n for n in net.ids if n != lead)
+    assert net.propose(follower, b"forwarded") is None
+    fwd = [m for m in net.inflight if isinstance(m, Propose)]
+    assert len(fwd) == 1 and fwd[0].dst == lead and fwd[0].term == 0
+    net.run_until(lambda: all(b"forwarded" in n.applied_data() for n in net.nodes.values()), 20)
+    assert all(n.applied_data() == [b"forwarded"] for n in net.nodes.values())
+
+
+def test_not_leader_error_names_the_leader():
+    node = make_node("b", config=RaftConfig(forward_proposals=False))
+    node.step(AppendEntries(1, "a", "b", 0, 0, 0, []))
+    with pytest.raises(NotLeader) as err:
+        node.propose(b"x")
+    assert err.value.leader == "a"
+    assert "the leader is a" in str(err.value)
+
+
+def test_not_leader_without_known_leader():
+    node = make_node("b")
+    with pytest.raises(NotLeader) as err:
+        node.propose(b"x")
+    assert err.value.leader is None
+    assert "no leader is known" in str(err.value)
+
+
+def test_oversized_and_mistyped_proposals_refused_and_node_keeps_working():
+    cfg = RaftConfig(max_entry_bytes=10)
+    node = make_node("a", voters=("a",), config=cfg)
+    node.campaign()
+    with pytest.raises(ProposalDropped, match="max_entry_bytes"):
+        node.propose(b"x" * 11)
+    with pytest.raises(TypeError, match="bytes"):
+        node.propose("text")  # type: ignore[arg-type]
+    assert node.propose(b"ok") == 2
+    drain(node)
+    assert node.log.committed == 2
+
+
+def test_uncommitted_backlog_limit():
+    cfg = RaftConfig(max_uncommitted_bytes=100, pre_vote=False)
+    a = leader_of(stored(("a", "b", "c"), [], term=0), config=cfg)
+    a.propose(b"x" * 60)
+    a.propose(b"x" * 40)
+    with pytest.raises(ProposalDropped, match="backlog"):
+        a.propose(b"x")
+    drain(a)
+    a.step(AppendResponse(a.term, "b", "a", index=a.log.last_index()))
+    assert a.propose(b"x") is not None  # commit freed the budget
+
+
+def test_proposal_on_leader_returns_index_and_commits_everywhere():
+    net = MemNetwork(["a", "b", "c", "d", "e"], seed=1, monitor=RaftSafetyMonitor())
+    lead = net.elect()
+    first = net.propose(lead, b"one")
+    second = net.propose(lead, b"two")
+    assert second == first + 1
+    net.run_until(lambda: all(n.applied_data() == [b"one", b"two"] for n in net.nodes.values()), 20)
+    assert all(n.applied_data() == [b"one", b"two"] for n in net.nodes.values())
