@@ -1,0 +1,244 @@
+"""Linearizability checking: Wing & Gong's search with Lowe's memoisation, per key.
+
+The history of each key (P-compositionality: a history is linearizable iff
+each key's is) is laid out as a doubly linked list of call and return
+entries in time order. The search walks it: at a call, try to linearize that
+operation now (its model step must be legal); at a return whose operation is
+not linearized yet, backtrack. Lowe's memoisation skips any (set of
+linearized operations, model state) configuration seen before, which is what
+makes the search practical. An operation whose outcome is unknown returns at
+the end of time, so it may take effect at any point after its call, or never
+observably.
+
+Budgets: ``max_steps`` bounds the search deterministically; ``deadline`` with
+an injected ``clock`` bounds it in time (the core reads no clock itself);
+``max_cache`` bounds memory. Running out answers UNKNOWN, never a guess.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .history import Operation
+from .models import ILLEGAL, Model
+
+
+class Verdict(Enum):
+    LINEARIZABLE = "linearizable"
+    NOT_LINEARIZABLE = "not linearizable"
+    UNKNOWN = "unknown"
+
+
+@dataclass
+class KeyFailure:
+    """Why a key's history can't be linearized: the operation that can't be placed, and its neighbourhood."""
+
+    key: Any
+    blocked: Operation  # returns before it (or something it must follow) can take effect
+    concurrent: list[Operation]  # not yet linearized and overlapping ``blocked``: every order was tried
+    linearized_before: list[Operation]  # the longest linearizable prefix found, last few operations
+
+    def window(self) -> list[Operation]:
+        ops = {op.id: op for op in [*self.linearized_before, *self.concurrent, self.blocked]}
+        return sorted(ops.values(), key=lambda o: (o.call, o.id))
+
+
+@dataclass
+class CheckResult:
+    verdict: Verdict
+    keys: int = 0  # keys (independent sub-histories) checked
+    operations: int = 0
+    steps: int = 0
+    failure: KeyFailure | None = None
+    unknown_key: Any = None
+    reason: str = ""
+    per_key_steps: dict[Any, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.LINEARIZABLE
+
+    def explain(self) -> str:
+        if self.verdict is Verdict.LINEARIZABLE:
+            return f"linearizable ({self.operations} operations, {self.keys} keys, {self.steps} search steps)"
+        if self.verdict is Verdict.UNKNOWN:
+            return f"unknown: {self.reason} (key {self.unknown_key!r})"
+        f = self.failure
+        assert f is not None
+        lines = [f"not linearizable: key {f.key!r}; no order of these operations is legal:"]
+        for op in f.window():
+            mark = ">>" if op.id == f.blocked.id else "  "
+            lines.append(f"  {mark} {op.describe()}")
+        lines.append("  (>> marks the operation that cannot be placed after the ones before it)")
+        return "\n".join(lines)
+
+
+class _BudgetExceeded(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _check_key(
+    key: Any,
+    ops: Sequence[Operation],
+    model: Model,
+    max_steps: int,
+    max_cache: int,
+    clock: Callable[[], float] | None,
+    deadline: float,
+) -> tuple[bool, int, KeyFailure | None]:
+    n = len(ops)
+    if n == 0:
+        return True, 0, None
+    steps_fn = [model.step(op) for op in ops]
+    greedy = [model.read_only(op) for op in ops]
+    # Operations with an unknown outcome never return: they get a call entry only, may be placed
+    # at any point after their call, and need not be placed at all (they may never have happened).
+    is_info = [op.ret == math.inf for op in ops]
+    # Entries in time order (calls first at equal times: equal times overlap). Position 0 is the
+    # head sentinel, the last position the tail.
+    events = sorted(
+        [(op.call, 0, i) for i, op in enumerate(ops)]
+        + [(op.ret, 1, i) for i, op in enumerate(ops) if not is_info[i]]
+    )
+    size = len(events) + 2
+    nxt = list(range(1, size + 1))
+    prv = list(range(-1, size - 1))
+    op_of = [0] * size
+    is_call = [False] * size
+    match = [0] * size  # call entry -> its return entry (0: never returns)
+    call_entry = [0] * n
+    for pos, (_, kind, i) in enumerate(events, start=1):
+        op_of[pos] = i
+        if kind == 0:
+            is_call[pos] = True
+            call_entry[i] = pos
+        else:
+            match[call_entry[i]] = pos
+    remaining = n - sum(is_info)  # returning operations not placed yet
+
+    state = model.init()
+    placed = 0  # bitset of placed operations
+    cache: set[tuple[int, Any]] = set()  # Lowe's memo: (placed, state) configurations seen
+    stack: list[tuple[int, Any]] = []
+    entry = nxt[0]
+    steps = 0
+    best_depth = -1
+    best: tuple[int, int, list[int]] | None = None  # (blocking op, placed set, placement order)
+
+    while remaining:
+        steps += 1
+        if steps & 4095 == 0:
+            if steps > max_steps:
+                raise _BudgetExceeded(f"search step budget of {max_steps} exhausted")
+            if clock is not None and clock() > deadline:
+                raise _BudgetExceeded("time budget exhausted")
+            if len(cache) > max_cache:
+                raise _BudgetExceeded(f"memo cache over {max_cache} configurations")
+        if is_call[entry]:
+            i = op_of[entry]
+            new_state = steps_fn[i](state)
+            if new_state is not ILLEGAL:
+                memo = (placed | (1 << i), new_state)
+                if memo not in cache:
+                    cache.add(memo)
+                    stack.append((entry, state))
+                    state = new_state
+                    placed = memo[0]
+                    # lift the call (and its return) out of the list
+                    p, q = prv[entry], nxt[entry]
+                    nxt[p] = q
+                    prv[q] = p
+                    r = match[entry]
+                    if r:
+                        p, q = prv[r], nxt[r]
+                        nxt[p] = q
+                        prv[q] = p
+                        remaining -= 1
+                    entry = nxt[0]
+                    continue
+                if not greedy[i]:
+                    entry = nxt[entry]
+                    continue
+                # A read whose placement here was already explored: skipping it can't help.
+            else:
+                entry = nxt[entry]
+                continue
+        # An unplaced return (or a dead read): nothing more can be placed here, backtrack.
+        if len(stack) > best_depth:
+            best_depth = len(stack)
+            best = (op_of[entry], placed, [op_of[e] for e, _ in stack])
+        while True:
+            if not stack:
+                return _failure(key, ops, best, steps)
+            entry, state = stack.pop()
+            i = op_of[entry]
+            placed &= ~(1 << i)
+            r = match[entry]
+            if r:
+                p, q = prv[r], nxt[r]
+                nxt[p] = r
+                prv[q] = r
+                remaining += 1
+            p, q = prv[entry], nxt[entry]
+            nxt[p] = entry
+            prv[q] = entry
+            if not greedy[i]:
+                break
+            # A legal read is always placed as early as possible: skipping it can't help.
+        entry = nxt[entry]
+    return True, steps, None
+
+
+def _failure(
+    key: Any, ops: Sequence[Operation], best: tuple[int, int, list[int]] | None, steps: int
+) -> tuple[bool, int, KeyFailure]:
+    assert best is not None
+    blocked_i, placed, order = best
+    blocked = ops[blocked_i]
+    concurrent = [
+        op
+        for j, op in enumerate(ops)
+        if not (placed >> j) & 1 and j != blocked_i and op.call < blocked.ret and op.ret > blocked.call
+    ]
+    before = [ops[j] for j in order[-3:]]
+    return False, steps, KeyFailure(key, blocked, concurrent, before)
+
+
+def check_operations(
+    ops: Sequence[Operation],
+    model: Model,
+    *,
+    max_steps: int = 50_000_000,
+    max_cache: int = 5_000_000,
+    budget_seconds: float | None = None,
+    clock: Callable[[], float] | None = None,
+    source: str = "<history>",
+) -> CheckResult:
+    """Check paired operations against ``model``. Keys are checked smallest first; the first
+    non-linearizable key stops the check."""
+    if budget_seconds is not None and clock is None:
+        raise ValueError("a time budget needs a clock (e.g. time.monotonic)")
+    kept = model.prepare(ops, source)
+    parts = model.partition(kept)
+    deadline = clock() + budget_seconds if (clock is not None and budget_seconds is not None) else math.inf
+    result = CheckResult(Verdict.LINEARIZABLE, keys=len(parts), operations=len(kept))
+    for key in sorted(parts, key=lambda k: (len(parts[k]), repr(k))):
+        try:
+            ok, steps, failure = _check_key(key, parts[key], model, max_steps, max_cache, clock, deadline)
+        except _BudgetExceeded as exc:
+            result.verdict = Verdict.UNKNOWN
+            result.unknown_key = key
+            result.reason = exc.reason
+            return result
+        result.steps += steps
+        result.per_key_steps[key] = steps
+        if not ok:
+            result.verdict = Verdict.NOT_LINEARIZABLE
+            result.failure = failure
+            return result
+    return result
