@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed: the same seed replays the same run (default 7)")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
     demo.set_defaults(func=_cmd_demo)
+
+    from .cli_check import add_parser as add_check_parser
+
+    add_check_parser(sub)
     return parser
 
 

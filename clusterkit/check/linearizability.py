@@ -69,7 +69,8 @@ class CheckResult:
             return f"unknown: {self.reason} (key {self.unknown_key!r})"
         f = self.failure
         assert f is not None
-        lines = [f"not linearizable: key {f.key!r}; no order of these operations is legal:"]
+        where = f"key {f.key!r}: " if f.key is not None else ""
+        lines = [f"not linearizable: {where}no order of these operations is legal:"]
         for op in f.window():
             mark = ">>" if op.id == f.blocked.id else "  "
             lines.append(f"  {mark} {op.describe()}")
