@@ -8,6 +8,7 @@ and the kv files, and the peak memory of the process.
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -20,7 +21,7 @@ from clusterkit.check.history import read_history  # noqa: E402
 from clusterkit.check.linearizability import Verdict, check_operations  # noqa: E402
 from clusterkit.check.models import guess_model  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "testdata" / "linearizability"
+DATA = Path(os.environ.get("CLUSTERKIT_TESTDATA", ROOT.parent / "shared" / "testdata")) / "linearizability"
 
 
 def run(paths: list[Path]) -> tuple[float, float, str, float, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -15,7 +16,12 @@ from clusterkit.check.history import Event, HistoryError, pair_events, read_hist
 from clusterkit.check.linearizability import Verdict, check_operations
 from clusterkit.check.models import CasRegisterModel, KVModel, RegisterModel, guess_model
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "linearizability"
+# The reference histories live in ../shared beside the checkout (as in CI); CLUSTERKIT_TESTDATA overrides.
+GOLDEN = Path(
+    os.environ.get("CLUSTERKIT_TESTDATA", Path(__file__).resolve().parents[2] / "shared" / "testdata")
+) / "linearizability"
+if not (GOLDEN / "expected.tsv").exists():
+    raise FileNotFoundError(f"reference histories not found at {GOLDEN}: set CLUSTERKIT_TESTDATA to shared/testdata")
 EXPECTED = [line.split("\t") for line in (GOLDEN / "expected.tsv").read_text().splitlines()]
 
 
