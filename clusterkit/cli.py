@@ -24,6 +24,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if result.converged else 1
 
 
+def _cmd_partitions_key(args: argparse.Namespace) -> int:
+    from .hashing import HashConfig
+
+    cfg = HashConfig(algorithm=args.hash, modulo=args.count)
+    print(cfg.partition(args.key))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clusterkit",
@@ -38,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed: the same seed replays the same run (default 7)")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
     demo.set_defaults(func=_cmd_demo)
+
+    parts = sub.add_parser("partitions", help="which partition a key is in (and, later, partition plans)")
+    parts_sub = parts.add_subparsers(dest="partitions_command", metavar="ACTION")
+    key = parts_sub.add_parser("key", help="print the partition of KEY (Go ClusterKit compatible)")
+    key.add_argument("key", metavar="KEY")
+    key.add_argument("--count", type=_positive_int, default=16, help="number of partitions (default 16)")
+    key.add_argument("--hash", choices=("md5", "fnv1a"), default="md5", help="hash algorithm (default md5)")
+    key.set_defaults(func=_cmd_partitions_key)
+    parts.set_defaults(func=lambda args: (parts.print_help(), 2)[1])
 
     from .cli_check import add_parser as add_check_parser
 
