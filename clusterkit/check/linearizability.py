@@ -97,36 +97,52 @@ def _check_key(
         return True, 0, None
     steps_fn = [model.step(op) for op in ops]
     greedy = [model.read_only(op) for op in ops]
-    # Operations with an unknown outcome never return: they get a call entry only, may be placed
-    # at any point after their call, and need not be placed at all (they may never have happened).
+    # Operations with an unknown outcome never return. They live on a list of their own, are
+    # tried only when no returning operation can be placed, and need not be placed at all.
     is_info = [op.ret == math.inf for op in ops]
-    # Entries in time order (calls first at equal times: equal times overlap). Position 0 is the
-    # head sentinel, the last position the tail.
+
+    # Main list: calls and returns of returning operations in time order (calls first at equal
+    # times: equal times overlap), between sentinels 0 and ``tail``. Info list: calls of
+    # never-returning operations in call order, between sentinels ``ihead`` and ``itail``.
     events = sorted(
-        [(op.call, 0, i) for i, op in enumerate(ops)]
+        [(op.call, 0, i) for i, op in enumerate(ops) if not is_info[i]]
         + [(op.ret, 1, i) for i, op in enumerate(ops) if not is_info[i]]
     )
-    size = len(events) + 2
-    nxt = list(range(1, size + 1))
-    prv = list(range(-1, size - 1))
+    infos = sorted((op.call, i) for i, op in enumerate(ops) if is_info[i])
+    tail = len(events) + 1
+    ihead = tail + 1
+    itail = ihead + len(infos) + 1
+    size = itail + 1
+    nxt = [0] * size
+    prv = [0] * size
     op_of = [0] * size
     is_call = [False] * size
-    match = [0] * size  # call entry -> its return entry (0: never returns)
+    when = [0.0] * size
+    match = [0] * size  # call entry -> its return entry (0 for never-returning operations)
     call_entry = [0] * n
-    for pos, (_, kind, i) in enumerate(events, start=1):
-        op_of[pos] = i
+    for pos, (t, kind, i) in enumerate(events, start=1):
+        op_of[pos], when[pos] = i, t
         if kind == 0:
             is_call[pos] = True
             call_entry[i] = pos
         else:
             match[call_entry[i]] = pos
-    remaining = n - sum(is_info)  # returning operations not placed yet
+    for pos, (t, i) in enumerate(infos, start=ihead + 1):
+        op_of[pos], when[pos], is_call[pos] = i, t, True
+    for first, last in ((0, tail), (ihead, itail)):
+        for pos in range(first, last):
+            nxt[pos] = pos + 1
+            prv[pos + 1] = pos
+    when[itail] = math.inf
+    remaining = n - len(infos)  # returning operations not placed yet
 
     state = model.init()
     placed = 0  # bitset of placed operations
     cache: set[tuple[int, Any]] = set()  # Lowe's memo: (placed, state) configurations seen
-    stack: list[tuple[int, Any]] = []
+    stack: list[tuple[int, Any, float, int]] = []  # (entry placed, state before, info limit, blocker)
     entry = nxt[0]
+    limit = -math.inf  # in the info list: only calls at or before this time are in the window
+    blocker = 0  # the first unplaced return entry of the current configuration
     steps = 0
     best_depth = -1
     best: tuple[int, int, list[int]] | None = None  # (blocking op, placed set, placement order)
@@ -140,58 +156,69 @@ def _check_key(
                 raise _BudgetExceeded("time budget exhausted")
             if len(cache) > max_cache:
                 raise _BudgetExceeded(f"memo cache over {max_cache} configurations")
-        if is_call[entry]:
-            i = op_of[entry]
-            new_state = steps_fn[i](state)
-            if new_state is not ILLEGAL:
-                memo = (placed | (1 << i), new_state)
-                if memo not in cache:
-                    cache.add(memo)
-                    stack.append((entry, state))
-                    state = new_state
-                    placed = memo[0]
-                    # lift the call (and its return) out of the list
-                    p, q = prv[entry], nxt[entry]
+        if entry != itail and not is_call[entry]:
+            # The first unplaced return: now try the never-returning calls made before it.
+            blocker = entry
+            limit = when[entry]
+            entry = nxt[ihead]
+            if when[entry] > limit:
+                entry = itail
+            continue
+        if entry == itail:
+            # Nothing more can be placed in this configuration: backtrack.
+            if len(stack) > best_depth:
+                best_depth = len(stack)
+                best = (op_of[blocker], placed, [op_of[e] for e, _, _, _ in stack])
+            while True:
+                if not stack:
+                    return _failure(key, ops, best, steps)
+                entry, state, limit, blocker = stack.pop()
+                i = op_of[entry]
+                placed &= ~(1 << i)
+                r = match[entry]
+                if r:
+                    p, q = prv[r], nxt[r]
+                    nxt[p] = r
+                    prv[q] = r
+                    remaining += 1
+                p, q = prv[entry], nxt[entry]
+                nxt[p] = entry
+                prv[q] = entry
+                if not greedy[i]:
+                    break
+                # A legal read is always placed as early as possible: skipping it can't help.
+            entry = nxt[entry]
+            if entry > tail and when[entry] > limit:
+                entry = itail
+            continue
+        i = op_of[entry]
+        new_state = steps_fn[i](state)
+        if new_state is not ILLEGAL:
+            memo = (placed | (1 << i), new_state)
+            if memo not in cache:
+                cache.add(memo)
+                stack.append((entry, state, limit, blocker))
+                state = new_state
+                placed = memo[0]
+                p, q = prv[entry], nxt[entry]
+                nxt[p] = q
+                prv[q] = p
+                r = match[entry]
+                if r:
+                    p, q = prv[r], nxt[r]
                     nxt[p] = q
                     prv[q] = p
-                    r = match[entry]
-                    if r:
-                        p, q = prv[r], nxt[r]
-                        nxt[p] = q
-                        prv[q] = p
-                        remaining -= 1
-                    entry = nxt[0]
-                    continue
-                if not greedy[i]:
-                    entry = nxt[entry]
-                    continue
-                # A read whose placement here was already explored: skipping it can't help.
-            else:
-                entry = nxt[entry]
+                    remaining -= 1
+                entry = nxt[0]
                 continue
-        # An unplaced return (or a dead read): nothing more can be placed here, backtrack.
-        if len(stack) > best_depth:
-            best_depth = len(stack)
-            best = (op_of[entry], placed, [op_of[e] for e, _ in stack])
-        while True:
-            if not stack:
-                return _failure(key, ops, best, steps)
-            entry, state = stack.pop()
-            i = op_of[entry]
-            placed &= ~(1 << i)
-            r = match[entry]
-            if r:
-                p, q = prv[r], nxt[r]
-                nxt[p] = r
-                prv[q] = r
-                remaining += 1
-            p, q = prv[entry], nxt[entry]
-            nxt[p] = entry
-            prv[q] = entry
-            if not greedy[i]:
-                break
-            # A legal read is always placed as early as possible: skipping it can't help.
+            if greedy[i]:
+                # Placing this read here was already explored, and placing it later can't help.
+                blocker = match[entry]
+                entry = itail
+                continue
         entry = nxt[entry]
+        if entry > tail and when[entry] > limit:
+            entry = itail
     return True, steps, None
 
 
