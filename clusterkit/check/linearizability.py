@@ -2,17 +2,27 @@
 
 The history of each key (P-compositionality: a history is linearizable iff
 each key's is) is laid out as a doubly linked list of call and return
-entries in time order. The search walks it: at a call, try to linearize that
+entries in time order. The search walks it: at a call, try to place that
 operation now (its model step must be legal); at a return whose operation is
-not linearized yet, backtrack. Lowe's memoisation skips any (set of
-linearized operations, model state) configuration seen before, which is what
-makes the search practical. An operation whose outcome is unknown returns at
-the end of time, so it may take effect at any point after its call, or never
-observably.
+not placed yet, backtrack. Lowe's memoisation skips any (set of placed
+operations, model state) configuration seen before.
+
+Three refinements, each sound:
+
+- An operation whose outcome is unknown never returns, so it has no return
+  entry: it may take effect at any point after its call, or never. Such
+  operations sit on a list of their own and are tried only when no returning
+  operation can be placed.
+- The memo is generalised from equality to subsumption on those operations:
+  a configuration with the same placed returning operations and state, that
+  used a subset of the unknown-outcome ones, has every option the other has.
+- A read-only operation that is legal now is placed now and never retried
+  later: the state doesn't change, so a later place can't be better.
 
 Budgets: ``max_steps`` bounds the search deterministically; ``deadline`` with
 an injected ``clock`` bounds it in time (the core reads no clock itself);
-``max_cache`` bounds memory. Running out answers UNKNOWN, never a guess.
+``max_cache`` bounds the memo's (placed, state) keys. Running out answers
+UNKNOWN, never a guess.
 """
 
 from __future__ import annotations
@@ -138,7 +148,8 @@ def _check_key(
 
     state = model.init()
     placed = 0  # bitset of placed operations
-    cache: set[tuple[int, Any]] = set()  # Lowe's memo: (placed, state) configurations seen
+    info_mask = sum(1 << i for i in range(n) if is_info[i])
+    cache: dict[tuple[int, Any], list[int]] = {}
     stack: list[tuple[int, Any, float, int]] = []  # (entry placed, state before, info limit, blocker)
     entry = nxt[0]
     limit = -math.inf  # in the info list: only calls at or before this time are in the window
@@ -194,12 +205,25 @@ def _check_key(
         i = op_of[entry]
         new_state = steps_fn[i](state)
         if new_state is not ILLEGAL:
-            memo = (placed | (1 << i), new_state)
-            if memo not in cache:
-                cache.add(memo)
+            new_placed = placed | (1 << i)
+            new_info = new_placed & info_mask
+            memo = (new_placed & ~info_mask, new_state)
+            seen = cache.get(memo)
+            if seen is None:
+                fresh = True
+                cache[memo] = [new_info]
+            else:
+                fresh = True
+                for used in seen:
+                    if used & ~new_info == 0:
+                        fresh = False
+                        break
+                if fresh:
+                    seen.append(new_info)
+            if fresh:
                 stack.append((entry, state, limit, blocker))
                 state = new_state
-                placed = memo[0]
+                placed = new_placed
                 p, q = prv[entry], nxt[entry]
                 nxt[p] = q
                 prv[q] = p
