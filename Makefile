@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/raft_core.py
+	$(PY) bench/lincheck.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -74,6 +74,7 @@ class MemNetwork:
         self.blocked: set[tuple[str, str]] = set()  # (src, dst) links that lose everything
         self.stats = NetStats()
         self.proposals = 0
+        self._commit_reported: dict[str, int] = {}  # per node: last committed index shown to the monitor
         self.nodes: dict[str, MemNode] = {}
         conf = ConfState(voters=tuple(self.ids))
         for nid in self.ids:
@@ -111,10 +112,8 @@ class MemNetwork:
                 node.applied.append(e)
                 if self.monitor is not None:
                     self.monitor.applied_seen(nid, e)
-            if rd.soft_state is not None:
-                role, leader = rd.soft_state.role, rd.soft_state.leader
-                if role is Role.LEADER:
-                    self._emit(f"{nid} leads term {raft.term}")
+            if rd.soft_state is not None and rd.soft_state.role is Role.LEADER:
+                self._emit(f"{nid} leads term {raft.term}")
             raft.advance(rd)
         self.observe(nid)
 
@@ -137,9 +136,11 @@ class MemNetwork:
         if raft.role is Role.LEADER:
             mon.leader_seen(nid, raft.term)
         log = raft.log
-        first_new = max(log.offset + 1, len(mon.committed) + 1 if mon.committed else 1)
+        # Every node's committed entries are compared, each once per node lifetime.
+        first_new = max(log.offset, self._commit_reported.get(nid, 0)) + 1
         if log.committed >= first_new:
             mon.committed_seen(nid, raft.term, log.slice(first_new, log.committed + 1))
+            self._commit_reported[nid] = log.committed
         if raft.role is Role.LEADER:
             mon.check_leader_completeness(nid, raft.term, log.entries)
 
@@ -225,6 +226,7 @@ class MemNetwork:
         if node.raft is None:
             node.raft = self._new_raft(nid, node.storage)
             node.applied = []
+            self._commit_reported[nid] = 0  # a restarted node re-reports what it reloaded
             self._emit(f"{nid} restarted at term {node.raft.term}")
             self.process(nid)
 

@@ -89,3 +89,14 @@ def test_status_reports_role_term_and_progress():
     st = node.status()
     assert st["role"] == "leader" and st["term"] == 1 and st["leader"] == "a"
     assert st["progress"]["a"]["match"] == 1
+
+
+def test_monitor_compares_every_nodes_committed_entries():
+    """A node committing a different (shorter) prefix than one already seen is caught at once."""
+    from clusterkit.check import InvariantViolation, RaftSafetyMonitor
+    from clusterkit.raft import Entry
+
+    mon = RaftSafetyMonitor()
+    mon.committed_seen("a", 1, [Entry(1, 1, b"x"), Entry(1, 2, b"y")])
+    with pytest.raises(InvariantViolation, match="commit safety"):
+        mon.committed_seen("b", 1, [Entry(1, 1, b"z")])

@@ -29,7 +29,7 @@ class RaftSafetyMonitor:
     committed: dict[int, Entry] = field(default_factory=dict)  # index -> entry known committed
     commit_term: dict[int, int] = field(default_factory=dict)  # index -> lowest term it was seen committed in
     applied: dict[int, Entry] = field(default_factory=dict)  # index -> entry some node applied
-    violations_checked: int = 0
+    log_checks: int = 0  # how many times log matching was checked
 
     def leader_seen(self, node: str, term: int) -> None:
         """Election safety: at most one leader per term."""
@@ -64,7 +64,7 @@ class RaftSafetyMonitor:
 
     def check_log_matching(self, logs: Mapping[str, Sequence[Entry]]) -> None:
         """Log matching: two logs with an entry of the same index and term agree on everything up to it."""
-        self.violations_checked += 1
+        self.log_checks += 1
         names = sorted(logs)
         for i, a_name in enumerate(names):
             a = logs[a_name]
