@@ -209,11 +209,12 @@ def _check_key(
             new_info = new_placed & info_mask
             memo = (new_placed & ~info_mask, new_state)
             seen = cache.get(memo)
+            fresh = True
             if seen is None:
-                fresh = True
                 cache[memo] = [new_info]
             else:
-                fresh = True
+                # Subsumed if an earlier visit reached the same placed set and state using
+                # only a subset of these unknown-outcome operations: it had every option we have.
                 for used in seen:
                     if used & ~new_info == 0:
                         fresh = False
