@@ -41,7 +41,7 @@ def run_linearizability(args: argparse.Namespace) -> int:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             print(f"{name}: cannot read: {exc}", file=sys.stderr)
-            worst = max(worst, EXIT_BAD_INPUT)
+            worst = _worse(worst, EXIT_BAD_INPUT)
             continue
         try:
             ops = read_history(text, args.format, source=name)
@@ -51,7 +51,7 @@ def run_linearizability(args: argparse.Namespace) -> int:
             elapsed = time.monotonic() - started
         except HistoryError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            worst = max(worst, EXIT_BAD_INPUT)
+            worst = _worse(worst, EXIT_BAD_INPUT)
             continue
         if result.verdict is Verdict.LINEARIZABLE:
             code = EXIT_OK
@@ -63,9 +63,13 @@ def run_linearizability(args: argparse.Namespace) -> int:
         print(head)
         if not args.quiet and result.verdict is not Verdict.LINEARIZABLE:
             print("  " + result.explain().replace("\n", "\n  "))
-        # Not linearizable outranks unknown: one definite failure decides the run.
-        if code == EXIT_NOT_LINEARIZABLE or worst == EXIT_NOT_LINEARIZABLE:
-            worst = EXIT_NOT_LINEARIZABLE if worst != EXIT_BAD_INPUT else worst
-        else:
-            worst = max(worst, code)
+        worst = _worse(worst, code)
     return worst
+
+
+# Severity, not numeric order: a definite failure outranks an unknown, unreadable input outranks both.
+_SEVERITY = {EXIT_OK: 0, EXIT_UNKNOWN: 1, EXIT_NOT_LINEARIZABLE: 2, EXIT_BAD_INPUT: 3}
+
+
+def _worse(a: int, b: int) -> int:
+    return a if _SEVERITY[a] >= _SEVERITY[b] else b

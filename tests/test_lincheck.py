@@ -287,3 +287,12 @@ def test_fast_edn_path_agrees_with_full_reader():
             full[edn.Keyword("key")],
             full[edn.Keyword("value")],
         )
+
+
+def test_cli_exit_code_of_mixed_results_is_the_most_severe(tmp_path):
+    hard = tmp_path / "hard.jsonl"
+    hard.write_text(hard_history(18))
+    bad, ok = str(GOLDEN / "kv/c10-bad.txt"), str(GOLDEN / "kv/c10-ok.txt")
+    assert _cli(str(hard), bad, "--budget", "0.05").returncode == 1  # not linearizable beats unknown
+    assert _cli(bad, str(hard), "--budget", "0.05").returncode == 1
+    assert _cli(ok, str(tmp_path / "missing.edn"), bad).returncode == 3  # unreadable input beats both

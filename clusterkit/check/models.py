@@ -49,7 +49,7 @@ class Model:
     def keeps(self, op: Operation) -> bool:
         if op.status == "fail":
             return False
-        return not (op.status == "info" and op.f in ("read", "get"))
+        return not (op.status == "info" and self.read_only(op))  # an unknown read constrains nothing
 
     def partition(self, ops: Sequence[Operation]) -> dict[Any, list[Operation]]:
         """Independent sub-histories (P-compositionality): one per key for a key-value model."""
