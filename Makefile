@@ -23,6 +23,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/raft_core.py
 	$(PY) bench/lincheck.py
+	$(PY) bench/assigner.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

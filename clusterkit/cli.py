@@ -32,6 +32,31 @@ def _cmd_partitions_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_list(text: str) -> list[str]:
+    nodes = [n.strip() for n in text.split(",")]
+    if not all(nodes):
+        raise argparse.ArgumentTypeError(f"expected comma-separated node ids, got {text!r}")
+    if len(set(nodes)) != len(nodes):
+        raise argparse.ArgumentTypeError(f"a node id is listed twice in {text!r}")
+    return nodes
+
+
+def _cmd_partitions_plan(args: argparse.Namespace) -> int:
+    from .cli_plan import PlanError, load_map, render_json, render_text
+    from .assigner import assign
+
+    previous = None
+    try:
+        if args.from_file is not None:
+            previous = load_map(args.from_file, args.count)
+    except PlanError as exc:
+        print(f"clusterkit partitions plan: error: {exc}", file=sys.stderr)
+        return 2
+    new = assign(args.nodes, args.count, args.rf, previous)
+    print(render_json(previous, new, args.nodes, args.rf) if args.json else render_text(previous, new, args.nodes, args.rf))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clusterkit",
@@ -54,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     key.add_argument("--count", type=_positive_int, default=16, help="number of partitions (default 16)")
     key.add_argument("--hash", choices=("md5", "fnv1a"), default="md5", help="hash algorithm (default md5)")
     key.set_defaults(func=_cmd_partitions_key)
+    plan = parts_sub.add_parser(
+        "plan",
+        help="print a balanced partition map for NODES, and the moves from a previous map",
+        description="Print a balanced partition map (primary first) and, with --from, the copies "
+        "and primaries that move. --from takes what --json prints, or {partition id: [owners...]}.",
+    )
+    plan.add_argument("--nodes", type=_node_list, required=True, help="comma-separated node ids, e.g. node-1,node-2,node-3")
+    plan.add_argument("--count", type=_positive_int, default=16, help="number of partitions (default 16)")
+    plan.add_argument("--rf", type=_positive_int, default=3, help="replication factor (default 3)")
+    plan.add_argument("--from", dest="from_file", metavar="MAP.json", help="the previous map, to move as little as possible")
+    plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plan.set_defaults(func=_cmd_partitions_plan)
     parts.set_defaults(func=lambda args: (parts.print_help(), 2)[1])
 
     from .cli_check import add_parser as add_check_parser
