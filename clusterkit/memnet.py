@@ -60,6 +60,8 @@ class MemNetwork:
         dup_rate: float = 0.0,
         monitor: RaftSafetyMonitor | None = None,
         on_event: Callable[[str], None] | None = None,
+        on_apply: Callable[[str, Entry], None] | None = None,
+        on_restart: Callable[[str], None] | None = None,
     ) -> None:
         self.ids = sorted(ids)
         if not self.ids:
@@ -70,6 +72,8 @@ class MemNetwork:
         self.dup_rate = dup_rate
         self.monitor = monitor
         self.on_event = on_event
+        self.on_apply = on_apply  # a state machine above Raft: called for every applied entry
+        self.on_restart = on_restart  # ... and told when a node restarts (it re-applies from its log)
         self.inflight: list[Message] = []
         self.blocked: set[tuple[str, str]] = set()  # (src, dst) links that lose everything
         self.stats = NetStats()
@@ -112,6 +116,8 @@ class MemNetwork:
                 node.applied.append(e)
                 if self.monitor is not None:
                     self.monitor.applied_seen(nid, e)
+                if self.on_apply is not None:
+                    self.on_apply(nid, e)
             if rd.soft_state is not None and rd.soft_state.role is Role.LEADER:
                 self._emit(f"{nid} leads term {raft.term}")
             raft.advance(rd)
@@ -227,6 +233,8 @@ class MemNetwork:
             node.raft = self._new_raft(nid, node.storage)
             node.applied = []
             self._commit_reported[nid] = 0  # a restarted node re-reports what it reloaded
+            if self.on_restart is not None:
+                self.on_restart(nid)
             self._emit(f"{nid} restarted at term {node.raft.term}")
             self.process(nid)
 

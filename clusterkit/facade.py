@@ -1,0 +1,333 @@
+"""The ClusterKit facade: what applications call, over either driver.
+
+The facade holds this node's copy of the cluster state (the Raft FSM), answers
+the seed's questions (which partition, who is primary, am I a replica) from
+it, and runs the hooks after each change is applied. It does no I/O: a
+driver (the in-memory cluster, the simulator, the TCP node) gives it a
+``propose`` function, feeds it every committed entry through :meth:`apply`,
+and calls :meth:`tick` so copy confirmations can time out.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .cluster_state import (
+    ApplyResult,
+    ClusterConfig,
+    ClusterState,
+    Event,
+    NodeEvent,
+    NodeInfo,
+    PartitionChange,
+    RebalanceEvent,
+    bootstrap_command,
+    confirm_command,
+    fail_command,
+    join_command,
+    leave_command,
+    rebalance_command,
+)
+
+log = logging.getLogger("clusterkit")
+
+RAFT_PORT_OFFSET = 921  # :8080 -> 127.0.0.1:9001, :8081 -> :9002, as in the Go ClusterKit's examples
+_NODE_NUMBER = re.compile(r"^node-(\d+)$")
+
+
+class ConfigError(ValueError):
+    """Options that can't describe a node."""
+
+
+def _split_host_port(addr: str, what: str) -> tuple[str, int]:
+    host, sep, port_text = addr.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigError(f"{what} must be host:port or :port, got {addr!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{what} port must be 1..65535, got {port}")
+    return host, port
+
+
+@dataclass(frozen=True)
+class Options:
+    """Node options, as in the Go ClusterKit; only ``node_id`` and ``http_addr`` are required.
+
+    Derived when left empty: ``node_name`` ("node-1" -> "Server-1", else the
+    id); ``raft_addr`` from ``http_addr``: same host (127.0.0.1 when empty),
+    port + 921 (":8080" -> "127.0.0.1:9001", "10.0.0.5:8080" ->
+    "10.0.0.5:9001"); ``bootstrap`` is true when ``join_addr`` is empty.
+    """
+
+    node_id: str
+    http_addr: str
+    node_name: str = ""
+    raft_addr: str = ""
+    join_addr: str = ""
+    bootstrap: bool | None = None
+    data_dir: str = "./clusterkit-data"
+    cluster_name: str = "clusterkit-cluster"
+    partition_count: int = 16
+    replication_factor: int = 3
+    hash_algorithm: str = "md5"
+    zone: str | None = None
+    # ticks an incoming owner may take to confirm its copy before the
+    # leader's facade confirms it anyway (0 = wait for the application forever)
+    copy_timeout_ticks: int = 0
+
+    def resolved(self) -> Options:
+        """These options with every derived field filled in, validated."""
+        if not isinstance(self.node_id, str) or not self.node_id:
+            raise ConfigError("node_id is required")
+        if not isinstance(self.http_addr, str) or not self.http_addr:
+            raise ConfigError("http_addr is required (e.g. ':8080' or '10.0.0.5:8080')")
+        host, port = _split_host_port(self.http_addr, "http_addr")
+        raft_addr = self.raft_addr
+        if not raft_addr:
+            if port + RAFT_PORT_OFFSET > 65535:
+                raise ConfigError(f"cannot derive raft_addr from port {port}; set raft_addr")
+            raft_addr = f"{host or '127.0.0.1'}:{port + RAFT_PORT_OFFSET}"
+        else:
+            _split_host_port(raft_addr, "raft_addr")
+        name = self.node_name
+        if not name:
+            match = _NODE_NUMBER.match(self.node_id)
+            name = f"Server-{match.group(1)}" if match else self.node_id
+        if type(self.copy_timeout_ticks) is not int or self.copy_timeout_ticks < 0:
+            raise ConfigError(f"copy_timeout_ticks must be >= 0, got {self.copy_timeout_ticks!r}")
+        try:
+            self.cluster_config()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        bootstrap = self.bootstrap if self.bootstrap is not None else not self.join_addr
+        return replace(self, node_name=name, raft_addr=raft_addr, bootstrap=bootstrap)
+
+    def cluster_config(self) -> ClusterConfig:
+        return ClusterConfig(self.cluster_name, self.partition_count, self.replication_factor, self.hash_algorithm)
+
+    def node_info(self) -> NodeInfo:
+        return NodeInfo(self.node_id, self.node_name, self.raft_addr, self.http_addr, self.zone)
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """A partition as applications see it: acting primary first, then the other owners."""
+
+    id: str
+    number: int
+    primary: str
+    replicas: tuple[str, ...]
+    incoming: tuple[str, ...] = ()  # owners still copying the data
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionStats:
+    total_partitions: int
+    partitions_per_node: dict[str, int]  # primaries
+    replicas_per_node: dict[str, int]
+    epoch: int
+
+
+@dataclass
+class _Hooks:
+    partition_change: list[Callable[[PartitionChange], Any]] = field(default_factory=list)
+    node_join: list[Callable[[NodeEvent], Any]] = field(default_factory=list)
+    node_leave: list[Callable[[NodeEvent], Any]] = field(default_factory=list)
+    rebalance_start: list[Callable[[RebalanceEvent], Any]] = field(default_factory=list)
+    rebalance_complete: list[Callable[[RebalanceEvent], Any]] = field(default_factory=list)
+
+
+class ClusterKit:
+    """One node's view of the cluster, and its handle to change it."""
+
+    def __init__(self, options: Options, propose: Callable[[bytes], Any] | None = None) -> None:
+        self.options = options.resolved()
+        self.state = ClusterState()
+        self._propose = propose
+        self._hooks = _Hooks()
+        self.hook_errors = 0
+        self._incoming_age: dict[tuple[int, str], int] = {}
+        self.is_leader = False  # the driver keeps this current; the leader times out copies
+
+    # ------------------------------------------------------------ driver side
+    def attach(self, propose: Callable[[bytes], Any]) -> None:
+        self._propose = propose
+
+    def propose(self, command: bytes) -> Any:
+        if self._propose is None:
+            raise RuntimeError("this ClusterKit is not attached to a driver yet")
+        return self._propose(command)
+
+    def apply(self, data: bytes) -> ApplyResult:
+        """Apply one committed entry, then run the hooks for what changed."""
+        result = self.state.apply(data)
+        for event in result.events:
+            self._fire(event)
+        return result
+
+    def restore(self, snapshot: bytes) -> None:
+        self.state = ClusterState.restore(snapshot)
+
+    def tick(self) -> None:
+        """One unit of time; on the leader, incoming copies past the timeout get confirmed."""
+        limit = self.options.copy_timeout_ticks
+        if not limit or self.state.config is None:
+            return
+        pending = {(p, o) for p in range(len(self.state.owners)) for o in self.state.incoming(p)}
+        self._incoming_age = {k: self._incoming_age.get(k, 0) + 1 for k in sorted(pending)}
+        if not self.is_leader:
+            return
+        for (p, node), age in self._incoming_age.items():
+            if age == limit:
+                log.warning("copy of partition %d to %s not confirmed in %d ticks; confirming it", p, node, limit)
+                self.propose(confirm_command(p, node))
+
+    def _fire(self, event: Event) -> None:
+        if isinstance(event, PartitionChange):
+            targets: list[Callable[[Any], Any]] = list(self._hooks.partition_change)
+            arg: Any = event
+        elif isinstance(event, NodeEvent):
+            targets = list(self._hooks.node_join if event.kind == "join" else self._hooks.node_leave)
+            arg = event
+        else:
+            targets = list(self._hooks.rebalance_start if event.kind == "start" else self._hooks.rebalance_complete)
+            arg = event
+        for hook in targets:
+            try:
+                hook(arg)
+            except Exception:  # noqa: BLE001 - a broken hook must never break the node
+                self.hook_errors += 1
+                log.exception("hook %r failed on %r", getattr(hook, "__name__", hook), event)
+
+    # ------------------------------------------------------------ commands
+    def bootstrap_command(self) -> bytes:
+        return bootstrap_command(self.options.cluster_config(), self.options.node_info())
+
+    def join_command(self) -> bytes:
+        return join_command(self.options.cluster_config(), self.options.node_info())
+
+    def check_join(self, remote: dict[str, Any]) -> list[str]:
+        """Config differences between this node and a cluster's published config (empty: compatible)."""
+        return ClusterConfig.from_wire(remote).conflicts(self.options.cluster_config())
+
+    def leave(self) -> Any:
+        return self.propose(leave_command(self.options.node_id))
+
+    def mark_failed(self, node_id: str) -> Any:
+        return self.propose(fail_command(node_id))
+
+    def rebalance(self) -> Any:
+        return self.propose(rebalance_command())
+
+    def confirm_copy(self, partition: Partition | str | int, node_id: str | None = None) -> Any:
+        """Tell the cluster that ``node_id`` (default: this node) now holds ``partition``'s data."""
+        return self.propose(self.confirm_copy_command(partition, node_id))
+
+    def confirm_copy_command(self, partition: Partition | str | int, node_id: str | None = None) -> bytes:
+        return confirm_command(self._number(partition), node_id or self.options.node_id)
+
+    # ------------------------------------------------------------ hooks
+    def on_partition_change(self, fn: Callable[[PartitionChange], Any]) -> None:
+        self._hooks.partition_change.append(fn)
+
+    def on_node_join(self, fn: Callable[[NodeEvent], Any]) -> None:
+        self._hooks.node_join.append(fn)
+
+    def on_node_leave(self, fn: Callable[[NodeEvent], Any]) -> None:
+        self._hooks.node_leave.append(fn)
+
+    def on_rebalance_start(self, fn: Callable[[RebalanceEvent], Any]) -> None:
+        self._hooks.rebalance_start.append(fn)
+
+    def on_rebalance_complete(self, fn: Callable[[RebalanceEvent], Any]) -> None:
+        self._hooks.rebalance_complete.append(fn)
+
+    # ------------------------------------------------------------ the seed's API
+    def _config(self) -> ClusterConfig:
+        if self.state.config is None:
+            raise RuntimeError("the cluster state is empty: not bootstrapped or not caught up yet")
+        return self.state.config
+
+    def _number(self, partition: Partition | str | int) -> int:
+        cfg = self._config()
+        if isinstance(partition, Partition):
+            return partition.number
+        if isinstance(partition, int) and not isinstance(partition, bool):
+            number = partition
+        elif isinstance(partition, str):
+            prefix = cfg.hash_config.format.split("%d")[0]
+            tail = partition[len(prefix):] if partition.startswith(prefix) else ""
+            if not tail.isdigit():
+                raise KeyError(f"no partition {partition!r}")
+            number = int(tail)
+        else:
+            raise TypeError(f"a partition is a Partition, an id or a number, got {type(partition).__name__}")
+        if not 0 <= number < cfg.partition_count:
+            raise KeyError(f"no partition {partition!r} (the cluster has {cfg.partition_count})")
+        return number
+
+    def partition(self, number: int) -> Partition:
+        cfg = self._config()
+        serving = self.state.serving_nodes(number)
+        return Partition(
+            cfg.hash_config.format % number,
+            number,
+            serving[0],
+            tuple(serving[1:]),
+            tuple(self.state.incoming(number)),
+        )
+
+    def get_partition(self, key: str | bytes) -> Partition:
+        return self.partition(self._config().hash_config.number(key))
+
+    def _node(self, node_id: str) -> NodeInfo:
+        return self.state.nodes.get(node_id) or NodeInfo(node_id)
+
+    def get_primary(self, partition: Partition | str | int) -> NodeInfo:
+        return self._node(self.partition(self._number(partition)).primary)
+
+    def get_replicas(self, partition: Partition | str | int) -> list[NodeInfo]:
+        return [self._node(n) for n in self.partition(self._number(partition)).replicas]
+
+    def get_nodes(self, partition: Partition | str | int) -> list[NodeInfo]:
+        p = self.partition(self._number(partition))
+        return [self._node(n) for n in (p.primary, *p.replicas)]
+
+    def is_primary(self, partition: Partition | str | int) -> bool:
+        return self.partition(self._number(partition)).primary == self.options.node_id
+
+    def is_replica(self, partition: Partition | str | int) -> bool:
+        return self.options.node_id in self.partition(self._number(partition)).replicas
+
+    def my_node_id(self) -> str:
+        return self.options.node_id
+
+    def partitions_for_node(self, node_id: str | None = None) -> list[Partition]:
+        me = node_id or self.options.node_id
+        out = []
+        for number in range(self._config().partition_count):
+            p = self.partition(number)
+            if me == p.primary or me in p.replicas:
+                out.append(p)
+        return out
+
+    def partition_stats(self) -> PartitionStats:
+        cfg = self._config()
+        primaries = {n: 0 for n in sorted(self.state.nodes)}
+        replicas = dict(primaries)
+        for number in range(cfg.partition_count):
+            p = self.partition(number)
+            primaries[p.primary] = primaries.get(p.primary, 0) + 1
+            for r in p.replicas:
+                replicas[r] = replicas.get(r, 0) + 1
+        return PartitionStats(cfg.partition_count, primaries, replicas, self.state.epoch)
+
+    def nodes(self) -> list[NodeInfo]:
+        return [self.state.nodes[n] for n in sorted(self.state.nodes)]
+
+    def cluster_info(self) -> dict[str, Any]:
+        return self.state.to_dict()
