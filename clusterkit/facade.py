@@ -182,7 +182,7 @@ class ClusterKit:
         if not self.is_leader:
             return
         for (p, node), age in self._incoming_age.items():
-            if age == limit:
+            if age % limit == 0:  # and again every ``limit`` ticks, in case the proposal was lost
                 log.warning("copy of partition %d to %s not confirmed in %d ticks; confirming it", p, node, limit)
                 self.propose(confirm_command(p, node))
 
