@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgpack
@@ -32,7 +32,6 @@ LEAVING = "leaving"  # asked to leave; stays a copy source until its data has mo
 FAILED = "failed"  # marked failed; holds nothing we count on
 STATUSES = (ACTIVE, LEAVING, FAILED)
 
-REASONS = ("join", "leave", "failure", "rebalance")
 SNAPSHOT_VERSION = 1
 
 
@@ -260,7 +259,7 @@ class ClusterState:
             _require(not problems, "already bootstrapped with another config: " + "; ".join(problems))
             return []  # a repeated bootstrap of the same cluster changes nothing
         self.config = config
-        self.nodes = {node.id: NodeInfo(**{**node.to_wire(), "status": ACTIVE})}
+        self.nodes = {node.id: replace(node, status=ACTIVE)}
         self.owners = list(assign([node.id], config.partition_count, config.replication_factor))
         self.holders = list(self.owners)  # fresh partitions are empty: every owner holds them
         self.epoch = 1
@@ -277,7 +276,7 @@ class ClusterState:
             same = (known.raft_addr, known.api_addr) == (node.raft_addr, node.api_addr)
             _require(same, f"node id {node.id} is already in use by {known.api_addr or known.raft_addr}")
             return []  # a retried join
-        joined = NodeInfo(node.id, node.name, node.raft_addr, node.api_addr, node.zone, ACTIVE)
+        joined = replace(node, status=ACTIVE)
         self.nodes[node.id] = joined
         self.epoch += 1
         return [NodeEvent("join", joined, self.epoch), *self._reassign("join")]
@@ -294,7 +293,7 @@ class ClusterState:
             f"{node_id} is the last active node; the cluster needs one",
         )
         told = self._pending_sources()
-        self.nodes[node_id] = NodeInfo(known.id, known.name, known.raft_addr, known.api_addr, known.zone, status)
+        self.nodes[node_id] = replace(known, status=status)
         if status == FAILED:
             self.holders = [tuple(h for h in hs if h != node_id) for hs in self.holders]
         self.epoch += 1
@@ -324,7 +323,7 @@ class ClusterState:
         self.holders[p] = (*self.holders[p], node_id)
         if not self.incoming(p):
             # every owner holds the data: release the old owners
-            self.holders[p] = tuple(o for o in self.owners[p])
+            self.holders[p] = self.owners[p]
         self.epoch += 1
         events: list[Event] = []
         self._forget_departed()

@@ -86,7 +86,7 @@ class MemCluster:
             for _ in range(40):
                 self.round()
                 rounds += 1
-                for data, result in zip(self.commands[nid][seen:], self.results[nid][seen:]):
+                for data, result in zip(self.commands[nid][seen:], self.results[nid][seen:], strict=True):
                     if data == command:
                         self.run_until(lambda: all(self._caught_up(n) for n in self.up()), 100)
                         return result

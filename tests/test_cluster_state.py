@@ -148,7 +148,7 @@ def test_join_during_an_unfinished_migration() -> None:
     for p in range(16):
         live = s.live_holders(p)
         assert len(live) >= 2, f"partition {p} has {live}"
-        for o in s.incoming(p):
+        if s.incoming(p):
             assert live, "an incoming owner always has a source"
     _confirm_all(s)
     assert not s.migrating

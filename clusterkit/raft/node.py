@@ -22,7 +22,6 @@ from .log import RaftLog
 from .messages import (
     AppendEntries,
     AppendResponse,
-    ConfState,
     Entry,
     EntryType,
     HardState,
