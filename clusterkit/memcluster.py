@@ -33,7 +33,10 @@ class MemCluster:
         raft_config: RaftConfig | None = None,
     ) -> None:
         ids = sorted(node_ids)
-        self.net = MemNetwork(ids, seed=seed, config=raft_config, on_apply=self._on_apply, on_restart=self._on_restart)
+        # No automatic snapshots here: the facade's cluster state is not in the in-memory snapshot.
+        self.net = MemNetwork(
+            ids, seed=seed, config=raft_config, on_apply=self._on_apply, on_restart=self._on_restart, auto_compact=False
+        )
         self._options = options
         self.kits: dict[str, ClusterKit] = {nid: self._new_kit(nid) for nid in ids}
         self.results: dict[str, list[ApplyResult]] = {nid: [] for nid in ids}

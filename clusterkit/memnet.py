@@ -7,9 +7,14 @@ not the SimPy simulator (no virtual clock, no latency model): it is the
 smallest harness that can drive the core through every interleaving.
 
 Every node is driven exactly as a real driver would: take the Ready, write
-hard state and entries to its :class:`MemoryStorage`, sync, send, apply,
-advance. An optional :class:`RaftSafetyMonitor` checks the Raft invariants
-after every step.
+it to its :class:`MemoryStorage`, sync, send, restore a received snapshot,
+apply, advance, and take a snapshot of its state machine when the node says
+one is due. An optional :class:`RaftSafetyMonitor` checks the Raft
+invariants after every step.
+
+The state machine of each node is the list of entries it applied; its
+snapshot is that list, msgpack-encoded, so a node restored from a snapshot
+can be compared entry by entry with one that applied the log.
 """
 
 from __future__ import annotations
@@ -18,12 +23,25 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import msgpack
+
 from .check.raft_safety import RaftSafetyMonitor
 from .raft.errors import NotLeader, ProposalDropped
-from .raft.messages import ConfState, Entry, EntryType, Message
+from .raft.messages import ConfState, Entry, EntryType, Message, ReadState
 from .raft.node import RaftNode
-from .raft.ready import RaftConfig, Ready, Role
-from .raft.storage import MemoryStorage
+from .raft.ready import RaftConfig, Role
+from .raft.storage import MemoryStorage, write_ready
+
+
+def encode_applied(entries: list[Entry]) -> bytes:
+    """The in-memory state machine's snapshot: every applied entry."""
+    return msgpack.packb([[e.term, e.index, e.data, e.type] for e in entries], use_bin_type=True)
+
+
+def decode_applied(data: bytes) -> list[Entry]:
+    if not data:
+        return []
+    return [Entry(t, i, d, k) for t, i, d, k in msgpack.unpackb(data, raw=False)]
 
 
 @dataclass
@@ -32,6 +50,9 @@ class MemNode:
     storage: MemoryStorage
     raft: RaftNode | None  # None while crashed
     applied: list[Entry] = field(default_factory=list)  # the state machine: every applied entry in order
+    read_states: list[ReadState] = field(default_factory=list)  # reads confirmed, in order
+    snapshots_taken: int = 0
+    snapshots_installed: int = 0
 
     @property
     def up(self) -> bool:
@@ -62,6 +83,7 @@ class MemNetwork:
         on_event: Callable[[str], None] | None = None,
         on_apply: Callable[[str, Entry], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
+        auto_compact: bool = True,
     ) -> None:
         self.ids = sorted(ids)
         if not self.ids:
@@ -74,6 +96,8 @@ class MemNetwork:
         self.on_event = on_event
         self.on_apply = on_apply  # a state machine above Raft: called for every applied entry
         self.on_restart = on_restart  # ... and told when a node restarts (it re-applies from its log)
+        self.auto_compact = auto_compact  # take a snapshot whenever a node says one is due
+        self._joiners: set[str] = set()  # nodes added after bootstrap: they start with no membership
         self.inflight: list[Message] = []
         self.blocked: set[tuple[str, str]] = set()  # (src, dst) links that lose everything
         self.stats = NetStats()
@@ -87,17 +111,28 @@ class MemNetwork:
 
     # ------------------------------------------------------------ plumbing
     def _new_raft(self, nid: str, storage: MemoryStorage) -> RaftNode:
-        return RaftNode(nid, storage, self.config, rng=random.Random(self.rng.getrandbits(64)))
+        return RaftNode(
+            nid,
+            storage,
+            self.config,
+            rng=random.Random(self.rng.getrandbits(64)),
+            applied=storage.snapshot().meta.index,
+            joining=nid in self._joiners,
+        )
 
     def _emit(self, text: str) -> None:
         if self.on_event is not None:
             self.on_event(text)
 
-    def _persist(self, node: MemNode, rd: Ready) -> None:
-        if rd.entries:
-            node.storage.append(rd.entries)
-        if rd.hard_state is not None:
-            node.storage.set_hard_state(rd.hard_state)
+    def add_node(self, nid: str) -> MemNode:
+        """A new, empty node on the network. It joins the group once a leader adds it (e.g. ``add_learner``)."""
+        if nid in self.nodes:
+            raise ValueError(f"{nid} is already on the network")
+        self._joiners.add(nid)
+        self.ids = sorted([*self.ids, nid])
+        storage = MemoryStorage()
+        node = self.nodes[nid] = MemNode(nid, storage, self._new_raft(nid, storage))
+        return node
 
     def process(self, nid: str) -> None:
         """Drain every Ready of ``nid``: persist, sync, send, apply, advance."""
@@ -107,20 +142,28 @@ class MemNetwork:
             return
         while raft.has_ready():
             rd = raft.ready()
-            self._persist(node, rd)
-            if rd.must_sync():
+            if write_ready(node.storage, rd):
                 node.storage.sync()
             for m in rd.messages:
                 self._send(m)
+            if rd.snapshot is not None:
+                node.applied = decode_applied(rd.snapshot.data)
+                node.snapshots_installed += 1
+                if self.on_restart is not None:
+                    self.on_restart(nid)  # the state above Raft restarts from the snapshot too
             for e in rd.committed_entries:
                 node.applied.append(e)
                 if self.monitor is not None:
                     self.monitor.applied_seen(nid, e)
                 if self.on_apply is not None:
                     self.on_apply(nid, e)
+            node.read_states.extend(rd.read_states)
             if rd.soft_state is not None and rd.soft_state.role is Role.LEADER:
                 self._emit(f"{nid} leads term {raft.term}")
             raft.advance(rd)
+            if self.auto_compact and raft.snapshot_due():
+                raft.compact(raft.log.applied, encode_applied(node.applied))
+                node.snapshots_taken += 1
         self.observe(nid)
 
     def _send(self, m: Message) -> None:
@@ -148,12 +191,12 @@ class MemNetwork:
             mon.committed_seen(nid, raft.term, log.slice(first_new, log.committed + 1))
             self._commit_reported[nid] = log.committed
         if raft.role is Role.LEADER:
-            mon.check_leader_completeness(nid, raft.term, log.entries)
+            mon.check_leader_completeness(nid, raft.term, log.offset, log.entries)
 
     def check_logs(self) -> None:
         if self.monitor is not None:
             self.monitor.check_log_matching(
-                {nid: n.raft.log.entries for nid, n in self.nodes.items() if n.raft is not None}
+                {nid: (n.raft.log.offset, n.raft.log.entries) for nid, n in self.nodes.items() if n.raft is not None}
             )
 
     # ------------------------------------------------------------- actions
@@ -218,12 +261,13 @@ class MemNetwork:
             return
         if node.raft.has_ready():
             rd = node.raft.ready()
-            self._persist(node, rd)
+            write_ready(node.storage, rd)
             if synced:
                 node.storage.sync()
         node.storage.crash()
         node.raft = None
         node.applied = []
+        node.read_states = []
         self.stats.crashes += 1
         self._emit(f"{nid} crashed")
 
@@ -231,7 +275,7 @@ class MemNetwork:
         node = self.nodes[nid]
         if node.raft is None:
             node.raft = self._new_raft(nid, node.storage)
-            node.applied = []
+            node.applied = decode_applied(node.storage.snapshot().data)  # restore, then re-apply the log
             self._commit_reported[nid] = 0  # a restarted node re-reports what it reloaded
             if self.on_restart is not None:
                 self.on_restart(nid)
@@ -287,13 +331,14 @@ class MemNetwork:
             lead = self.leader()
             if lead is None:
                 return False
-            term = self.nodes[lead].raft.term  # type: ignore[union-attr]
-            followers = sum(
-                1
-                for n in self.nodes.values()
-                if n.raft is not None and n.raft.leader == lead and n.raft.term == term
-            )
-            return followers >= len(self.ids) // 2 + 1
+            raft = self.nodes[lead].raft
+            assert raft is not None
+            followers = 0
+            for v in raft.voters:
+                other = self.nodes[v].raft if v in self.nodes else None
+                if other is not None and other.leader == lead and other.term == raft.term:
+                    followers += 1
+            return followers >= raft.quorum()
 
         if not self.run_until(settled, max_rounds):
             raise TimeoutError(f"no stable leader after {max_rounds} rounds")

@@ -5,6 +5,7 @@ import random
 import pytest
 
 from clusterkit.raft import ConfState, MemoryStorage, RaftConfig, RaftNode
+from clusterkit.raft.storage import write_ready
 
 
 def make_node(
@@ -23,10 +24,7 @@ def drain(node: RaftNode) -> list:
     out = []
     while node.has_ready():
         rd = node.ready()
-        if rd.entries:
-            node.storage.append(rd.entries)
-        if rd.hard_state is not None:
-            node.storage.set_hard_state(rd.hard_state)
+        write_ready(node.storage, rd)
         node.storage.sync()
         out.extend(rd.messages)
         node.advance(rd)

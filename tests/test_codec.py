@@ -14,19 +14,37 @@ from clusterkit.raft import (
     Entry,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
     Propose,
+    ReadIndex,
+    ReadIndexResponse,
     RequestVote,
+    SnapshotResponse,
+    TimeoutNow,
     VoteResponse,
     decode,
     encode,
 )
 from clusterkit.raft.codec import to_wire
+from clusterkit.raft import ConfState
+from clusterkit.raft.confchange import ConfChange, ConfChangeType, decode_entry, encode_entry
 
 ids = st.text(min_size=1, max_size=8)
 nat = st.integers(min_value=0, max_value=2**63 - 1)
-entries = st.lists(
-    st.builds(Entry, nat, nat, st.binary(max_size=64), st.integers(0, 2)), max_size=5
+conf_data = st.builds(
+    lambda op, node, voters: encode_entry(ConfChange(ConfChangeType(op), node), ConfState(tuple(sorted(voters)))),
+    st.integers(0, 2),
+    ids,
+    st.lists(ids, min_size=1, max_size=5, unique=True),
 )
+entries = st.lists(
+    st.one_of(
+        st.builds(Entry, nat, nat, st.binary(max_size=64), st.integers(0, 1)),
+        st.builds(Entry, nat, nat, conf_data, st.just(2)),
+    ),
+    max_size=5,
+)
+names = st.lists(ids, max_size=4)
 
 messages = st.one_of(
     st.builds(AppendEntries, nat, ids, ids, nat, nat, nat, entries),
@@ -36,6 +54,11 @@ messages = st.one_of(
     st.builds(Heartbeat, nat, ids, ids, nat, st.binary(max_size=16)),
     st.builds(HeartbeatResponse, nat, ids, ids, st.binary(max_size=16)),
     st.builds(Propose, nat, ids, ids, entries),
+    st.builds(InstallSnapshot, nat, ids, ids, nat, nat, names, names, nat, nat, st.binary(max_size=64)),
+    st.builds(SnapshotResponse, nat, ids, ids, nat, nat, st.booleans()),
+    st.builds(TimeoutNow, nat, ids, ids),
+    st.builds(ReadIndex, nat, ids, ids, st.binary(max_size=16)),
+    st.builds(ReadIndexResponse, nat, ids, ids, nat, st.binary(max_size=16)),
 )
 
 
@@ -68,6 +91,12 @@ def test_entries_round_trip_exactly():
         ([1, 1, "a", "b", 0, 0, 0, [[1, 1, b""]]], "entry 0 must be"),
         ([1, 1, "a", "b", 0, 0, 0, [[1, 1, "str", 0]]], "entry 0 has a field of the wrong type"),
         ([1, 1, "a", "b", 0, 0, 0, [[1, 1, b"", 9]]], "unknown entry type 9"),
+        ([1, 1, "a", "b", 0, 0, 0, [[1, 1, b"junk", 2]]], "entry 0: malformed membership change"),
+        ([1, 1, "a", "b", 0, 0, 0, [[1, 1, msgpack.packb([0, "n", b"", [], []]), 2]]], "no voters"),
+        ([1, 1, "a", "b", 0, 0, 0, [[1, 1, msgpack.packb([7, "n", b"", ["n"], []]), 2]]], "unknown membership"),
+        ([8, 1, "a", "b", 5, 1, ["a", 3], [], 0, 0, b""], "InstallSnapshot.voters: expected list\\[str\\]"),
+        ([10, 1, "a"], "TimeoutNow: expected 3 fields, got 2"),
+        ([11, 1, "a", "b", "ctx"], "ReadIndex.context: expected bytes"),
     ],
 )
 def test_bad_frames_raise_codec_error(raw, fragment):
@@ -97,3 +126,9 @@ def test_random_bytes_never_crash_decoder(data):
         decode(data)
     except CodecError:
         pass
+
+
+def test_conf_change_entry_round_trip():
+    cc = ConfChange(ConfChangeType.ADD_LEARNER, "n4", b"127.0.0.1:9004")
+    data = encode_entry(cc, ConfState(("n1", "n2", "n3"), ("n4",)))
+    assert decode_entry(data) == (cc, ConfState(("n1", "n2", "n3"), ("n4",)))

@@ -62,32 +62,40 @@ class RaftSafetyMonitor:
                 f"another node applied {prev!r}"
             )
 
-    def check_log_matching(self, logs: Mapping[str, Sequence[Entry]]) -> None:
-        """Log matching: two logs with an entry of the same index and term agree on everything up to it."""
+    def check_log_matching(self, logs: Mapping[str, tuple[int, Sequence[Entry]]]) -> None:
+        """Log matching: two logs with an entry of the same index and term agree on everything up to it.
+
+        ``logs`` maps a node to (offset, entries): entries[i] has index offset + i + 1. What lies
+        at or below an offset is covered by a snapshot of committed entries and is not compared here.
+        """
         self.log_checks += 1
         names = sorted(logs)
         for i, a_name in enumerate(names):
-            a = logs[a_name]
+            a_off, a = logs[a_name]
             for b_name in names[i + 1 :]:
-                b = logs[b_name]
-                k = min(len(a), len(b))
-                # Highest common index where the terms agree; everything before must be identical.
-                while k > 0 and a[k - 1].term != b[k - 1].term:
+                b_off, b = logs[b_name]
+                lo = max(a_off, b_off) + 1
+                k = min(a_off + len(a), b_off + len(b))
+                # Highest common index where the terms agree; everything from lo up to it must be identical.
+                while k >= lo and a[k - a_off - 1].term != b[k - b_off - 1].term:
                     k -= 1
-                for j in range(k):
-                    if not _same(a[j], b[j]):
+                for j in range(lo, k + 1):
+                    x, y = a[j - a_off - 1], b[j - b_off - 1]
+                    if not _same(x, y):
                         raise InvariantViolation(
                             f"log matching: {a_name} and {b_name} agree on the term at index {k} "
-                            f"but differ at index {j + 1}: {a[j]!r} vs {b[j]!r}"
+                            f"but differ at index {j}: {x!r} vs {y!r}"
                         )
 
-    def check_leader_completeness(self, leader: str, term: int, log: Sequence[Entry]) -> None:
-        """A leader of term T holds every entry committed in a term before T."""
+    def check_leader_completeness(self, leader: str, term: int, offset: int, log: Sequence[Entry]) -> None:
+        """A leader of term T holds every entry committed in a term before T (entries up to ``offset``
+        are in its snapshot, which only ever holds committed entries)."""
+        last = offset + len(log)
         for index, entry in self.committed.items():
-            if self.commit_term[index] >= term:
+            if index <= offset or self.commit_term[index] >= term:
                 continue
-            if index > len(log) or not _same(log[index - 1], entry):
-                have = log[index - 1] if index <= len(log) else None
+            have = log[index - offset - 1] if index <= last else None
+            if have is None or not _same(have, entry):
                 raise InvariantViolation(
                     f"leader completeness: {leader} leads term {term} without entry {index} "
                     f"committed in term {self.commit_term[index]} ({entry!r}); it holds {have!r}"

@@ -1,6 +1,7 @@
 """Raft consensus as a sans-IO state machine (see node.RaftNode)."""
 
 from .codec import decode, encode
+from .confchange import ConfChange, ConfChangeType
 from .errors import CodecError, ConfigError, NotLeader, ProposalDropped, RaftError, StorageError
 from .messages import (
     AppendEntries,
@@ -11,19 +12,30 @@ from .messages import (
     HardState,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
     Message,
     Propose,
+    ReadIndex,
+    ReadIndexResponse,
+    ReadState,
     RequestVote,
+    Snapshot,
+    SnapshotMeta,
+    SnapshotResponse,
+    TimeoutNow,
     VoteResponse,
 )
 from .node import RaftNode
-from .ready import RaftConfig, Ready, Role, SoftState
-from .storage import MemoryStorage, Storage
+from .ready import Compaction, RaftConfig, Ready, Role, SoftState
+from .storage import MemoryStorage, Storage, write_ready
 
 __all__ = [
     "AppendEntries",
     "AppendResponse",
     "CodecError",
+    "Compaction",
+    "ConfChange",
+    "ConfChangeType",
     "ConfState",
     "ConfigError",
     "Entry",
@@ -31,6 +43,7 @@ __all__ = [
     "HardState",
     "Heartbeat",
     "HeartbeatResponse",
+    "InstallSnapshot",
     "MemoryStorage",
     "Message",
     "NotLeader",
@@ -39,13 +52,21 @@ __all__ = [
     "RaftConfig",
     "RaftError",
     "RaftNode",
+    "ReadIndex",
+    "ReadIndexResponse",
+    "ReadState",
     "Ready",
     "RequestVote",
     "Role",
+    "Snapshot",
+    "SnapshotMeta",
+    "SnapshotResponse",
     "SoftState",
     "Storage",
     "StorageError",
+    "TimeoutNow",
     "VoteResponse",
     "decode",
     "encode",
+    "write_ready",
 ]

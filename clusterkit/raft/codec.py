@@ -16,16 +16,23 @@ from typing import Any
 
 import msgpack
 
+from .confchange import decode_entry
 from .errors import CodecError
 from .messages import (
     AppendEntries,
     AppendResponse,
     Entry,
+    EntryType,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
     Message,
     Propose,
+    ReadIndex,
+    ReadIndexResponse,
     RequestVote,
+    SnapshotResponse,
+    TimeoutNow,
     VoteResponse,
 )
 
@@ -39,6 +46,11 @@ _TAGS: MappingProxyType[type, int] = MappingProxyType(
         Heartbeat: 5,
         HeartbeatResponse: 6,
         Propose: 7,
+        InstallSnapshot: 8,
+        SnapshotResponse: 9,
+        TimeoutNow: 10,
+        ReadIndex: 11,
+        ReadIndexResponse: 12,
     }
 )
 
@@ -63,6 +75,10 @@ def _check_optstr(v: Any) -> bool:
     return v is None or type(v) is str
 
 
+def _check_strlist(v: Any) -> bool:
+    return type(v) is list and all(type(x) is str for x in v)
+
+
 _CHECKS: MappingProxyType[str, Callable[[Any], bool]] = MappingProxyType(
     {
         "int": _check_int,
@@ -70,6 +86,7 @@ _CHECKS: MappingProxyType[str, Callable[[Any], bool]] = MappingProxyType(
         "bool": _check_bool,
         "bytes": _check_bytes,
         "str | None": _check_optstr,
+        "list[str]": _check_strlist,
     }
 )
 
@@ -99,6 +116,11 @@ def _entries_from_wire(raw: Any, where: str) -> list[Entry]:
             raise CodecError(f"{where}: entry {i} has a field of the wrong type")
         if etype > 2:
             raise CodecError(f"{where}: entry {i} has unknown entry type {etype}")
+        if etype == EntryType.CONF_CHANGE:
+            try:
+                decode_entry(data)
+            except CodecError as exc:
+                raise CodecError(f"{where}: entry {i}: {exc}") from None
         out.append(Entry(term, index, data, etype))
     return out
 

@@ -3,17 +3,21 @@
 Indexes: ``offset`` is the index just before the first entry held (0 until a
 snapshot compacts the log), ``stable`` the last index synced to storage,
 ``committed`` the last index known committed, ``applied`` the last index
-handed to the state machine. Always: applied <= committed <= last_index.
+handed to the state machine. Always: offset <= applied <= committed <= last_index.
+``conf_indexes`` lists, in order, the indexes of the CONF_CHANGE entries held,
+so the node finds its configuration without scanning the log.
 """
 
 from __future__ import annotations
 
 from .errors import StorageError
-from .messages import Entry
+from .messages import Entry, EntryType
+
+_CONF = EntryType.CONF_CHANGE
 
 
 class RaftLog:
-    __slots__ = ("offset", "offset_term", "entries", "stable", "committed", "applied", "_persisting")
+    __slots__ = ("offset", "offset_term", "entries", "stable", "committed", "applied", "conf_indexes", "_persisting")
 
     def __init__(self, entries: list[Entry], offset: int = 0, offset_term: int = 0) -> None:
         self.offset = offset
@@ -22,6 +26,7 @@ class RaftLog:
         self.stable = self.last_index()
         self.committed = offset
         self.applied = offset
+        self.conf_indexes = [e.index for e in entries if e.type == _CONF]
         # Last index handed to the driver in an unacknowledged Ready; pulled
         # back when a conflicting leader truncates what was handed out.
         self._persisting = self.stable
@@ -44,6 +49,9 @@ class RaftLog:
 
     def match_term(self, index: int, term: int) -> bool:
         return self.term(index) == term
+
+    def entry(self, index: int) -> Entry:
+        return self.entries[index - self.offset - 1]
 
     def slice(self, lo: int, hi: int) -> list[Entry]:
         """Entries with lo <= index < hi."""
@@ -70,6 +78,9 @@ class RaftLog:
     def append(self, entries: list[Entry]) -> None:
         """Leader path: entries follow the current last index."""
         self.entries.extend(entries)
+        for e in entries:
+            if e.type == _CONF:
+                self.conf_indexes.append(e.index)
 
     def maybe_append(self, index: int, log_term: int, commit: int, entries: list[Entry]) -> int | None:
         """Follower path: the consistency check, then append. Returns the new last matching index."""
@@ -99,9 +110,32 @@ class RaftLog:
         if first <= self.offset:
             raise AssertionError(f"cannot overwrite compacted entry {first}")
         del self.entries[first - self.offset - 1 :]
-        self.entries.extend(entries)
+        while self.conf_indexes and self.conf_indexes[-1] >= first:
+            self.conf_indexes.pop()
+        self.append(entries)
         self.stable = min(self.stable, first - 1)
         self._persisting = min(self._persisting, first - 1)
+
+    def compact(self, index: int) -> None:
+        """Drop the entries up to ``index`` (which must be applied): a snapshot now covers them."""
+        if index <= self.offset:
+            return
+        if index > self.applied:
+            raise AssertionError(f"cannot compact to {index}: only {self.applied} applied")
+        term = self.term(index)
+        assert term is not None
+        del self.entries[: index - self.offset]
+        self.offset, self.offset_term = index, term
+        while self.conf_indexes and self.conf_indexes[0] <= index:
+            self.conf_indexes.pop(0)
+
+    def restore(self, index: int, term: int) -> None:
+        """Install a snapshot ending at (index, term): the log restarts after it, all of it committed."""
+        self.entries = []
+        self.conf_indexes = []
+        self.offset, self.offset_term = index, term
+        self.stable = self._persisting = index
+        self.committed = self.applied = index
 
     def commit_to(self, index: int) -> bool:
         if index > self.committed:
@@ -130,6 +164,7 @@ class RaftLog:
         self.stable = max(self.stable, self._persisting)
 
     def applied_to(self, index: int) -> None:
-        if index > self.committed or index < self.applied:
-            raise AssertionError(f"applied {index} outside [{self.applied}, {self.committed}]")
-        self.applied = index
+        if index > self.committed:
+            raise AssertionError(f"applied {index} beyond commit {self.committed}")
+        # Smaller only when a snapshot was restored after this Ready was taken: it covers these.
+        self.applied = max(self.applied, index)

@@ -14,7 +14,7 @@ from enum import IntEnum
 class EntryType(IntEnum):
     NORMAL = 0  # application data
     NOOP = 1  # appended by every new leader (commits entries of earlier terms)
-    CONF_CHANGE = 2  # membership change (see the Raft completeness work)
+    CONF_CHANGE = 2  # membership change: data is an encoded ConfChange (see confchange.py)
 
 
 @dataclass(slots=True)
@@ -40,6 +40,31 @@ class ConfState:
 
     voters: tuple[str, ...] = ()
     learners: tuple[str, ...] = ()
+
+
+@dataclass(slots=True, frozen=True)
+class SnapshotMeta:
+    """What a snapshot covers: every entry up to ``index`` (of ``term``), and the membership then."""
+
+    index: int = 0
+    term: int = 0
+    conf: ConfState = field(default_factory=ConfState)
+
+
+@dataclass(slots=True, frozen=True)
+class Snapshot:
+    """The state machine's image at ``meta.index``; ``data`` is opaque to Raft."""
+
+    meta: SnapshotMeta = field(default_factory=SnapshotMeta)
+    data: bytes = b""
+
+
+@dataclass(slots=True, frozen=True)
+class ReadState:
+    """A linearizable read may be served once the state machine has applied ``index``."""
+
+    index: int
+    context: bytes
 
 
 @dataclass(slots=True)
@@ -111,6 +136,64 @@ class Propose:
     entries: list[Entry] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class InstallSnapshot:
+    """One chunk of the leader's snapshot, for a follower behind the compacted log.
+
+    Every chunk carries the snapshot's metadata, so a follower can tell a
+    chunk of a newer snapshot from a stale one and restart its buffer.
+    """
+
+    term: int
+    src: str
+    dst: str
+    index: int  # last index the snapshot covers
+    log_term: int  # term of that entry
+    voters: list[str]
+    learners: list[str]
+    size: int  # total bytes of the snapshot data
+    offset: int  # where this chunk starts
+    data: bytes  # the chunk
+
+
+@dataclass(slots=True)
+class SnapshotResponse:
+    term: int
+    src: str
+    dst: str
+    index: int  # the snapshot being transferred
+    offset: int  # bytes the follower holds: the next chunk should start here
+    done: bool = False  # installed (or not needed): the follower's log now matches at ``index``
+
+
+@dataclass(slots=True)
+class TimeoutNow:
+    """From the leader in a leadership transfer: campaign now, bypassing PreVote and the lease."""
+
+    term: int
+    src: str
+    dst: str
+
+
+@dataclass(slots=True)
+class ReadIndex:
+    """A follower asks the leader for a read index on behalf of a client read tagged ``context``."""
+
+    term: int
+    src: str
+    dst: str
+    context: bytes
+
+
+@dataclass(slots=True)
+class ReadIndexResponse:
+    term: int
+    src: str
+    dst: str
+    index: int
+    context: bytes
+
+
 Message = (
     AppendEntries
     | AppendResponse
@@ -119,4 +202,9 @@ Message = (
     | Heartbeat
     | HeartbeatResponse
     | Propose
+    | InstallSnapshot
+    | SnapshotResponse
+    | TimeoutNow
+    | ReadIndex
+    | ReadIndexResponse
 )

@@ -9,7 +9,10 @@ all drive the same object the same way.
 
 Follows the Raft paper and etcd's raft: PreVote (§9.6 of Ongaro's thesis),
 CheckQuorum, commit only of current-term entries (§5.4.2), fast log
-backtracking with conflict-term hints, pipelined appends per follower.
+backtracking with conflict-term hints, pipelined appends per follower;
+single-server membership changes with learners (thesis §4, with the 2015
+errata fix), snapshots with chunked InstallSnapshot, leadership transfer
+(TimeoutNow, thesis §3.10) and linearizable reads by ReadIndex (§6.4).
 """
 
 from __future__ import annotations
@@ -17,26 +20,60 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .errors import ConfigError, NotLeader, ProposalDropped
+from .confchange import ConfChange, ConfChangeType, apply_change, decode_entry, encode_entry
+from .errors import ConfigError, NotLeader, ProposalDropped, RaftError, StorageError
 from .log import RaftLog
 from .messages import (
     AppendEntries,
     AppendResponse,
+    ConfState,
     Entry,
     EntryType,
     HardState,
     Heartbeat,
     HeartbeatResponse,
+    InstallSnapshot,
     Message,
     Propose,
+    ReadIndex,
+    ReadIndexResponse,
+    ReadState,
     RequestVote,
+    Snapshot,
+    SnapshotMeta,
+    SnapshotResponse,
+    TimeoutNow,
     VoteResponse,
 )
 from .progress import Progress, ProgressState
-from .ready import RaftConfig, Ready, Role, SoftState
+from .ready import Compaction, RaftConfig, Ready, Role, SoftState
 from .storage import Storage
 
-_MESSAGE_TYPES = (AppendEntries, AppendResponse, RequestVote, VoteResponse, Heartbeat, HeartbeatResponse, Propose)
+_MESSAGE_TYPES = (
+    AppendEntries,
+    AppendResponse,
+    RequestVote,
+    VoteResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    Propose,
+    InstallSnapshot,
+    SnapshotResponse,
+    TimeoutNow,
+    ReadIndex,
+    ReadIndexResponse,
+)
+# Messages only a leader sends: receiving one of a newer term means that sender leads it.
+_FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
+
+
+class _PendingRead:
+    __slots__ = ("index", "origin", "acks")
+
+    def __init__(self, index: int, origin: str, acks: set[str]) -> None:
+        self.index = index
+        self.origin = origin  # who asked: this node, or the follower the answer goes back to
+        self.acks = acks  # voters that confirmed our leadership after the read arrived
 
 
 class RaftNode:
@@ -49,7 +86,11 @@ class RaftNode:
         config: RaftConfig | None = None,
         rng: random.Random | None = None,
         applied: int = 0,
+        joining: bool = False,
     ) -> None:
+        """``applied``: how far a durable state machine has already applied (it restores itself
+        from ``storage.snapshot()`` first, so at least the snapshot's index). ``joining``: the
+        storage holds no membership yet; the node waits for a leader to send it the log."""
         if not isinstance(node_id, str) or not node_id:
             raise ConfigError("node_id must be a non-empty string")
         self.id = node_id
@@ -59,29 +100,49 @@ class RaftNode:
         self.storage = storage
 
         hs, cs = storage.initial_state()
-        if not cs.voters:
-            raise ConfigError("storage holds no voters: bootstrap it with a ConfState")
+        snap = storage.snapshot()
         first, last = storage.first_index(), storage.last_index()
-        self.log = RaftLog(storage.entries(first, last + 1), offset=first - 1)
-        if hs.commit > self.log.last_index():
-            raise ConfigError(f"stored commit {hs.commit} is beyond the stored log ({self.log.last_index()})")
-        self.log.committed = hs.commit
-        self.log.applied = min(max(applied, self.log.offset), hs.commit)
+        offset = first - 1
+        offset_term = storage.term(offset) if offset > 0 else 0
+        self.log = RaftLog(storage.entries(first, last + 1), offset=offset, offset_term=offset_term)
+        commit = max(hs.commit, snap.meta.index)
+        if commit > self.log.last_index():
+            raise ConfigError(f"stored commit {commit} is beyond the stored log ({self.log.last_index()})")
+        self.log.committed = commit
+        self.log.applied = min(max(applied, snap.meta.index, offset), commit)
+        self.snapshot: Snapshot | None = snap if snap.meta.index > 0 else None
+        # Membership before the first CONF_CHANGE entry of the log held.
+        self._base_conf = snap.meta.conf if self.snapshot is not None else cs
+        self.voters: tuple[str, ...] = ()
+        self.learners: tuple[str, ...] = ()
+        self.role = Role.FOLLOWER
+        self._conf_key = (-1, -1)  # (index, term) of the entry the membership came from
+        self._refresh_conf(force=True)
+        if not self.voters and not joining:
+            raise ConfigError("storage holds no voters: bootstrap it with a ConfState, or pass joining=True")
 
         self.term = hs.term
         self.vote: str | None = hs.vote
-        self.voters: tuple[str, ...] = tuple(sorted(cs.voters))
-        self.learners: tuple[str, ...] = tuple(sorted(cs.learners))
         self.role = Role.FOLLOWER
         self.leader: str | None = None
         self.progress: dict[str, Progress] = {}
         self.votes: dict[str, bool] = {}
         self.msgs: list[Message] = []
+        self.read_states: list[ReadState] = []
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = 0
         self.uncommitted_bytes = 0
         self.dropped_proposals = 0
+        self.dropped_reads = 0
+        self._lead_transferee: str | None = None
+        self._transfer_elapsed = 0
+        self._leave_pending: ConfChange | None = None  # removal of ourselves, to forward after a transfer
+        self._pending_reads: dict[bytes, _PendingRead] = {}
+        self._reads_waiting_commit: list[tuple[bytes, str]] = []
+        self._snap_buffer: tuple[int, int, bytearray] | None = None  # follower: (index, term, bytes so far)
+        self._install: Snapshot | None = None  # received, for the next Ready
+        self._compaction: Compaction | None = None  # taken locally, for the next Ready
 
         self._prev_hard_state = hs
         self._prev_soft_state = SoftState(None, Role.FOLLOWER)
@@ -92,6 +153,19 @@ class RaftNode:
     @property
     def is_leader(self) -> bool:
         return self.role is Role.LEADER
+
+    @property
+    def conf_state(self) -> ConfState:
+        return ConfState(self.voters, self.learners)
+
+    @property
+    def removed(self) -> bool:
+        """This node's removal from the group has committed: its driver may shut it down."""
+        return (
+            self.id not in self.voters
+            and self.id not in self.learners
+            and 0 < self._conf_key[0] <= self.log.committed
+        )
 
     def quorum(self) -> int:
         return len(self.voters) // 2 + 1
@@ -117,8 +191,8 @@ class RaftNode:
         """Propose many entries at once. Returns (first, last) index on the leader, None when forwarded.
 
         Raises NotLeader when there is no leader to forward to (or forwarding is
-        off), ProposalDropped when an entry is too large or the backlog is full,
-        TypeError when an entry is not bytes.
+        off), ProposalDropped when an entry is too large, the backlog is full or
+        leadership is being transferred, TypeError when an entry is not bytes.
         """
         size = 0
         for data in batch:
@@ -132,6 +206,8 @@ class RaftNode:
         if not batch:
             return None
         if self.role is Role.LEADER:
+            if self._lead_transferee is not None:
+                raise ProposalDropped(f"leadership is being transferred to {self._lead_transferee}")
             return self._leader_append(batch, size)
         if self.leader is not None and self.config.forward_proposals:
             ents = [Entry(0, 0, d) for d in batch]
@@ -139,6 +215,123 @@ class RaftNode:
             return None
         raise NotLeader(self.id, self.leader)
 
+    # -- membership ----------------------------------------------------------
+    def propose_conf_change(self, cc: ConfChange) -> int | None:
+        """Propose a single-server membership change. Returns its index on the leader, None when forwarded.
+
+        Refused with ProposalDropped while another change is uncommitted, before
+        the leader has committed an entry of its own term (the fix for the
+        single-server change bug), or during a leadership transfer; with
+        ConfigError when the change does nothing, would leave no voter, or would
+        exceed ``max_voters`` (add the node as a learner instead).
+        """
+        if self.role is Role.LEADER:
+            new = apply_change(self.conf_state, cc)
+            limit = self.config.max_voters
+            if cc.op == ConfChangeType.ADD_VOTER and limit and len(new.voters) > limit:
+                raise ConfigError(
+                    f"{len(self.voters)} voters already (max_voters={limit}): add {cc.node} as a learner"
+                )
+            if cc.op == ConfChangeType.REMOVE and cc.node == self.id and len(self.voters) > 1:
+                # Leaving gracefully: hand leadership over first, then ask the new leader.
+                self._leave_pending = cc
+                self.transfer_leadership()
+                return None
+            return self._append_conf_change(cc, new)
+        if self.leader is not None and self.config.forward_proposals:
+            data = encode_entry(cc, apply_change(self.conf_state, cc))
+            self.msgs.append(Propose(0, self.id, self.leader, [Entry(0, 0, data, EntryType.CONF_CHANGE)]))
+            return None
+        raise NotLeader(self.id, self.leader)
+
+    def add_learner(self, node_id: str, context: bytes = b"") -> int | None:
+        """Add a node that receives the log but does not vote; the leader promotes it once caught up."""
+        return self.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, node_id, context))
+
+    def add_voter(self, node_id: str, context: bytes = b"") -> int | None:
+        """Add a voter, or promote a learner."""
+        return self.propose_conf_change(ConfChange(ConfChangeType.ADD_VOTER, node_id, context))
+
+    def remove_node(self, node_id: str) -> int | None:
+        """Remove a node. A leader removing itself transfers leadership first."""
+        return self.propose_conf_change(ConfChange(ConfChangeType.REMOVE, node_id))
+
+    # -- leadership transfer ---------------------------------------------------
+    def transfer_leadership(self, to: str | None = None) -> str:
+        """Hand leadership to voter ``to`` (default: the most caught-up one); returns the target.
+
+        Proposals are refused until the target has taken over or the transfer
+        is abandoned after an election timeout.
+        """
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.id, self.leader)
+        if to is None:
+            others = [v for v in self.voters if v != self.id]
+            if not others:
+                raise ConfigError("no other voter to transfer leadership to")
+            to = max(others, key=lambda v: (self.progress[v].match, -self.progress[v].inactive_ticks, v))
+        if to == self.id:
+            return to
+        if to not in self.voters:
+            raise ConfigError(f"cannot transfer leadership to {to}: not a voter")
+        self._lead_transferee = to
+        self._transfer_elapsed = 0
+        if self.progress[to].match == self.log.last_index():
+            self._send(TimeoutNow(self.term, self.id, to))
+        else:
+            self._send_append(to)
+        return to
+
+    # -- linearizable reads ------------------------------------------------------
+    def read_index(self, context: bytes) -> None:
+        """Ask for a linearizable read tagged ``context`` (unique per pending read).
+
+        A :class:`ReadState` with the same context appears in a later Ready's
+        ``read_states`` once the leader has confirmed its leadership; serve the
+        read when the state machine has applied its index. A read whose
+        leadership round fails (partition, leader change) never answers: retry.
+        """
+        if type(context) is not bytes:
+            raise TypeError(f"a read context must be bytes, got {type(context).__name__}")
+        if self.role is Role.LEADER:
+            self._leader_read(context, self.id)
+        elif self.leader is not None:
+            self._send(ReadIndex(self.term, self.id, self.leader, context))
+        else:
+            raise NotLeader(self.id, self.leader)
+
+    # -- snapshots ----------------------------------------------------------------
+    def snapshot_due(self) -> bool:
+        """Enough entries applied since the last snapshot (``snapshot_threshold``) to take one."""
+        threshold = self.config.snapshot_threshold
+        since = self.snapshot.meta.index if self.snapshot is not None else 0
+        return bool(threshold) and self.log.applied - since >= threshold
+
+    def compact(self, index: int, data: bytes) -> Snapshot:
+        """Record ``data``, the state machine's image after applying through ``index``, as a snapshot.
+
+        The next Ready carries it (store it) and compacts the log up to
+        ``index - snapshot_trailing``. Followers behind that point are sent it.
+        """
+        if type(data) is not bytes:
+            raise TypeError(f"snapshot data must be bytes, got {type(data).__name__}")
+        if index > self.log.applied:
+            raise StorageError(f"cannot snapshot at {index}: only {self.log.applied} applied")
+        since = self.snapshot.meta.index if self.snapshot is not None else 0
+        if index <= since:
+            raise StorageError(f"cannot snapshot at {index}: the last snapshot already covers {since}")
+        term = self.log.term(index)
+        assert term is not None
+        snap = Snapshot(SnapshotMeta(index, term, self._conf_at(index)), data)
+        compact_to = max(self.log.offset, index - self.config.snapshot_trailing)
+        self.snapshot = snap
+        self._base_conf = snap.meta.conf
+        self.log.compact(compact_to)
+        self._refresh_conf(force=True)
+        self._compaction = Compaction(snap, compact_to)
+        return snap
+
+    # -- driving ---------------------------------------------------------------------
     def step(self, m: Message) -> None:
         """Feed one message received from a peer."""
         if not isinstance(m, _MESSAGE_TYPES):
@@ -167,10 +360,10 @@ class RaftNode:
             elif isinstance(m, VoteResponse) and m.pre_vote and not m.reject:
                 pass  # a granted pre-vote carries the term we would campaign in
             else:
-                lead = m.src if isinstance(m, (AppendEntries, Heartbeat)) else None
+                lead = m.src if isinstance(m, _FROM_LEADER) else None
                 self._become_follower(m.term, lead)
         elif m.term < self.term:
-            if isinstance(m, (AppendEntries, Heartbeat)) and (self.config.check_quorum or self.config.pre_vote):
+            if isinstance(m, _FROM_LEADER) and (self.config.check_quorum or self.config.pre_vote):
                 # A stale leader (e.g. back from a partition): our term makes it step down.
                 self._send(AppendResponse(self.term, self.id, m.src, 0))
             elif isinstance(m, RequestVote) and m.pre_vote:
@@ -191,6 +384,8 @@ class RaftNode:
             return False
         log = self.log
         if self.msgs or log.last_index() > log.stable or log.committed > log.applied:
+            return True
+        if self.read_states or self._install is not None or self._compaction is not None:
             return True
         # Field comparisons, not new HardState/SoftState objects: this runs after every message.
         hs, ss = self._prev_hard_state, self._prev_soft_state
@@ -214,8 +409,14 @@ class RaftNode:
             messages=self.msgs,
             committed_entries=self.log.next_committed(),
             soft_state=ss if ss != self._prev_soft_state else None,
+            snapshot=self._install,
+            compaction=self._compaction,
+            read_states=self.read_states,
         )
         self.msgs = []
+        self.read_states = []
+        self._install = None
+        self._compaction = None
         self.log.mark_persisting()
         self._ready_outstanding = True
         return rd
@@ -245,13 +446,17 @@ class RaftNode:
             "commit": self.log.committed,
             "applied": self.log.applied,
             "last_index": self.log.last_index(),
+            "first_index": self.log.offset + 1,
+            "snapshot_index": self.snapshot.meta.index if self.snapshot is not None else 0,
             "voters": list(self.voters),
+            "learners": list(self.learners),
         }
         if self.role is Role.LEADER:
             out["progress"] = {
-                peer: {"match": pr.match, "next": pr.next, "state": pr.state.value}
+                peer: {"match": pr.match, "next": pr.next, "state": pr.state.value, "learner": pr.learner}
                 for peer, pr in self.progress.items()
             }
+            out["transferring_to"] = self._lead_transferee
         return out
 
     # ------------------------------------------------------- state changes
@@ -272,14 +477,29 @@ class RaftNode:
             self.config.election_ticks, 2 * self.config.election_ticks - 1
         )
         self.votes = {}
-        last = self.log.last_index()
         self.progress = {}
-        for peer in self.voters + self.learners:
-            pr = Progress(last + 1, self.config.max_inflight, learner=peer in self.learners)
-            if peer == self.id:
-                pr.match = last
-            self.progress[peer] = pr
+        self._sync_progress()
         self.uncommitted_bytes = 0
+        self._lead_transferee = None
+        # Reads waiting on a leadership round can't be answered by a node that lost it.
+        self.dropped_reads += len(self._pending_reads) + len(self._reads_waiting_commit)
+        self._pending_reads = {}
+        self._reads_waiting_commit = []
+
+    def _sync_progress(self) -> None:
+        """One Progress per member (and ourselves); new ones start probing at our log's end."""
+        last = self.log.last_index()
+        members = set(self.voters) | set(self.learners) | {self.id}
+        for peer in list(self.progress):
+            if peer not in members:
+                del self.progress[peer]
+        for peer in self.voters + self.learners + (self.id,):
+            pr = self.progress.get(peer)
+            if pr is None:
+                pr = self.progress[peer] = Progress(last + 1, self.config.max_inflight)
+                if peer == self.id:
+                    pr.match = last
+            pr.learner = peer not in self.voters
 
     def _become_follower(self, term: int, leader: str | None) -> None:
         self._reset(term)
@@ -310,6 +530,90 @@ class RaftNode:
         self._maybe_commit()
         self._bcast_append()
 
+    # ---------------------------------------------------------- membership
+    def _conf_at(self, index: int) -> ConfState:
+        """The membership in force at ``index`` (the last CONF_CHANGE at or before it)."""
+        for ci in reversed(self.log.conf_indexes):
+            if ci <= index:
+                return decode_entry(self.log.entry(ci).data)[1]
+        return self._base_conf
+
+    def _refresh_conf(self, force: bool = False) -> None:
+        """Adopt the membership of the last CONF_CHANGE entry held (uncommitted ones too)."""
+        log = self.log
+        if log.conf_indexes:
+            index = log.conf_indexes[-1]
+            key = (index, log.entry(index).term)
+        else:
+            key = (0, 0)
+        if key == self._conf_key and not force:
+            return
+        conf = decode_entry(log.entry(key[0]).data)[1] if key[0] else self._base_conf
+        self._conf_key = key
+        self.voters, self.learners = conf.voters, conf.learners
+        if self.role is Role.LEADER:
+            self._sync_progress()
+            if self._lead_transferee is not None and self._lead_transferee not in self.voters:
+                self._lead_transferee = None
+
+    def _can_change_conf(self) -> str | None:
+        """Why a membership change must wait, or None when one may be appended now."""
+        log = self.log
+        if self._conf_key[0] > log.committed:
+            return f"the membership change at index {self._conf_key[0]} has not committed yet"
+        if log.term(log.committed) != self.term:
+            return f"no entry of term {self.term} has committed yet"
+        if self._lead_transferee is not None:
+            return f"leadership is being transferred to {self._lead_transferee}"
+        return None
+
+    def _append_conf_change(self, cc: ConfChange, new: ConfState) -> int:
+        wait = self._can_change_conf()
+        if wait is not None:
+            raise ProposalDropped(f"membership change refused: {wait}")
+        index = self.log.last_index() + 1
+        self.log.append([Entry(self.term, index, encode_entry(cc, new), EntryType.CONF_CHANGE)])
+        self._refresh_conf()
+        if self.id in self.progress:
+            self.progress[self.id].maybe_update(index)
+        self._maybe_commit()
+        self._bcast_append()
+        return index
+
+    def _manage_membership(self) -> None:
+        """Keep up to ``max_voters`` voters: promote caught-up learners, replace voters that are down."""
+        cfg = self.config
+        if not cfg.auto_promote or self._can_change_conf() is not None:
+            return
+        last = self.log.last_index()
+        down = [v for v in self.voters if v != self.id and self.progress[v].inactive_ticks >= cfg.voter_down_ticks]
+        ready = [
+            lid
+            for lid in self.learners
+            if self.progress[lid].match + cfg.promote_lag >= last
+            and self.progress[lid].inactive_ticks < cfg.election_ticks
+        ]
+        ready.sort(key=lambda lid: (-self.progress[lid].match, lid))
+        limit = cfg.max_voters or len(self.voters) + 1
+        n = len(self.voters)
+        if ready and (n < limit or (down and n - len(down) < limit and n <= limit)):
+            cc = ConfChange(ConfChangeType.ADD_VOTER, ready[0])
+        elif down and n > limit:
+            cc = ConfChange(ConfChangeType.ADD_LEARNER, down[0])
+        else:
+            return
+        self._append_conf_change(cc, apply_change(self.conf_state, cc))
+
+    def _maybe_step_down_removed(self) -> None:
+        """A leader whose own removal (or demotion) has committed hands over and steps down."""
+        if self.id in self.voters or self._conf_key[0] > self.log.committed:
+            return
+        last = self.log.last_index()
+        caught_up = [v for v in self.voters if self.progress[v].match == last]
+        if caught_up:
+            self._send(TimeoutNow(self.term, self.id, caught_up[0]))  # no election timeout to wait out
+        self._become_follower(self.term, None)
+
     # -------------------------------------------------------------- timers
     def _tick_election(self) -> None:
         self.election_elapsed += 1
@@ -320,6 +624,16 @@ class RaftNode:
     def _tick_heartbeat(self) -> None:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        for peer, pr in self.progress.items():
+            if peer != self.id:
+                pr.inactive_ticks += 1
+        if self._lead_transferee is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= self.config.election_ticks:
+                self._lead_transferee = None  # abandoned: the target did not take over in time
+                if self._leave_pending is not None:
+                    cc, self._leave_pending = self._leave_pending, None
+                    self._append_conf_change(cc, apply_change(self.conf_state, cc))
         if self.election_elapsed >= self.config.election_ticks:
             self.election_elapsed = 0
             if self.config.check_quorum:
@@ -334,6 +648,7 @@ class RaftNode:
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
             self.heartbeat_elapsed = 0
             self._bcast_heartbeat()
+        self._manage_membership()
 
     # ----------------------------------------------------------- elections
     def _campaign(self, pre_vote: bool, transfer: bool = False) -> None:
@@ -380,12 +695,9 @@ class RaftNode:
             self._send(VoteResponse(self.term, self.id, m.src, reject=True, pre_vote=m.pre_vote))
 
     def _step_candidate(self, m: Message) -> None:
-        if isinstance(m, AppendEntries):
+        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
             self._become_follower(m.term, m.src)
-            self._handle_append(m)
-        elif isinstance(m, Heartbeat):
-            self._become_follower(m.term, m.src)
-            self._handle_heartbeat(m)
+            self._step_follower(m)
         elif isinstance(m, VoteResponse):
             if m.pre_vote != (self.role is Role.PRE_CANDIDATE):
                 return  # an answer to an earlier round
@@ -400,14 +712,25 @@ class RaftNode:
 
     # ------------------------------------------------------------ follower
     def _step_follower(self, m: Message) -> None:
-        if isinstance(m, AppendEntries):
+        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
             self.election_elapsed = 0
             self.leader = m.src
-            self._handle_append(m)
-        elif isinstance(m, Heartbeat):
-            self.election_elapsed = 0
-            self.leader = m.src
-            self._handle_heartbeat(m)
+            if self._leave_pending is not None:
+                # We handed leadership over to leave: ask the new leader to remove us.
+                cc, self._leave_pending = self._leave_pending, None
+                data = encode_entry(cc, apply_change(self.conf_state, cc))  # the leader recomputes it
+                self._send(Propose(0, self.id, m.src, [Entry(0, 0, data, EntryType.CONF_CHANGE)]))
+            if isinstance(m, AppendEntries):
+                self._handle_append(m)
+            elif isinstance(m, Heartbeat):
+                self._handle_heartbeat(m)
+            else:
+                self._handle_snapshot(m)
+        elif isinstance(m, TimeoutNow):
+            if self.id in self.voters:
+                self._campaign(pre_vote=False, transfer=True)
+        elif isinstance(m, ReadIndexResponse):
+            self.read_states.append(ReadState(m.index, m.context))
 
     def _handle_append(self, m: AppendEntries) -> None:
         log = self.log
@@ -416,6 +739,8 @@ class RaftNode:
             return
         last = log.maybe_append(m.index, m.log_term, m.commit, m.entries)
         if last is not None:
+            if log.conf_indexes or self._conf_key[0]:
+                self._refresh_conf()
             self._send(AppendResponse(self.term, self.id, m.src, last))
             return
         hint_index, hint_term = log.find_conflict_by_term(min(m.index, log.last_index()), m.log_term)
@@ -427,14 +752,62 @@ class RaftNode:
         self.log.commit_to(min(m.commit, self.log.last_index()))
         self._send(HeartbeatResponse(self.term, self.id, m.src, m.context))
 
+    def _handle_snapshot(self, m: InstallSnapshot) -> None:
+        log = self.log
+        if m.index <= log.committed or log.match_term(m.index, m.log_term):
+            # We hold that entry already (committed entries agree): no need to restore.
+            log.commit_to(max(log.committed, min(m.index, log.last_index())))
+            self._snap_buffer = None
+            self._send(SnapshotResponse(self.term, self.id, m.src, m.index, m.size, done=True))
+            return
+        buf = self._snap_buffer
+        if buf is None or buf[0] != m.index or buf[1] != m.log_term:
+            buf = self._snap_buffer = (m.index, m.log_term, bytearray())
+        data = buf[2]
+        if m.offset != len(data) or len(data) + len(m.data) > m.size:
+            # A resent, reordered or stale chunk: tell the leader where we are, it resumes there.
+            if len(data) + len(m.data) > m.size:
+                data.clear()
+            self._send(SnapshotResponse(self.term, self.id, m.src, m.index, len(data)))
+            return
+        data += m.data
+        if len(data) < m.size:
+            self._send(SnapshotResponse(self.term, self.id, m.src, m.index, len(data)))
+            return
+        conf = ConfState(tuple(sorted(m.voters)), tuple(sorted(m.learners)))
+        self._restore(Snapshot(SnapshotMeta(m.index, m.log_term, conf), bytes(data)))
+        self._send(SnapshotResponse(self.term, self.id, m.src, m.index, m.size, done=True))
+
+    def _restore(self, snap: Snapshot) -> None:
+        self._snap_buffer = None
+        self.log.restore(snap.meta.index, snap.meta.term)
+        self.snapshot = snap
+        self._base_conf = snap.meta.conf
+        self._install = snap
+        self._compaction = None  # superseded: the installed snapshot replaces the log it compacted
+        self._refresh_conf(force=True)
+
     def _step_forwarded_proposal(self, m: Propose) -> None:
         if self.role is Role.LEADER:
-            datas = [e.data for e in m.entries]
+            datas = [e.data for e in m.entries if e.type == EntryType.NORMAL]
             size = sum(len(d) for d in datas)
-            if datas and all(len(d) <= self.config.max_entry_bytes for d in datas) and self._room_for(size):
+            for e in m.entries:
+                if e.type == EntryType.CONF_CHANGE:
+                    try:
+                        cc = decode_entry(e.data)[0]
+                        self.propose_conf_change(cc)
+                    except (RaftError, ValueError):
+                        self.dropped_proposals += 1
+            if not datas:
+                return
+            if (
+                self._lead_transferee is None
+                and all(len(d) <= self.config.max_entry_bytes for d in datas)
+                and self._room_for(size)
+            ):
                 self._leader_append(datas, size)
             else:
-                self.dropped_proposals += len(m.entries)
+                self.dropped_proposals += len(datas)
         elif self.leader is not None and self.leader != m.src and self.config.forward_proposals:
             self.msgs.append(Propose(0, self.id, self.leader, m.entries))
         else:
@@ -464,8 +837,11 @@ class RaftNode:
         pr = self.progress.get(m.src)
         if pr is None:
             return  # not a member (removed, or a stray message)
+        pr.inactive_ticks = 0
         if isinstance(m, AppendResponse):
             pr.recent_active = True
+            if pr.state is ProgressState.SNAPSHOT:
+                return  # answers to appends sent before the snapshot started
             if m.reject:
                 next_probe = m.reject_hint
                 if m.log_term > 0:
@@ -488,17 +864,40 @@ class RaftNode:
                 # Keep the pipeline to this follower full.
                 while self._send_append(m.src, send_if_empty=False):
                     pass
+                if m.src == self._lead_transferee and pr.match == self.log.last_index():
+                    self._send(TimeoutNow(self.term, self.id, m.src))
         elif isinstance(m, HeartbeatResponse):
             pr.recent_active = True
             pr.paused = False
-            if pr.state is ProgressState.REPLICATE and pr.is_paused():
+            if m.context:
+                self._read_acked(m.src, m.context)
+            if pr.state is ProgressState.SNAPSHOT:
+                self._send_snapshot(m.src)  # the last chunk (or its answer) may have been lost
+            elif pr.state is ProgressState.REPLICATE and pr.is_paused():
                 # Every append in the pipeline may have been lost: free one slot
                 # so an append goes out and, if the follower is behind, is rejected.
                 pr.inflight.popleft()
-            if pr.match < self.log.last_index():
+            if pr.state is not ProgressState.SNAPSHOT and pr.match < self.log.last_index():
                 self._send_append(m.src)
+        elif isinstance(m, SnapshotResponse):
+            pr.recent_active = True
+            if pr.state is not ProgressState.SNAPSHOT or m.index != pr.pending_snapshot:
+                return  # about a snapshot we are no longer sending
+            if m.done:
+                pr.snapshot_done(m.index)
+                if self._maybe_commit():
+                    self._bcast_append()
+                else:
+                    self._send_append(m.src)
+            else:
+                pr.snapshot_offset = m.offset
+                self._send_snapshot(m.src)
+        elif isinstance(m, ReadIndex):
+            self._leader_read(m.context, m.src)
 
     def _maybe_commit(self) -> bool:
+        if not self.voters:
+            return False
         matches = sorted((self.progress[v].match for v in self.voters), reverse=True)
         candidate = matches[len(self.voters) // 2]
         # Only an entry of our own term is committed by counting replicas (§5.4.2, figure 8).
@@ -508,9 +907,52 @@ class RaftNode:
             if self.uncommitted_bytes:
                 done = sum(len(e.data) for e in self.log.slice(old + 1, candidate + 1))
                 self.uncommitted_bytes = max(0, self.uncommitted_bytes - done)
+            if self._reads_waiting_commit:
+                waiting, self._reads_waiting_commit = self._reads_waiting_commit, []
+                for context, origin in waiting:
+                    self._leader_read(context, origin)
+            if self._conf_key[0] and old < self._conf_key[0] <= candidate:
+                self._maybe_step_down_removed()
             return True
         return False
 
+    # ------------------------------------------------------------- reads
+    def _leader_read(self, context: bytes, origin: str) -> None:
+        log = self.log
+        if log.term(log.committed) != self.term:
+            # Until an entry of our term commits we may not know the latest commit index (§6.4).
+            self._reads_waiting_commit.append((context, origin))
+            return
+        if self.config.lease_reads or (self.voters == (self.id,)):
+            self._answer_read(ReadState(log.committed, context), origin)
+            return
+        if context in self._pending_reads:
+            return  # the same read asked again: it is answered once
+        self._pending_reads[context] = _PendingRead(log.committed, origin, {self.id})
+        self._bcast_heartbeat(context)
+
+    def _read_acked(self, voter: str, context: bytes) -> None:
+        req = self._pending_reads.get(context)
+        if req is None or voter not in self.voters:
+            return
+        req.acks.add(voter)
+        if sum(1 for v in self.voters if v in req.acks) < self.quorum():
+            return
+        # This round confirms our leadership for every read that arrived before it, too.
+        while self._pending_reads:
+            ctx = next(iter(self._pending_reads))
+            done = self._pending_reads.pop(ctx)
+            self._answer_read(ReadState(done.index, ctx), done.origin)
+            if ctx == context:
+                break
+
+    def _answer_read(self, rs: ReadState, origin: str) -> None:
+        if origin == self.id:
+            self.read_states.append(rs)
+        else:
+            self._send(ReadIndexResponse(self.term, self.id, origin, rs.index, rs.context))
+
+    # --------------------------------------------------------- replication
     def _bcast_append(self) -> None:
         for peer in self.progress:
             if peer != self.id and self._send_append(peer):
@@ -518,10 +960,10 @@ class RaftNode:
                 while self._send_append(peer, send_if_empty=False):
                     pass
 
-    def _bcast_heartbeat(self) -> None:
+    def _bcast_heartbeat(self, context: bytes = b"") -> None:
         for peer, pr in self.progress.items():
             if peer != self.id:
-                self._send(Heartbeat(self.term, self.id, peer, min(pr.match, self.log.committed)))
+                self._send(Heartbeat(self.term, self.id, peer, min(pr.match, self.log.committed), context))
 
     def _send_append(self, to: str, send_if_empty: bool = True) -> bool:
         pr = self.progress[to]
@@ -531,7 +973,9 @@ class RaftNode:
         prev = pr.next - 1
         prev_term = log.term(prev)
         if prev_term is None:
-            return False  # compacted: needs a snapshot (Raft completeness work)
+            # The entries this follower needs are compacted away: it gets the snapshot.
+            self._send_snapshot(to)
+            return True
         lo = prev - log.offset
         hi = min(len(log.entries), lo + self.config.max_entries_per_msg)
         if hi > lo:
@@ -551,6 +995,30 @@ class RaftNode:
         self._send(AppendEntries(self.term, self.id, to, prev, prev_term, log.committed, ents))
         pr.sent(prev + len(ents), len(ents))
         return True
+
+    def _send_snapshot(self, to: str) -> None:
+        snap = self.snapshot
+        if snap is None:
+            raise AssertionError(f"{self.id}: log compacted to {self.log.offset} without a snapshot")
+        pr = self.progress[to]
+        if pr.state is not ProgressState.SNAPSHOT or pr.pending_snapshot != snap.meta.index:
+            pr.become_snapshot(snap.meta.index)  # a newer snapshot replaces one half sent
+        off = pr.snapshot_offset
+        meta = snap.meta
+        self._send(
+            InstallSnapshot(
+                self.term,
+                self.id,
+                to,
+                meta.index,
+                meta.term,
+                list(meta.conf.voters),
+                list(meta.conf.learners),
+                len(snap.data),
+                off,
+                snap.data[off : off + self.config.snapshot_chunk_bytes],
+            )
+        )
 
     # ------------------------------------------------------------- helpers
     def _send(self, m: Message) -> None:

@@ -4,6 +4,8 @@ PROBE: we don't know where the follower's log matches; send one append and
 wait for its answer (or a heartbeat answer) before sending another.
 REPLICATE: the follower is in step; stream appends optimistically, at most
 ``max_inflight`` unacknowledged at once.
+SNAPSHOT: the entries the follower needs are compacted; send the snapshot in
+chunks (stop-and-wait, resent on heartbeat answers) until it is installed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,19 @@ class ProgressState(Enum):
 
 
 class Progress:
-    __slots__ = ("match", "next", "state", "paused", "inflight", "max_inflight", "recent_active", "learner")
+    __slots__ = (
+        "match",
+        "next",
+        "state",
+        "paused",
+        "inflight",
+        "max_inflight",
+        "recent_active",
+        "learner",
+        "pending_snapshot",
+        "snapshot_offset",
+        "inactive_ticks",
+    )
 
     def __init__(self, next_index: int, max_inflight: int, learner: bool = False) -> None:
         self.match = 0
@@ -30,6 +44,9 @@ class Progress:
         self.max_inflight = max_inflight
         self.recent_active = False  # heard from within the last election timeout (CheckQuorum)
         self.learner = learner
+        self.pending_snapshot = 0  # SNAPSHOT: index of the snapshot being sent
+        self.snapshot_offset = 0  # SNAPSHOT: bytes the follower has acknowledged
+        self.inactive_ticks = 0  # leader ticks since this peer last answered (membership manager)
 
     def __repr__(self) -> str:
         return (
@@ -48,6 +65,19 @@ class Progress:
         self.next = self.match + 1
         self.paused = False
         self.inflight.clear()
+
+    def become_snapshot(self, index: int) -> None:
+        self.state = ProgressState.SNAPSHOT
+        self.pending_snapshot = index
+        self.snapshot_offset = 0
+        self.paused = False
+        self.inflight.clear()
+
+    def snapshot_done(self, index: int) -> None:
+        """The follower's log now matches at ``index``: probe onwards from there."""
+        self.match = max(self.match, index)
+        self.pending_snapshot = 0
+        self.become_probe()
 
     def is_paused(self) -> bool:
         if self.state is ProgressState.PROBE:

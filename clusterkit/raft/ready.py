@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .errors import ConfigError
-from .messages import Entry, HardState, Message
+from .messages import Entry, HardState, Message, ReadState, Snapshot
 
 
 class Role(Enum):
@@ -24,19 +24,34 @@ class SoftState:
     role: Role
 
 
+@dataclass(slots=True, frozen=True)
+class Compaction:
+    """A snapshot the node took of its own state machine: store it, then drop the log up to ``compact_to``."""
+
+    snapshot: Snapshot
+    compact_to: int
+
+
 @dataclass(slots=True)
 class Ready:
     """Work the driver must do, in this order, then acknowledge with ``node.advance(ready)``.
 
-    1. Persist: write ``hard_state`` (if not None) and ``entries`` to storage
-       (an entry replaces any stored entry at the same or a later index), then
-       sync. Nothing below may happen before the sync returns: a vote or an
+    1. Persist: ``snapshot`` (received from the leader: it replaces the
+       stored snapshot and log), then ``entries`` (an entry replaces any
+       stored entry at the same or a later index), ``hard_state``, and
+       ``compaction`` (store its snapshot, then drop the log up to
+       ``compact_to``); then sync. :func:`~.storage.write_ready` does the
+       writes. Nothing below may happen before the sync returns: a vote or an
        acknowledgement sent before its state is durable can elect two leaders
        or lose a committed entry after a crash.
     2. Send ``messages`` (in any order; the network may drop or reorder them).
-    3. Apply ``committed_entries`` to the state machine, in order. Entries of
-       type NOOP carry no data and only need to be skipped.
-    4. Call ``advance(ready)``.
+    3. Apply: first, if ``snapshot`` is set, restore the state machine from
+       it; then ``committed_entries``, in order. NOOP entries carry no data;
+       CONF_CHANGE entries carry a membership change the core has already
+       taken into account (decode with ``confchange.decode_entry`` to see it).
+    4. Serve the reads in ``read_states`` once the state machine has applied
+       their ``index`` (at once if it already has).
+    5. Call ``advance(ready)``.
 
     ``soft_state`` is informational (leader or role changed since the last Ready).
     """
@@ -46,9 +61,17 @@ class Ready:
     messages: list[Message] = field(default_factory=list)
     committed_entries: list[Entry] = field(default_factory=list)
     soft_state: SoftState | None = None
+    snapshot: Snapshot | None = None
+    compaction: Compaction | None = None
+    read_states: list[ReadState] = field(default_factory=list)
 
     def must_sync(self) -> bool:
-        return self.hard_state is not None or bool(self.entries)
+        return (
+            self.hard_state is not None
+            or bool(self.entries)
+            or self.snapshot is not None
+            or self.compaction is not None
+        )
 
     def is_empty(self) -> bool:
         return not (
@@ -57,6 +80,9 @@ class Ready:
             or self.messages
             or self.committed_entries
             or self.soft_state is not None
+            or self.snapshot is not None
+            or self.compaction is not None
+            or self.read_states
         )
 
 
@@ -74,6 +100,14 @@ class RaftConfig:
     max_entry_bytes: int = 8 << 20  # proposals larger than this are refused
     max_uncommitted_bytes: int = 256 << 20  # leader refuses proposals past this backlog (0: no limit)
     forward_proposals: bool = True  # followers forward proposals to a known leader
+    snapshot_threshold: int = 10_000  # snapshot_due() once this many entries applied since the last (0: never)
+    snapshot_trailing: int = 1_000  # entries kept behind a snapshot, so slightly slow followers need no snapshot
+    snapshot_chunk_bytes: int = 1 << 20  # InstallSnapshot chunk size
+    max_voters: int = 5  # voters kept at most; further members are learners (0: no limit)
+    auto_promote: bool = True  # leader promotes caught-up learners and replaces voters that are down
+    promote_lag: int = 100  # a learner this many entries behind the leader still counts as caught up
+    voter_down_ticks: int = 30  # a voter unheard for this long is replaced by a caught-up learner
+    lease_reads: bool = False  # serve reads on the leader's lease, no heartbeat round (needs bounded clock drift)
 
     def __post_init__(self) -> None:
         ints = {
@@ -84,6 +118,12 @@ class RaftConfig:
             "max_inflight": self.max_inflight,
             "max_entry_bytes": self.max_entry_bytes,
             "max_uncommitted_bytes": self.max_uncommitted_bytes,
+            "snapshot_threshold": self.snapshot_threshold,
+            "snapshot_trailing": self.snapshot_trailing,
+            "snapshot_chunk_bytes": self.snapshot_chunk_bytes,
+            "max_voters": self.max_voters,
+            "promote_lag": self.promote_lag,
+            "voter_down_ticks": self.voter_down_ticks,
         }
         for name, value in ints.items():
             if type(value) is not int:
@@ -95,5 +135,15 @@ class RaftConfig:
         for name in ("max_entries_per_msg", "max_bytes_per_msg", "max_inflight", "max_entry_bytes"):
             if ints[name] < 1:
                 raise ConfigError(f"{name} must be at least 1")
-        if self.max_uncommitted_bytes < 0:
-            raise ConfigError("max_uncommitted_bytes must be >= 0 (0 disables the limit)")
+        for name in ("pre_vote", "check_quorum", "forward_proposals", "auto_promote", "lease_reads"):
+            if type(getattr(self, name)) is not bool:
+                raise ConfigError(f"{name} must be a bool, got {type(getattr(self, name)).__name__}")
+        for name in ("max_uncommitted_bytes", "snapshot_threshold", "snapshot_trailing", "max_voters", "promote_lag"):
+            if ints[name] < 0:
+                raise ConfigError(f"{name} must be >= 0")
+        if self.snapshot_chunk_bytes < 1:
+            raise ConfigError("snapshot_chunk_bytes must be at least 1")
+        if self.voter_down_ticks < self.election_ticks:
+            raise ConfigError("voter_down_ticks must be at least election_ticks")
+        if self.lease_reads and not self.check_quorum:
+            raise ConfigError("lease_reads needs check_quorum: the lease is the quorum check")

@@ -1,9 +1,14 @@
 """Durable Raft state: the ``Storage`` protocol and an in-memory implementation.
 
 The core never writes storage itself. A driver takes a :class:`~.ready.Ready`,
-writes its hard state and entries here, calls ``sync()``, and only then sends
-the Ready's messages. The core reads storage once, when a node starts, to
-rebuild its log; after that it keeps the (compacted) log in memory.
+writes it here (:func:`write_ready` does it in the right order), calls
+``sync()``, and only then sends the Ready's messages. The core reads storage
+once, when a node starts, to rebuild its log; after that it keeps the
+(compacted) log in memory.
+
+A storage holds: the hard state, the bootstrap membership, the latest
+snapshot, and the log after a compaction point (``first_index() - 1``, whose
+term is still known so the consistency check works across it).
 """
 
 from __future__ import annotations
@@ -12,13 +17,18 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from .errors import StorageError
-from .messages import ConfState, Entry, HardState
+from .messages import ConfState, Entry, HardState, Snapshot
+from .ready import Ready
 
 
 @runtime_checkable
 class Storage(Protocol):
     def initial_state(self) -> tuple[HardState, ConfState]:
-        """The last synced hard state and membership."""
+        """The last synced hard state and the bootstrap membership (empty for a node joining later)."""
+        ...
+
+    def snapshot(self) -> Snapshot:
+        """The latest snapshot (``Snapshot()``, index 0, when none was ever taken)."""
         ...
 
     def first_index(self) -> int:
@@ -27,6 +37,10 @@ class Storage(Protocol):
 
     def last_index(self) -> int:
         """Index of the last entry held (first_index() - 1 when empty)."""
+        ...
+
+    def term(self, index: int) -> int:
+        """Term of the entry at ``index``, for first_index() - 1 <= index <= last_index()."""
         ...
 
     def entries(self, lo: int, hi: int) -> list[Entry]:
@@ -41,30 +55,89 @@ class Storage(Protocol):
 
     def set_conf_state(self, cs: ConfState) -> None: ...
 
+    def save_snapshot(self, snap: Snapshot) -> None:
+        """Keep ``snap`` (taken locally) as the latest snapshot; the log is untouched."""
+        ...
+
+    def compact(self, index: int) -> None:
+        """Drop the entries up to ``index`` (at most the snapshot's index)."""
+        ...
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        """A snapshot received from the leader replaces the snapshot and the whole log."""
+        ...
+
     def sync(self) -> None:
         """Make every earlier write durable (fsync). Called before messages are sent."""
         ...
+
+
+def write_ready(storage: Storage, rd: Ready) -> bool:
+    """Write what ``rd`` asks to persist, in order; returns whether ``storage.sync()`` is needed."""
+    if rd.snapshot is not None:
+        storage.apply_snapshot(rd.snapshot)
+    if rd.entries:
+        storage.append(rd.entries)
+    if rd.hard_state is not None:
+        storage.set_hard_state(rd.hard_state)
+    if rd.compaction is not None:
+        storage.save_snapshot(rd.compaction.snapshot)
+        storage.compact(rd.compaction.compact_to)
+    return rd.must_sync()
 
 
 @dataclass
 class _Image:
     hard_state: HardState = field(default_factory=HardState)
     conf_state: ConfState = field(default_factory=ConfState)
-    entries: list[Entry] = field(default_factory=list)  # entries[i].index == i + 1
+    snap: Snapshot = field(default_factory=Snapshot)
+    offset: int = 0  # index just before entries[0]
+    offset_term: int = 0
+    entries: list[Entry] = field(default_factory=list)  # entries[i].index == offset + i + 1
+
+    def last_index(self) -> int:
+        return self.offset + len(self.entries)
 
     def append(self, ents: list[Entry]) -> None:
         if not ents:
             return
         first = ents[0].index
-        if first > len(self.entries) + 1:
-            raise StorageError(
-                f"append at index {first} leaves a gap after last index {len(self.entries)}"
-            )
-        del self.entries[first - 1 :]
+        if first > self.last_index() + 1:
+            raise StorageError(f"append at index {first} leaves a gap after last index {self.last_index()}")
+        if first <= self.offset:
+            # Already covered by the compacted prefix (committed, so identical): keep the rest.
+            ents = ents[self.offset - first + 1 :]
+            if not ents:
+                return
+            first = ents[0].index
+        del self.entries[first - self.offset - 1 :]
         self.entries.extend(ents)
 
+    def term(self, index: int) -> int:
+        if index == self.offset:
+            return self.offset_term
+        if not self.offset < index <= self.last_index():
+            raise StorageError(f"no term for index {index}: held are {self.offset}..{self.last_index()}")
+        return self.entries[index - self.offset - 1].term
+
+    def compact(self, index: int) -> None:
+        if index <= self.offset:
+            return
+        if index > self.snap.meta.index or index > self.last_index():
+            raise StorageError(
+                f"cannot compact to {index}: snapshot covers {self.snap.meta.index}, log ends at {self.last_index()}"
+            )
+        term = self.term(index)
+        del self.entries[: index - self.offset]
+        self.offset, self.offset_term = index, term
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.offset, self.offset_term = snap.meta.index, snap.meta.term
+        self.entries = []
+
     def copy(self) -> _Image:
-        return _Image(self.hard_state, self.conf_state, list(self.entries))
+        return _Image(self.hard_state, self.conf_state, self.snap, self.offset, self.offset_term, list(self.entries))
 
 
 class MemoryStorage:
@@ -85,16 +158,23 @@ class MemoryStorage:
     def initial_state(self) -> tuple[HardState, ConfState]:
         return self._current.hard_state, self._current.conf_state
 
+    def snapshot(self) -> Snapshot:
+        return self._current.snap
+
     def first_index(self) -> int:
-        return 1
+        return self._current.offset + 1
 
     def last_index(self) -> int:
-        return len(self._current.entries)
+        return self._current.last_index()
+
+    def term(self, index: int) -> int:
+        return self._current.term(index)
 
     def entries(self, lo: int, hi: int) -> list[Entry]:
-        if lo < 1 or hi > len(self._current.entries) + 1 or lo > hi:
-            raise StorageError(f"entries [{lo}, {hi}) out of range [1, {self.last_index() + 1})")
-        return self._current.entries[lo - 1 : hi - 1]
+        img = self._current
+        if lo <= img.offset or hi > img.last_index() + 1 or lo > hi:
+            raise StorageError(f"entries [{lo}, {hi}) out of range [{img.offset + 1}, {img.last_index() + 1})")
+        return img.entries[lo - img.offset - 1 : hi - img.offset - 1]
 
     # -- writes --------------------------------------------------------------
     def append(self, entries: list[Entry]) -> None:
@@ -110,6 +190,22 @@ class MemoryStorage:
         self._current.conf_state = cs
         self._pending.append(("conf_state", cs))
 
+    def save_snapshot(self, snap: Snapshot) -> None:
+        if snap.meta.index < self._current.snap.meta.index:
+            raise StorageError(
+                f"snapshot at {snap.meta.index} is older than the one held ({self._current.snap.meta.index})"
+            )
+        self._current.snap = snap
+        self._pending.append(("save_snapshot", snap))
+
+    def compact(self, index: int) -> None:
+        self._current.compact(index)
+        self._pending.append(("compact", index))
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        self._current.apply_snapshot(snap)
+        self._pending.append(("apply_snapshot", snap))
+
     def sync(self) -> None:
         durable = self._durable
         for op, arg in self._pending:
@@ -117,8 +213,14 @@ class MemoryStorage:
                 durable.append(arg)  # type: ignore[arg-type]
             elif op == "hard_state":
                 durable.hard_state = arg  # type: ignore[assignment]
-            else:
+            elif op == "conf_state":
                 durable.conf_state = arg  # type: ignore[assignment]
+            elif op == "save_snapshot":
+                durable.snap = arg  # type: ignore[assignment]
+            elif op == "compact":
+                durable.compact(arg)  # type: ignore[arg-type]
+            else:
+                durable.apply_snapshot(arg)  # type: ignore[arg-type]
         self._pending.clear()
 
     # -- fault injection -----------------------------------------------------
