@@ -138,6 +138,7 @@ class RaftNode:
         self._lead_transferee: str | None = None
         self._transfer_elapsed = 0
         self._leave_pending: ConfChange | None = None  # removal of ourselves, to forward after a transfer
+        self._departed: list[str] = []  # leader: removed members still sent the log until they know
         self._pending_reads: dict[bytes, _PendingRead] = {}
         self._reads_waiting_commit: list[tuple[bytes, str]] = []
         self._snap_buffer: tuple[int, int, bytearray] | None = None  # follower: (index, term, bytes so far)
@@ -478,6 +479,7 @@ class RaftNode:
         )
         self.votes = {}
         self.progress = {}
+        self._departed = []
         self._sync_progress()
         self.uncommitted_bytes = 0
         self._lead_transferee = None
@@ -487,9 +489,10 @@ class RaftNode:
         self._reads_waiting_commit = []
 
     def _sync_progress(self) -> None:
-        """One Progress per member (and ourselves); new ones start probing at our log's end."""
+        """One Progress per member (and ourselves, and departed members until they learn it);
+        new ones start probing at our log's end."""
         last = self.log.last_index()
-        members = set(self.voters) | set(self.learners) | {self.id}
+        members = set(self.voters) | set(self.learners) | {self.id} | set(self._departed)
         for peer in list(self.progress):
             if peer not in members:
                 del self.progress[peer]
@@ -521,6 +524,13 @@ class RaftNode:
         self._reset(self.term)
         self.role = Role.LEADER
         self.leader = self.id
+        if self._conf_key[0] > self.log.committed:
+            # An uncommitted removal from an earlier term: keep telling the removed nodes too.
+            prev = self._conf_at(self._conf_key[0] - 1)
+            self._departed = [
+                n for n in prev.voters + prev.learners if n not in self.voters + self.learners and n != self.id
+            ]
+            self._sync_progress()
         self.progress[self.id].become_replicate()
         self.progress[self.id].recent_active = True
         # A no-op of our own term lets entries of earlier terms commit (§5.4.2).
@@ -550,8 +560,11 @@ class RaftNode:
             return
         conf = decode_entry(log.entry(key[0]).data)[1] if key[0] else self._base_conf
         self._conf_key = key
+        before = self.voters + self.learners
         self.voters, self.learners = conf.voters, conf.learners
         if self.role is Role.LEADER:
+            # A removed node still gets the entry that removes it, so it can tell it is out.
+            self._departed = [n for n in before if n not in conf.voters and n not in conf.learners and n != self.id]
             self._sync_progress()
             if self._lead_transferee is not None and self._lead_transferee not in self.voters:
                 self._lead_transferee = None
@@ -590,7 +603,9 @@ class RaftNode:
         ready = [
             lid
             for lid in self.learners
-            if self.progress[lid].match + cfg.promote_lag >= last
+            # It must have acknowledged the log (match > 0), not merely be new.
+            if 0 < self.progress[lid].match
+            and self.progress[lid].match + cfg.promote_lag >= last
             and self.progress[lid].inactive_ticks < cfg.election_ticks
         ]
         ready.sort(key=lambda lid: (-self.progress[lid].match, lid))
@@ -871,8 +886,16 @@ class RaftNode:
             pr.paused = False
             if m.context:
                 self._read_acked(m.src, m.context)
+            if m.src in self._departed and min(pr.match, self.log.committed) >= self._conf_key[0]:
+                # It has acknowledged its removal and heard that it committed: stop sending.
+                self._departed.remove(m.src)
+                del self.progress[m.src]
+                return
             if pr.state is ProgressState.SNAPSHOT:
-                self._send_snapshot(m.src)  # the last chunk (or its answer) may have been lost
+                if not pr.snapshot_progress:
+                    pr.snapshot_resync = True  # stuck for an interval: the chunk or its answer was lost
+                    self._send_snapshot(m.src)
+                pr.snapshot_progress = False
             elif pr.state is ProgressState.REPLICATE and pr.is_paused():
                 # Every append in the pipeline may have been lost: free one slot
                 # so an append goes out and, if the follower is behind, is rejected.
@@ -889,8 +912,10 @@ class RaftNode:
                     self._bcast_append()
                 else:
                     self._send_append(m.src)
-            else:
+            elif m.offset > pr.snapshot_offset or pr.snapshot_resync:
                 pr.snapshot_offset = m.offset
+                pr.snapshot_progress = True
+                pr.snapshot_resync = False
                 self._send_snapshot(m.src)
         elif isinstance(m, ReadIndex):
             self._leader_read(m.context, m.src)

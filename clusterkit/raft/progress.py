@@ -5,7 +5,10 @@ wait for its answer (or a heartbeat answer) before sending another.
 REPLICATE: the follower is in step; stream appends optimistically, at most
 ``max_inflight`` unacknowledged at once.
 SNAPSHOT: the entries the follower needs are compacted; send the snapshot in
-chunks (stop-and-wait, resent on heartbeat answers) until it is installed.
+chunks, the next one when an answer moves the offset forward (stale and
+duplicate answers are ignored, so only one chunk is ever in flight). A
+heartbeat interval without progress resends the current chunk and takes the
+follower's answer as the truth, which restarts a transfer a follower lost.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class Progress:
         "learner",
         "pending_snapshot",
         "snapshot_offset",
+        "snapshot_progress",
+        "snapshot_resync",
         "inactive_ticks",
     )
 
@@ -46,6 +51,8 @@ class Progress:
         self.learner = learner
         self.pending_snapshot = 0  # SNAPSHOT: index of the snapshot being sent
         self.snapshot_offset = 0  # SNAPSHOT: bytes the follower has acknowledged
+        self.snapshot_progress = False  # SNAPSHOT: the offset moved since the last heartbeat answer
+        self.snapshot_resync = False  # SNAPSHOT: a chunk was resent; believe the next answer's offset
         self.inactive_ticks = 0  # leader ticks since this peer last answered (membership manager)
 
     def __repr__(self) -> str:
@@ -70,6 +77,8 @@ class Progress:
         self.state = ProgressState.SNAPSHOT
         self.pending_snapshot = index
         self.snapshot_offset = 0
+        self.snapshot_progress = True
+        self.snapshot_resync = False
         self.paused = False
         self.inflight.clear()
 
