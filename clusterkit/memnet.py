@@ -84,6 +84,8 @@ class MemNetwork:
         on_apply: Callable[[str, Entry], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
         auto_compact: bool = True,
+        encode_snapshot: Callable[[list[Entry]], bytes] = encode_applied,
+        decode_snapshot: Callable[[bytes], list[Entry]] = decode_applied,
     ) -> None:
         self.ids = sorted(ids)
         if not self.ids:
@@ -97,6 +99,8 @@ class MemNetwork:
         self.on_apply = on_apply  # a state machine above Raft: called for every applied entry
         self.on_restart = on_restart  # ... and told when a node restarts (it re-applies from its log)
         self.auto_compact = auto_compact  # take a snapshot whenever a node says one is due
+        self.encode_snapshot = encode_snapshot  # the state machine's image: its applied entries ...
+        self.decode_snapshot = decode_snapshot  # ... and back (a benchmark can ship other data through)
         self._joiners: set[str] = set()  # nodes added after bootstrap: they start with no membership
         self.inflight: list[Message] = []
         self.blocked: set[tuple[str, str]] = set()  # (src, dst) links that lose everything
@@ -147,7 +151,7 @@ class MemNetwork:
             for m in rd.messages:
                 self._send(m)
             if rd.snapshot is not None:
-                node.applied = decode_applied(rd.snapshot.data)
+                node.applied = self.decode_snapshot(rd.snapshot.data)
                 node.snapshots_installed += 1
                 if self.on_restart is not None:
                     self.on_restart(nid)  # the state above Raft restarts from the snapshot too
@@ -162,7 +166,7 @@ class MemNetwork:
                 self._emit(f"{nid} leads term {raft.term}")
             raft.advance(rd)
             if self.auto_compact and raft.snapshot_due():
-                raft.compact(raft.log.applied, encode_applied(node.applied))
+                raft.compact(raft.log.applied, self.encode_snapshot(node.applied))
                 node.snapshots_taken += 1
         self.observe(nid)
 
@@ -275,7 +279,7 @@ class MemNetwork:
         node = self.nodes[nid]
         if node.raft is None:
             node.raft = self._new_raft(nid, node.storage)
-            node.applied = decode_applied(node.storage.snapshot().data)  # restore, then re-apply the log
+            node.applied = self.decode_snapshot(node.storage.snapshot().data)  # restore, then re-apply the log
             self._commit_reported[nid] = 0  # a restarted node re-reports what it reloaded
             if self.on_restart is not None:
                 self.on_restart(nid)

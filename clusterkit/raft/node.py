@@ -180,7 +180,7 @@ class RaftNode:
 
     def campaign(self) -> None:
         """Start an election now (skipping PreVote), as a timeout would."""
-        if self.role is not Role.LEADER and self.id in self.voters:
+        if self.role is not Role.LEADER and self._may_campaign():
             self._campaign(pre_vote=False)
 
     def propose(self, data: bytes) -> int | None:
@@ -630,9 +630,17 @@ class RaftNode:
         self._become_follower(self.term, None)
 
     # -------------------------------------------------------------- timers
+    def _may_campaign(self) -> bool:
+        """A voter may campaign; so may a node whose removal has not committed yet, since it
+        may hold the only up-to-date log (Ongaro's thesis §4.2.2, figure 4.6)."""
+        if self.id in self.voters:
+            return True
+        index = self._conf_key[0]
+        return index > self.log.committed and self.id in self._conf_at(index - 1).voters
+
     def _tick_election(self) -> None:
         self.election_elapsed += 1
-        if self.id in self.voters and self.election_elapsed >= self.randomized_election_timeout:
+        if self.election_elapsed >= self.randomized_election_timeout and self._may_campaign():
             self.election_elapsed = 0
             self._campaign(pre_vote=self.config.pre_vote)
 
@@ -647,8 +655,12 @@ class RaftNode:
             if self._transfer_elapsed >= self.config.election_ticks:
                 self._lead_transferee = None  # abandoned: the target did not take over in time
                 if self._leave_pending is not None:
+                    # Leave without a hand-over: remove ourselves; we step down once it commits.
                     cc, self._leave_pending = self._leave_pending, None
-                    self._append_conf_change(cc, apply_change(self.conf_state, cc))
+                    try:
+                        self._append_conf_change(cc, apply_change(self.conf_state, cc))
+                    except (ProposalDropped, ConfigError):
+                        self.dropped_proposals += 1  # another change got there first: ask again
         if self.election_elapsed >= self.config.election_ticks:
             self.election_elapsed = 0
             if self.config.check_quorum:
@@ -742,7 +754,7 @@ class RaftNode:
             else:
                 self._handle_snapshot(m)
         elif isinstance(m, TimeoutNow):
-            if self.id in self.voters:
+            if self._may_campaign():
                 self._campaign(pre_vote=False, transfer=True)
         elif isinstance(m, ReadIndexResponse):
             self.read_states.append(ReadState(m.index, m.context))

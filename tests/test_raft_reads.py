@@ -1,0 +1,146 @@
+"""Linearizable reads: ReadIndex on the leader and forwarded from followers; lease reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from clusterkit.check import RaftSafetyMonitor
+from clusterkit.memnet import MemNetwork
+from clusterkit.raft import (
+    AppendResponse,
+    ConfigError,
+    Heartbeat,
+    HeartbeatResponse,
+    NotLeader,
+    RaftConfig,
+    ReadIndex,
+    VoteResponse,
+)
+
+from .conftest import drain, make_node
+
+CFG = RaftConfig(election_ticks=8)
+
+
+@pytest.fixture
+def net() -> MemNetwork:
+    n = MemNetwork(["n1", "n2", "n3"], seed=12, config=CFG, monitor=RaftSafetyMonitor())
+    n.elect()
+    n.run_until(lambda: False, 3)
+    return n
+
+
+def test_leader_read_waits_for_a_heartbeat_round(net):
+    leader = net.leader()
+    net.propose(leader, b"x=1")
+    net.deliver_all()
+    raft = net.nodes[leader].raft
+    sent = []
+    original = net._send
+    net._send = lambda m: (sent.append(m), original(m))  # type: ignore[method-assign]
+    raft.read_index(b"r1")
+    net.process(leader)
+    assert net.nodes[leader].read_states == []  # not before a majority confirmed the leadership
+    assert [m.context for m in sent if isinstance(m, Heartbeat)] == [b"r1", b"r1"]
+    net.deliver_all()
+    (rs,) = net.nodes[leader].read_states
+    assert rs.context == b"r1" and rs.index == raft.log.committed
+    assert net.nodes[leader].applied[-1].index >= rs.index  # can be served at once
+
+
+def test_follower_read_is_forwarded_and_covers_earlier_writes(net):
+    leader = net.leader()
+    follower = next(n for n in net.ids if n != leader)
+    index = net.propose(leader, b"x=2")
+    net.deliver_all()
+    net.nodes[follower].raft.read_index(b"f1")
+    net.process(follower)
+    net.deliver_all()
+    (rs,) = net.nodes[follower].read_states
+    assert rs.context == b"f1" and rs.index >= index
+    assert any(e.index == index for e in net.nodes[follower].applied)
+
+
+def test_partitioned_old_leader_never_answers_a_read(net):
+    old = net.leader()
+    old_raft = net.nodes[old].raft
+    net.partition([old])
+    net.nodes[old].read_states.clear()
+    old_raft.read_index(b"stale?")
+    net.process(old)
+    # The majority elects a new leader and commits a write the old leader cannot see.
+    rest = [n for n in net.ids if n != old]
+    assert net.run_until(lambda: net.leader() in rest, 200)
+    new = net.leader()
+    net.propose(new, b"x=new")
+    net.run_until(lambda: all(b"x=new" in net.nodes[n].applied_data() for n in rest), 50)
+    for _ in range(30):
+        net.tick(old)
+        net.deliver_all()
+        old_raft.read_index(b"stale-again") if old_raft.is_leader else None
+        net.process(old)
+    assert net.nodes[old].read_states == []
+    net.heal()
+    net.run_until(lambda: not old_raft.is_leader, 50)
+    net.deliver_all()
+    assert net.nodes[old].read_states == []  # the round never completed; the read is dropped
+    assert old_raft.dropped_reads >= 1
+
+
+def test_read_before_the_new_leader_commits_in_its_term_waits():
+    node = make_node("a", config=RaftConfig(pre_vote=False))
+    node.campaign()
+    node.step(VoteResponse(node.term, "b", "a", reject=False))
+    assert node.is_leader and node.log.committed == 0
+    node.read_index(b"early")
+    msgs = drain(node)
+    assert not any(isinstance(m, Heartbeat) and m.context for m in msgs)  # waits for the noop
+    node.step(AppendResponse(node.term, "b", "a", node.log.last_index()))
+    msgs = drain(node)
+    hb = [m for m in msgs if isinstance(m, Heartbeat) and m.context == b"early"]
+    assert hb
+    node.step(HeartbeatResponse(node.term, "b", "a", b"early"))
+    rd = node.ready()
+    assert [(r.index, r.context) for r in rd.read_states] == [(1, b"early")]
+    node.advance(rd)
+
+
+def test_one_ack_confirms_every_earlier_read(net):
+    leader = net.leader()
+    raft = net.nodes[leader].raft
+    for ctx in (b"a", b"b", b"c"):
+        raft.read_index(ctx)
+    net.process(leader)
+    net.deliver_all()
+    assert [r.context for r in net.nodes[leader].read_states] == [b"a", b"b", b"c"]
+
+
+def test_single_voter_reads_at_once():
+    net = MemNetwork(["solo"], seed=1)
+    net.elect()
+    net.nodes["solo"].raft.read_index(b"x")
+    net.process("solo")
+    assert [r.context for r in net.nodes["solo"].read_states] == [b"x"]
+
+
+def test_lease_reads_skip_the_round_and_need_check_quorum():
+    with pytest.raises(ConfigError, match="check_quorum"):
+        RaftConfig(lease_reads=True, check_quorum=False)
+    net = MemNetwork(["n1", "n2", "n3"], seed=3, config=RaftConfig(lease_reads=True))
+    leader = net.elect()
+    net.run_until(lambda: False, 2)
+    sent = []
+    original = net._send
+    net._send = lambda m: (sent.append(m), original(m))  # type: ignore[method-assign]
+    net.nodes[leader].raft.read_index(b"lease")
+    net.process(leader)
+    assert [r.context for r in net.nodes[leader].read_states] == [b"lease"]
+    assert not any(isinstance(m, (Heartbeat, ReadIndex)) for m in sent)
+
+
+def test_read_errors():
+    node = make_node("a")
+    with pytest.raises(NotLeader):
+        node.read_index(b"x")
+    with pytest.raises(TypeError):
+        node.read_index("x")  # type: ignore[arg-type]
