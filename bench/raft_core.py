@@ -28,9 +28,9 @@ from clusterkit.memnet import MemNetwork  # noqa: E402
 from clusterkit.raft import RaftConfig, decode, encode  # noqa: E402
 
 
-def run(entries: int, batch: int, payload: int, codec: bool) -> tuple[float, int]:
+def run(entries: int, batch: int, payload: int, codec: bool, compact: bool = False) -> tuple[float, int]:
     cfg = RaftConfig(max_entries_per_msg=4096, max_bytes_per_msg=4 << 20, max_inflight=256)
-    net = MemNetwork(["n1", "n2", "n3"], seed=1, config=cfg)
+    net = MemNetwork(["n1", "n2", "n3"], seed=1, config=cfg, auto_compact=compact)
     leader = net.elect()
     raft = net.nodes[leader].raft
     assert raft is not None
