@@ -17,13 +17,14 @@ every member of the group.
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clusterkit.check import RaftSafetyMonitor
 from clusterkit.memnet import MemNetwork, encode_applied
 from clusterkit.raft import ConfChange, ConfChangeType, RaftConfig, RaftError
 
+from .test_raft_properties import SETTINGS as BASE_SETTINGS
 from .test_raft_properties import apply as apply_base
 
 ACTION = st.tuples(st.integers(0, 149), st.integers(0, 63), st.booleans())
@@ -180,13 +181,7 @@ def run(n_nodes: int, schedule: list[tuple[int, int, bool]], seed: int, elected:
     COUNTS["snapshots_installed"] += sum(n.snapshots_installed for n in net.nodes.values())
 
 
-SETTINGS = settings(
-    max_examples=200,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+SETTINGS = settings(BASE_SETTINGS, max_examples=200)
 
 
 @SETTINGS

@@ -8,6 +8,7 @@ from clusterkit.check import RaftSafetyMonitor
 from clusterkit.check.raft_safety import InvariantViolation
 from clusterkit.memnet import MemNetwork
 from clusterkit.raft import (
+    AppendEntries,
     ConfChange,
     ConfChangeType,
     ConfigError,
@@ -16,6 +17,7 @@ from clusterkit.raft import (
     ProposalDropped,
     RaftConfig,
     Role,
+    TimeoutNow,
 )
 from clusterkit.raft.confchange import decode_entry
 
@@ -183,7 +185,15 @@ def test_a_leader_whose_removal_commits_steps_down_when_it_could_not_hand_over(t
     leader = net.leader()
     lead = raft(net, leader)
     original = net._send
-    net._send = lambda m: None if type(m).__name__ == "TimeoutNow" else original(m)  # type: ignore
+    sent_as_follower = []
+
+    def send(m):
+        if m.src == leader and isinstance(m, AppendEntries) and not lead.is_leader:
+            sent_as_follower.append(m)  # a node that stepped down must not act as leader
+        if not isinstance(m, TimeoutNow):
+            original(m)
+
+    net._send = send  # type: ignore[method-assign]
     lead.remove_node(leader)
     net.process(leader)
     assert lead.status()["transferring_to"] is not None
@@ -193,6 +203,7 @@ def test_a_leader_whose_removal_commits_steps_down_when_it_could_not_hand_over(t
     # The transfer was abandoned; the leader appended its own removal, which committed without it.
     assert leader not in lead.voters
     assert lead.role is not Role.LEADER and lead.removed
+    assert sent_as_follower == []
     net._send = original  # type: ignore[method-assign]
     settle(net, 40)
     new = net.leader()

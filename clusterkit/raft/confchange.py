@@ -45,25 +45,21 @@ class ConfChange:
 def apply_change(conf: ConfState, cc: ConfChange) -> ConfState:
     """The configuration after ``cc``; ConfigError if the change does nothing or empties the voters."""
     voters, learners = list(conf.voters), list(conf.learners)
-    if cc.op == ConfChangeType.ADD_VOTER:
-        if cc.node in voters:
-            raise ConfigError(f"{cc.node} is already a voter")
-        if cc.node in learners:
-            learners.remove(cc.node)
-        voters.append(cc.node)
-    elif cc.op == ConfChangeType.ADD_LEARNER:
-        if cc.node in learners:
-            raise ConfigError(f"{cc.node} is already a learner")
-        if cc.node in voters:
-            voters.remove(cc.node)
-        learners.append(cc.node)
-    else:
-        if cc.node in voters:
-            voters.remove(cc.node)
-        elif cc.node in learners:
-            learners.remove(cc.node)
-        else:
+    if cc.op == ConfChangeType.REMOVE:
+        group = voters if cc.node in voters else learners if cc.node in learners else None
+        if group is None:
             raise ConfigError(f"{cc.node} is not a member")
+        group.remove(cc.node)
+    else:
+        # Adding to one group moves the node out of the other: promotion and demotion.
+        to, other, kind = (
+            (voters, learners, "voter") if cc.op == ConfChangeType.ADD_VOTER else (learners, voters, "learner")
+        )
+        if cc.node in to:
+            raise ConfigError(f"{cc.node} is already a {kind}")
+        if cc.node in other:
+            other.remove(cc.node)
+        to.append(cc.node)
     if not voters:
         raise ConfigError(f"the change would leave no voters ({ConfChangeType(cc.op).name} {cc.node})")
     return ConfState(voters=tuple(sorted(voters)), learners=tuple(sorted(learners)))

@@ -596,7 +596,7 @@ class RaftNode:
     def _manage_membership(self) -> None:
         """Keep up to ``max_voters`` voters: promote caught-up learners, replace voters that are down."""
         cfg = self.config
-        if not cfg.auto_promote or self._can_change_conf() is not None:
+        if self.role is not Role.LEADER or not cfg.auto_promote or self._can_change_conf() is not None:
             return
         last = self.log.last_index()
         down = [v for v in self.voters if v != self.id and self.progress[v].inactive_ticks >= cfg.voter_down_ticks]
@@ -781,6 +781,8 @@ class RaftNode:
 
     def _handle_snapshot(self, m: InstallSnapshot) -> None:
         log = self.log
+        if not m.voters or m.size < len(m.data):
+            return  # not a snapshot any leader would send: ignore it
         if m.index <= log.committed or log.match_term(m.index, m.log_term):
             # We hold that entry already (committed entries agree): no need to restore.
             log.commit_to(max(log.committed, min(m.index, log.last_index())))
@@ -1004,7 +1006,8 @@ class RaftNode:
 
     def _send_append(self, to: str, send_if_empty: bool = True) -> bool:
         pr = self.progress[to]
-        if pr.is_paused():
+        # Also false once a commit made us step down (our own removal) in the middle of a step.
+        if pr.is_paused() or self.role is not Role.LEADER:
             return False
         log = self.log
         prev = pr.next - 1
