@@ -192,7 +192,7 @@ def test_interrupted_transfer_restarts_after_follower_restart():
     for _ in range(30):
         net.deliver(0)
     follower = net.nodes[lagging].raft
-    assert follower._snap_buffer is not None and 0 < len(follower._snap_buffer[2])
+    assert follower._snap_buffer is not None and 0 < follower._snap_buffer.offset
     net.crash(lagging)
     net.restart(lagging)
     lead = net.nodes[leader].raft

@@ -23,6 +23,7 @@ from typing import Any
 from .confchange import ConfChange, ConfChangeType, apply_change, decode_entry, encode_entry
 from .errors import ConfigError, NotLeader, ProposalDropped, RaftError, StorageError
 from .log import RaftLog
+from .membership import next_membership_change
 from .messages import (
     AppendEntries,
     AppendResponse,
@@ -46,7 +47,9 @@ from .messages import (
     VoteResponse,
 )
 from .progress import Progress, ProgressState
+from .reads import ReadQueue
 from .ready import Compaction, RaftConfig, Ready, Role, SoftState
+from .snapshot_buffer import SnapshotBuffer
 from .storage import Storage
 
 _MESSAGE_TYPES = (
@@ -65,15 +68,6 @@ _MESSAGE_TYPES = (
 )
 # Messages only a leader sends: receiving one of a newer term means that sender leads it.
 _FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
-
-
-class _PendingRead:
-    __slots__ = ("index", "origin", "acks")
-
-    def __init__(self, index: int, origin: str, acks: set[str]) -> None:
-        self.index = index
-        self.origin = origin  # who asked: this node, or the follower the answer goes back to
-        self.acks = acks  # voters that confirmed our leadership after the read arrived
 
 
 class RaftNode:
@@ -139,9 +133,8 @@ class RaftNode:
         self._transfer_elapsed = 0
         self._leave_pending: ConfChange | None = None  # removal of ourselves, to forward after a transfer
         self._departed: list[str] = []  # leader: removed members still sent the log until they know
-        self._pending_reads: dict[bytes, _PendingRead] = {}
-        self._reads_waiting_commit: list[tuple[bytes, str]] = []
-        self._snap_buffer: tuple[int, int, bytearray] | None = None  # follower: (index, term, bytes so far)
+        self._reads = ReadQueue()
+        self._snap_buffer: SnapshotBuffer | None = None  # follower: a snapshot arriving in chunks
         self._install: Snapshot | None = None  # received, for the next Ready
         self._compaction: Compaction | None = None  # taken locally, for the next Ready
 
@@ -484,9 +477,7 @@ class RaftNode:
         self.uncommitted_bytes = 0
         self._lead_transferee = None
         # Reads waiting on a leadership round can't be answered by a node that lost it.
-        self.dropped_reads += len(self._pending_reads) + len(self._reads_waiting_commit)
-        self._pending_reads = {}
-        self._reads_waiting_commit = []
+        self.dropped_reads += self._reads.clear()
 
     def _sync_progress(self) -> None:
         """One Progress per member (and ourselves, and departed members until they learn it);
@@ -595,29 +586,13 @@ class RaftNode:
 
     def _manage_membership(self) -> None:
         """Keep up to ``max_voters`` voters: promote caught-up learners, replace voters that are down."""
-        cfg = self.config
-        if self.role is not Role.LEADER or not cfg.auto_promote or self._can_change_conf() is not None:
+        if self.role is not Role.LEADER or not self.config.auto_promote or self._can_change_conf() is not None:
             return
-        last = self.log.last_index()
-        down = [v for v in self.voters if v != self.id and self.progress[v].inactive_ticks >= cfg.voter_down_ticks]
-        ready = [
-            lid
-            for lid in self.learners
-            # It must have acknowledged the log (match > 0), not merely be new.
-            if 0 < self.progress[lid].match
-            and self.progress[lid].match + cfg.promote_lag >= last
-            and self.progress[lid].inactive_ticks < cfg.election_ticks
-        ]
-        ready.sort(key=lambda lid: (-self.progress[lid].match, lid))
-        limit = cfg.max_voters or len(self.voters) + 1
-        n = len(self.voters)
-        if ready and (n < limit or (down and n - len(down) < limit and n <= limit)):
-            cc = ConfChange(ConfChangeType.ADD_VOTER, ready[0])
-        elif down and n > limit:
-            cc = ConfChange(ConfChangeType.ADD_LEARNER, down[0])
-        else:
-            return
-        self._append_conf_change(cc, apply_change(self.conf_state, cc))
+        cc = next_membership_change(
+            self.id, self.voters, self.learners, self.progress, self.log.last_index(), self.config
+        )
+        if cc is not None:
+            self._append_conf_change(cc, apply_change(self.conf_state, cc))
 
     def _maybe_step_down_removed(self) -> None:
         """A leader whose own removal (or demotion) has committed hands over and steps down."""
@@ -781,7 +756,7 @@ class RaftNode:
 
     def _handle_snapshot(self, m: InstallSnapshot) -> None:
         log = self.log
-        if not m.voters or m.size < len(m.data):
+        if not m.voters:
             return  # not a snapshot any leader would send: ignore it
         if m.index <= log.committed or log.match_term(m.index, m.log_term):
             # We hold that entry already (committed entries agree): no need to restore.
@@ -789,22 +764,13 @@ class RaftNode:
             self._snap_buffer = None
             self._send(SnapshotResponse(self.term, self.id, m.src, m.index, m.size, done=True))
             return
-        buf = self._snap_buffer
-        if buf is None or buf[0] != m.index or buf[1] != m.log_term:
-            buf = self._snap_buffer = (m.index, m.log_term, bytearray())
-        data = buf[2]
-        if m.offset != len(data) or len(data) + len(m.data) > m.size:
-            # A resent, reordered or stale chunk: tell the leader where we are, it resumes there.
-            if len(data) + len(m.data) > m.size:
-                data.clear()
-            self._send(SnapshotResponse(self.term, self.id, m.src, m.index, len(data)))
+        if self._snap_buffer is None:
+            self._snap_buffer = SnapshotBuffer()
+        snap = self._snap_buffer.receive(m)
+        if snap is None:
+            self._send(SnapshotResponse(self.term, self.id, m.src, m.index, self._snap_buffer.offset))
             return
-        data += m.data
-        if len(data) < m.size:
-            self._send(SnapshotResponse(self.term, self.id, m.src, m.index, len(data)))
-            return
-        conf = ConfState(tuple(sorted(m.voters)), tuple(sorted(m.learners)))
-        self._restore(Snapshot(SnapshotMeta(m.index, m.log_term, conf), bytes(data)))
+        self._restore(snap)
         self._send(SnapshotResponse(self.term, self.id, m.src, m.index, m.size, done=True))
 
     def _restore(self, snap: Snapshot) -> None:
@@ -946,9 +912,8 @@ class RaftNode:
             if self.uncommitted_bytes:
                 done = sum(len(e.data) for e in self.log.slice(old + 1, candidate + 1))
                 self.uncommitted_bytes = max(0, self.uncommitted_bytes - done)
-            if self._reads_waiting_commit:
-                waiting, self._reads_waiting_commit = self._reads_waiting_commit, []
-                for context, origin in waiting:
+            if self._reads.waiting_commit:
+                for context, origin in self._reads.take_waiting():
                     self._leader_read(context, origin)
             if self._conf_key[0] and old < self._conf_key[0] <= candidate:
                 self._maybe_step_down_removed()
@@ -960,30 +925,16 @@ class RaftNode:
         log = self.log
         if log.term(log.committed) != self.term:
             # Until an entry of our term commits we may not know the latest commit index (§6.4).
-            self._reads_waiting_commit.append((context, origin))
+            self._reads.waiting_commit.append((context, origin))
             return
-        if self.config.lease_reads or (self.voters == (self.id,)):
+        if self.config.lease_reads or self.voters == (self.id,):
             self._answer_read(ReadState(log.committed, context), origin)
-            return
-        if context in self._pending_reads:
-            return  # the same read asked again: it is answered once
-        self._pending_reads[context] = _PendingRead(log.committed, origin, {self.id})
-        self._bcast_heartbeat(context)
+        elif self._reads.add(context, origin, log.committed, self.id):
+            self._bcast_heartbeat(context)
 
     def _read_acked(self, voter: str, context: bytes) -> None:
-        req = self._pending_reads.get(context)
-        if req is None or voter not in self.voters:
-            return
-        req.acks.add(voter)
-        if sum(1 for v in self.voters if v in req.acks) < self.quorum():
-            return
-        # This round confirms our leadership for every read that arrived before it, too.
-        while self._pending_reads:
-            ctx = next(iter(self._pending_reads))
-            done = self._pending_reads.pop(ctx)
-            self._answer_read(ReadState(done.index, ctx), done.origin)
-            if ctx == context:
-                break
+        for rs, origin in self._reads.ack(voter, context, self.voters, self.quorum()):
+            self._answer_read(rs, origin)
 
     def _answer_read(self, rs: ReadState, origin: str) -> None:
         if origin == self.id:
