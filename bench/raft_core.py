@@ -82,7 +82,10 @@ def cluster_state_snapshot(nodes: int, partitions: int, rf: int) -> None:
     # Through Raft: the leader compacts with this image, a fresh follower gets it in 1 MiB chunks.
     cfg = RaftConfig(snapshot_threshold=0, snapshot_trailing=0)
     # The followers' state machine here is the cluster state itself: restored (and timed) below.
-    net = MemNetwork(["a", "b", "c"], seed=1, config=cfg, auto_compact=False, decode_snapshot=lambda data: [])
+    received: list[bytes] = []
+    net = MemNetwork(
+        ["a", "b", "c"], seed=1, config=cfg, auto_compact=False, restore=lambda nid, data: received.append(data)
+    )
     leader = net.elect()
     lagging = next(n for n in net.ids if n != leader)
     net.crash(lagging, synced=True)
@@ -94,8 +97,6 @@ def cluster_state_snapshot(nodes: int, partitions: int, rf: int) -> None:
     lead.compact(lead.log.applied, data)
     net.process(leader)
     compact_s = time.perf_counter() - t0
-    received: list[bytes] = []
-    net.on_restart = lambda nid: received.append(net.nodes[nid].storage.snapshot().data) if nid == lagging else None
     net.restart(lagging)
     t0 = time.perf_counter()
     net.run_until(lambda: net.nodes[lagging].raft.log.applied >= lead.log.committed, 100)  # type: ignore[union-attr]

@@ -2,9 +2,12 @@
 
 The smallest complete driver: each node's committed entries are applied to
 its facade (which runs the hooks), commands are proposed through Raft, and
-time is rounds of ticks. Same seed, same run. The Raft group's voters are
-fixed at construction (membership changes through Raft are issue 4's); a
-node takes part in the *cluster state* once its join command commits.
+time is rounds of ticks. Same seed, same run. The nodes named at
+construction form the Raft group; ``add_node`` brings in another one as a
+Raft learner (the leader promotes it once it has caught up, up to
+``max_voters``). A node takes part in the *cluster state* once its join
+command commits. Raft snapshots hold the cluster state: a restarted node,
+or one too far behind, restores it and applies only the entries after it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Callable, Iterable
 from .cluster_state import ApplyResult
 from .facade import ClusterKit, Options
 from .memnet import MemNetwork
+from .raft.errors import RaftError
 from .raft.messages import Entry, EntryType
 from .raft.ready import RaftConfig
 
@@ -33,9 +37,13 @@ class MemCluster:
         raft_config: RaftConfig | None = None,
     ) -> None:
         ids = sorted(node_ids)
-        # No automatic snapshots here: the facade's cluster state is not in the in-memory snapshot.
         self.net = MemNetwork(
-            ids, seed=seed, config=raft_config, on_apply=self._on_apply, on_restart=self._on_restart, auto_compact=False
+            ids,
+            seed=seed,
+            config=raft_config,
+            on_apply=self._on_apply,
+            snapshot_of=lambda nid: self.kits[nid].state.snapshot(),
+            restore=self._restore,
         )
         self._options = options
         self.kits: dict[str, ClusterKit] = {nid: self._new_kit(nid) for nid in ids}
@@ -50,12 +58,15 @@ class MemCluster:
             self.commands[nid].append(entry.data)
             self.results[nid].append(self.kits[nid].apply(entry.data))
 
-    def _on_restart(self, nid: str) -> None:
-        # no snapshots yet: the node re-applies its whole log into a fresh state;
-        # hooks registered on the old facade carry over (they are at-least-once)
+    def _restore(self, nid: str, snapshot: bytes) -> None:
+        # A restart or a snapshot from the leader: a fresh facade from the snapshot (if any); the
+        # entries after it are then re-applied. Hooks registered on the old facade carry over and
+        # fire for those entries again (at-least-once: ``event.epoch`` tells what was seen).
         old = self.kits[nid]
         kit = self._new_kit(nid)
         kit._hooks = old._hooks
+        if snapshot:
+            kit.restore(snapshot)
         self.kits[nid] = kit
 
     # ------------------------------------------------------------ driving
@@ -105,6 +116,32 @@ class MemCluster:
 
     def up(self) -> list[str]:
         return self.net.up()
+
+    def add_node(self, nid: str, max_rounds: int = 300) -> None:
+        """A new, empty node: it joins the Raft group as a learner and catches up (by snapshot if
+        the log was compacted). Then ``start(nid)`` submits its cluster-state join."""
+        if nid in self.kits:
+            raise ValueError(f"{nid} is already in the cluster")
+        self.kits[nid] = self._new_kit(nid)
+        self.results[nid] = []
+        self.commands[nid] = []
+        self.net.add_node(nid)
+        address = self.kits[nid].options.raft_addr.encode()
+        for _ in range(max_rounds):
+            leader = self.net.leader()
+            raft = self.net.nodes[leader].raft if leader is not None else None
+            if raft is not None:
+                if nid in raft.voters + raft.learners:
+                    if self.run_until(lambda: self._caught_up(nid), max_rounds):
+                        return
+                    break
+                try:
+                    raft.add_learner(nid, context=address)
+                except RaftError:
+                    pass  # e.g. another change in flight: try again next round
+                self.net.process(leader)
+            self.round()
+        raise TimeoutError(f"{nid} did not join the Raft group within {max_rounds} rounds")
 
     def start(self, nid: str) -> ApplyResult:
         """Bootstrap (first node) or join, as the node's options say."""

@@ -12,9 +12,11 @@ apply, advance, and take a snapshot of its state machine when the node says
 one is due. An optional :class:`RaftSafetyMonitor` checks the Raft
 invariants after every step.
 
-The state machine of each node is the list of entries it applied; its
-snapshot is that list, msgpack-encoded, so a node restored from a snapshot
-can be compared entry by entry with one that applied the log.
+By default the state machine of each node is the list of entries it
+applied; its snapshot is that list, msgpack-encoded, so a node restored from
+a snapshot can be compared entry by entry with one that applied the log. A
+state machine above Raft (the cluster state, say) brings its own
+``snapshot_of`` and ``restore``.
 """
 
 from __future__ import annotations
@@ -84,8 +86,8 @@ class MemNetwork:
         on_apply: Callable[[str, Entry], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
         auto_compact: bool = True,
-        encode_snapshot: Callable[[list[Entry]], bytes] = encode_applied,
-        decode_snapshot: Callable[[bytes], list[Entry]] = decode_applied,
+        snapshot_of: Callable[[str], bytes] | None = None,
+        restore: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.ids = sorted(ids)
         if not self.ids:
@@ -99,8 +101,9 @@ class MemNetwork:
         self.on_apply = on_apply  # a state machine above Raft: called for every applied entry
         self.on_restart = on_restart  # ... and told when a node restarts (it re-applies from its log)
         self.auto_compact = auto_compact  # take a snapshot whenever a node says one is due
-        self.encode_snapshot = encode_snapshot  # the state machine's image: its applied entries ...
-        self.decode_snapshot = decode_snapshot  # ... and back (a benchmark can ship other data through)
+        # The state machine's image for a snapshot, and restoring one (at a restart, or received).
+        self.snapshot_of = snapshot_of or (lambda nid: encode_applied(self.nodes[nid].applied))
+        self.restore = restore or self._restore_applied
         self._joiners: set[str] = set()  # nodes added after bootstrap: they start with no membership
         self.inflight: list[Message] = []
         self.blocked: set[tuple[str, str]] = set()  # (src, dst) links that lose everything
@@ -128,6 +131,9 @@ class MemNetwork:
         if self.on_event is not None:
             self.on_event(text)
 
+    def _restore_applied(self, nid: str, data: bytes) -> None:
+        self.nodes[nid].applied = decode_applied(data)
+
     def add_node(self, nid: str) -> MemNode:
         """A new, empty node on the network. It joins the group once a leader adds it (e.g. ``add_learner``)."""
         if nid in self.nodes:
@@ -151,10 +157,9 @@ class MemNetwork:
             for m in rd.messages:
                 self._send(m)
             if rd.snapshot is not None:
-                node.applied = self.decode_snapshot(rd.snapshot.data)
+                node.applied = []
+                self.restore(nid, rd.snapshot.data)
                 node.snapshots_installed += 1
-                if self.on_restart is not None:
-                    self.on_restart(nid)  # the state above Raft restarts from the snapshot too
             for e in rd.committed_entries:
                 node.applied.append(e)
                 if self.monitor is not None:
@@ -166,7 +171,7 @@ class MemNetwork:
                 self._emit(f"{nid} leads term {raft.term}")
             raft.advance(rd)
             if self.auto_compact and raft.snapshot_due():
-                raft.compact(raft.log.applied, self.encode_snapshot(node.applied))
+                raft.compact(raft.log.applied, self.snapshot_of(nid))
                 node.snapshots_taken += 1
         self.observe(nid)
 
@@ -279,10 +284,11 @@ class MemNetwork:
         node = self.nodes[nid]
         if node.raft is None:
             node.raft = self._new_raft(nid, node.storage)
-            node.applied = self.decode_snapshot(node.storage.snapshot().data)  # restore, then re-apply the log
+            node.applied = []
             self._commit_reported[nid] = 0  # a restarted node re-reports what it reloaded
             if self.on_restart is not None:
                 self.on_restart(nid)
+            self.restore(nid, node.storage.snapshot().data)  # then the log after it is re-applied
             self._emit(f"{nid} restarted at term {node.raft.term}")
             self.process(nid)
 
