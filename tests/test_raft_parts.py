@@ -32,10 +32,12 @@ def test_a_later_read_stays_pending_when_an_earlier_one_is_confirmed():
     q = ReadQueue()
     q.add(b"r1", "a", 5, leader="a")
     q.add(b"r2", "a", 6, leader="a")
+    assert q.last_context() == b"r2"
     done = q.ack("b", b"r1", ("a", "b", "c"), quorum=2)
     assert [rs.context for rs, _ in done] == [b"r1"] and list(q.pending) == [b"r2"]
     q.waiting_commit.append((b"r3", "c"))
     assert q.clear() == 2 and q.pending == {} and q.waiting_commit == []
+    assert q.last_context() == b""
 
 
 # --------------------------------------------------------- snapshot buffer

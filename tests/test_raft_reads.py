@@ -144,3 +144,36 @@ def test_read_errors():
         node.read_index(b"x")
     with pytest.raises(TypeError):
         node.read_index("x")  # type: ignore[arg-type]
+
+
+def test_a_cut_off_leader_stops_answering_lease_reads_before_another_can_be_elected():
+    cfg = RaftConfig(election_ticks=10, lease_reads=True)
+    net = MemNetwork(["n1", "n2", "n3"], seed=3, config=cfg, monitor=RaftSafetyMonitor())
+    leader = net.elect()
+    net.run_until(lambda: False, 2)
+    raft = net.nodes[leader].raft
+    net.partition([leader])
+    for _ in range(cfg.election_ticks // 2):
+        net.tick(leader)
+        net.deliver_all()
+    assert raft.is_leader  # CheckQuorum has not noticed yet...
+    raft.read_index(b"late")
+    net.process(leader)
+    net.deliver_all()
+    assert net.nodes[leader].read_states == []  # ...but the lease has run out: the read needs a round
+    net.heal()
+    net.tick(leader)
+    net.deliver_all()
+    assert [r.context for r in net.nodes[leader].read_states] == [b"late"]  # the round confirms it
+
+
+def test_a_lost_read_round_is_retried_by_the_next_heartbeat(net):
+    leader = net.leader()
+    net.nodes[leader].raft.read_index(b"lost")
+    net.process(leader)
+    net.inflight.clear()  # the read's heartbeats are lost
+    net.deliver_all()
+    assert net.nodes[leader].read_states == []
+    net.tick(leader)  # a regular heartbeat carries the pending read's context
+    net.deliver_all()
+    assert [r.context for r in net.nodes[leader].read_states] == [b"lost"]

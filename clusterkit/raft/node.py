@@ -649,7 +649,7 @@ class RaftNode:
                         pr.recent_active = False
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
             self.heartbeat_elapsed = 0
-            self._bcast_heartbeat()
+            self._bcast_heartbeat(self._reads.last_context())
         self._manage_membership()
 
     # ----------------------------------------------------------- elections
@@ -927,10 +927,20 @@ class RaftNode:
             # Until an entry of our term commits we may not know the latest commit index (§6.4).
             self._reads.waiting_commit.append((context, origin))
             return
-        if self.config.lease_reads or self.voters == (self.id,):
+        if self.voters == (self.id,) or (self.config.lease_reads and self._lease_holds()):
             self._answer_read(ReadState(log.committed, context), origin)
         elif self._reads.add(context, origin, log.committed, self.id):
             self._bcast_heartbeat(context)
+
+    def _lease_holds(self) -> bool:
+        """A quorum of voters answered within half an election timeout. Each of them refuses to vote
+        for anyone else until a full election timeout after it last heard from us, so no other leader
+        can exist yet; the other half of the timeout is the margin for clocks that drift apart (and
+        for answers the network delayed). CheckQuorum alone is not enough: it looks back only once
+        per election timeout, so a cut-off leader can believe it leads for almost two."""
+        window = self.config.election_ticks // 2
+        fresh = sum(1 for v in self.voters if v == self.id or self.progress[v].inactive_ticks < window)
+        return fresh >= self.quorum()
 
     def _read_acked(self, voter: str, context: bytes) -> None:
         for rs, origin in self._reads.ack(voter, context, self.voters, self.quorum()):

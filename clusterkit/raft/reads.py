@@ -53,6 +53,11 @@ class ReadQueue:
                 break
         return out
 
+    def last_context(self) -> bytes:
+        """The newest pending read's context: every heartbeat carries it, so a lost round is retried
+        and its answers confirm every read still pending (empty when none is)."""
+        return next(reversed(self.pending), b"")
+
     def take_waiting(self) -> list[tuple[bytes, str]]:
         waiting, self.waiting_commit = self.waiting_commit, []
         return waiting
