@@ -55,6 +55,9 @@ _TAGS: MappingProxyType[type, int] = MappingProxyType(
 )
 
 
+_CONF_CHANGE = int(EntryType.CONF_CHANGE)
+
+
 def _check_int(v: Any) -> bool:
     return type(v) is int and v >= 0
 
@@ -112,11 +115,20 @@ def _entries_from_wire(raw: Any, where: str) -> list[Entry]:
         if type(item) is not list or len(item) != 4:
             raise CodecError(f"{where}: entry {i} must be [term, index, data, type]")
         term, index, data, etype = item
-        if not (_check_int(term) and _check_int(index) and _check_bytes(data) and _check_int(etype)):
+        # The _check_* rules inlined: this loop runs for every entry of every append.
+        if not (
+            type(term) is int
+            and type(index) is int
+            and type(data) is bytes
+            and type(etype) is int
+            and term >= 0
+            and index >= 0
+            and etype >= 0
+        ):
             raise CodecError(f"{where}: entry {i} has a field of the wrong type")
-        if etype > 2:
-            raise CodecError(f"{where}: entry {i} has unknown entry type {etype}")
-        if etype == EntryType.CONF_CHANGE:
+        if etype > 1:  # one comparison on the hot path: only CONF_CHANGE (2) is valid above NOOP
+            if etype != _CONF_CHANGE:
+                raise CodecError(f"{where}: entry {i} has unknown entry type {etype}")
             try:
                 decode_entry(data)
             except CodecError as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from .errors import StorageError
 from .messages import Entry, EntryType
 
-_CONF = EntryType.CONF_CHANGE
+_CONF = int(EntryType.CONF_CHANGE)
 
 
 class RaftLog:
@@ -75,12 +75,11 @@ class RaftLog:
         return self.offset, self.offset_term
 
     # -- mutation ------------------------------------------------------------
-    def append(self, entries: list[Entry]) -> None:
-        """Leader path: entries follow the current last index."""
+    def append(self, entries: list[Entry], normal_only: bool = False) -> None:
+        """Leader path: entries follow the current last index (``normal_only``: no conf change among them)."""
         self.entries.extend(entries)
-        for e in entries:
-            if e.type == _CONF:
-                self.conf_indexes.append(e.index)
+        if not normal_only:
+            self.conf_indexes.extend([e.index for e in entries if e.type == _CONF])
 
     def maybe_append(self, index: int, log_term: int, commit: int, entries: list[Entry]) -> int | None:
         """Follower path: the consistency check, then append. Returns the new last matching index."""

@@ -820,7 +820,7 @@ class RaftNode:
             )
         first = self.log.last_index() + 1
         term = self.term
-        self.log.append([Entry(term, first + i, data) for i, data in enumerate(batch)])
+        self.log.append([Entry(term, first + i, data) for i, data in enumerate(batch)], normal_only=True)
         self.uncommitted_bytes += size
         last = self.log.last_index()
         self.progress[self.id].maybe_update(last)
