@@ -2,7 +2,10 @@
 
 Prints who led which term, the faults injected, and what was committed; then
 heals everything, checks that every node applied the same entries and that
-the Raft safety invariants held after every step.
+the Raft safety invariants held after every step. Logs are compacted into
+snapshots all along; after healing, a new node joins as a learner (and
+catches up by snapshot), leadership is handed over, and a linearizable read
+is confirmed through a follower.
 """
 
 from __future__ import annotations
@@ -13,6 +16,10 @@ from typing import TextIO
 
 from .check.raft_safety import RaftSafetyMonitor
 from .memnet import MemNetwork
+from .raft.ready import RaftConfig
+
+# Small enough that the demo's logs are compacted many times over.
+DEMO_CONFIG = RaftConfig(snapshot_threshold=50, snapshot_trailing=10)
 
 
 @dataclass
@@ -22,6 +29,9 @@ class DemoResult:
     faults: int = 0
     committed: int = 0
     converged: bool = False
+    joined: bool = False
+    transferred_to: str | None = None
+    read_index: int = 0
 
 
 def run_demo(
@@ -41,7 +51,9 @@ def run_demo(
             print(f"  step {step_no:5d}  {text}", file=out)
 
     monitor = RaftSafetyMonitor()
-    net = MemNetwork(ids, seed=seed, drop_rate=0.05, dup_rate=0.02, monitor=monitor, on_event=event)
+    net = MemNetwork(
+        ids, seed=seed, config=DEMO_CONFIG, drop_rate=0.05, dup_rate=0.02, monitor=monitor, on_event=event
+    )
     print(f"ClusterKit Raft core demo: {nodes} nodes, {steps} random steps, seed {seed}", file=out)
     print("  (5% of messages dropped, 2% duplicated; crashes, restarts and partitions at random)", file=out)
     for step_no in range(steps):
@@ -82,4 +94,41 @@ def run_demo(
     )
     verdict = "all nodes agree" if result.converged else "NODES DISAGREE"
     print(f"Safety invariants held at every step; after healing, {verdict}.", file=out)
+    _membership_tour(net, leader, nodes, result, out)
     return result
+
+
+def _membership_tour(net: MemNetwork, leader: str, nodes: int, result: DemoResult, out: TextIO) -> None:
+    """On the healed cluster: a node joins as a learner, leadership moves, a read is confirmed."""
+    lead = net.nodes[leader].raft
+    assert lead is not None
+    new = f"node-{nodes + 1}"
+    net.add_node(new)
+    lead.add_learner(new)
+    net.process(leader)
+    result.joined = net.run_until(lambda: net.nodes[new].raft.log.applied >= lead.log.committed, 200)  # type: ignore[union-attr]
+    net.run_until(lambda: False, 5)  # time for the leader to promote it, if there is room
+    role = "voter" if new in lead.voters else f"learner (max_voters={lead.config.max_voters} voters already)"
+    snaps = sum(n.snapshots_taken for n in net.nodes.values())
+    print(
+        f"\n{new} joined as a learner, caught up by {net.nodes[new].snapshots_installed} snapshot(s) plus the log,"
+        f" and is now a {role}; {snaps} snapshots were taken during the run.",
+        file=out,
+    )
+    target = lead.transfer_leadership()
+    net.process(leader)
+    net.deliver_all()
+    result.transferred_to = net.leader()
+    print(f"Leadership handed over: {leader} -> {result.transferred_to} (term {lead.term}).", file=out)
+    reader = leader  # now a follower: its read goes to the new leader
+    net.nodes[reader].raft.read_index(b"demo-read")  # type: ignore[union-attr]
+    net.process(reader)
+    net.deliver_all()
+    reads = net.nodes[reader].read_states
+    if reads and target == result.transferred_to:
+        result.read_index = reads[-1].index
+        print(
+            f"Linearizable read through {reader}: confirmed by a majority at index {result.read_index},"
+            f" served once {reader} applied it.",
+            file=out,
+        )

@@ -42,6 +42,9 @@ def test_demo_converges_and_reports_leaders():
     assert result.leaders and "Who led which term" in text
     assert f"{result.committed} entries" in text
     assert "Safety invariants held" in text
+    assert result.joined and "node-6 joined as a learner" in text
+    assert result.transferred_to is not None and "Leadership handed over" in text
+    assert result.read_index > 0 and "Linearizable read" in text
 
 
 def test_demo_replays_exactly_across_processes_with_different_string_hashing():

@@ -9,6 +9,7 @@ import pytest
 from clusterkit.check import RaftSafetyMonitor
 from clusterkit.memnet import MemNetwork, decode_applied
 from clusterkit.raft import (
+    ConfigError,
     ConfState,
     Entry,
     HardState,
@@ -74,6 +75,16 @@ def test_storage_snapshot_compact_and_crash():
     s.append([Entry(3, 21, b"x")])
     s.append([Entry(3, 15, b"old")])  # below the snapshot: already covered, nothing changes
     assert s.last_index() == 21
+
+
+def test_a_compacted_log_without_a_snapshot_is_refused_at_start():
+    class Broken(MemoryStorage):
+        def first_index(self) -> int:
+            return 5  # claims a compaction, but snapshot() is empty
+
+    s = Broken(ConfState(voters=("a",)))
+    with pytest.raises(ConfigError, match="compacted its log to 4 but its snapshot covers only 0"):
+        RaftNode("a", s)
 
 
 def test_storage_refuses_an_older_snapshot():

@@ -97,6 +97,10 @@ class RaftNode:
         snap = storage.snapshot()
         first, last = storage.first_index(), storage.last_index()
         offset = first - 1
+        if offset > snap.meta.index:
+            raise ConfigError(
+                f"storage compacted its log to {offset} but its snapshot covers only {snap.meta.index}"
+            )
         offset_term = storage.term(offset) if offset > 0 else 0
         self.log = RaftLog(storage.entries(first, last + 1), offset=offset, offset_term=offset_term)
         commit = max(hs.commit, snap.meta.index)
