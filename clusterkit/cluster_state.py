@@ -18,6 +18,7 @@ live holder.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import chain
 from types import MappingProxyType
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -431,8 +432,10 @@ class ClusterState:
         _require(isinstance(owners, list) and isinstance(holders, list) and len(owners) == len(holders), "bad map")
         count = state.config.partition_count if state.config is not None else 0
         _require(len(owners) == count, f"map has {len(owners)} partitions, config says {count}")
-        for seq in (*owners, *holders):
-            _require(isinstance(seq, list) and all(isinstance(x, str) for x in seq), "map entries must list node ids")
+        # Type checks at C speed (map/set): a map has P x RF ids, 196,608 for 65,536 partitions at RF 3.
+        seqs = (*owners, *holders)
+        _require(set(map(type, seqs)) <= {list}, "map entries must list node ids")
+        _require(set(map(type, chain.from_iterable(seqs))) <= {str}, "map entries must list node ids")
         state.owners = [tuple(o) for o in owners]
         state.holders = [tuple(h) for h in holders]
         epoch = doc.get("epoch")

@@ -110,6 +110,11 @@ def test_epoch_grows_with_every_change_and_snapshots_round_trip() -> None:
         ClusterState.restore(b"junk")
     with pytest.raises(CommandError, match="version"):
         ClusterState.restore(msgpack.packb({"v": 99}))
+    doc = msgpack.unpackb(blob, raw=False)
+    for bad in ("node-1", [1, "node-2"]):  # a map entry that is not a list of node ids
+        broken = dict(doc, owners=[bad, *doc["owners"][1:]])
+        with pytest.raises(CommandError, match="must list node ids"):
+            ClusterState.restore(msgpack.packb(broken, use_bin_type=True))
 
 
 def test_n_below_rf_every_node_owns_everything() -> None:
