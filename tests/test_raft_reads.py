@@ -177,3 +177,66 @@ def test_a_lost_read_round_is_retried_by_the_next_heartbeat(net):
     net.tick(leader)  # a regular heartbeat carries the pending read's context
     net.deliver_all()
     assert [r.context for r in net.nodes[leader].read_states] == [b"lost"]
+
+
+def _lease_net(n: int) -> tuple[MemNetwork, str]:
+    cfg = RaftConfig(election_ticks=10, lease_reads=True)
+    net = MemNetwork([f"n{i}" for i in range(1, n + 1)], seed=8, config=cfg, monitor=RaftSafetyMonitor())
+    leader = net.elect()
+    net.run_until(lambda: False, 3)
+    return net, leader
+
+
+def _stale_reads(net: MemNetwork, nid: str, required: dict[bytes, int]) -> list:
+    net.deliver_all()
+    return [rs for rs in net.nodes[nid].read_states if rs.index < required[rs.context]]
+
+
+def test_a_restarted_voter_keeps_the_lease_it_promised():
+    """The old leader's lease counts on X not voting for a full election timeout. If X restarts
+    and forgets that, A (long cut off, so its timer has run out) wins at once with Z and X, commits,
+    and the old leader, alone but inside its lease, would answer a stale read."""
+    net, leader = _lease_net(5)
+    a, z, x, y = [n for n in net.ids if n != leader]
+    net.partition([leader, x, y], [a, z])
+    net.run_until(lambda: False, 25)  # a and z can't win alone; a's election timer runs out
+    net.partition([leader], [a, z, x, y])
+    net.crash(x, synced=True)
+    net.restart(x)
+    net.nodes[a].raft.campaign()  # its election timer fires now
+    net.process(a)
+    required: dict[bytes, int] = {}
+    for k in range(CFG.election_ticks):
+        net.tick_all()
+        net.deliver_all()
+        new = net.leader()
+        if new != leader:
+            net.propose(new, b"after the old lease? %d" % k)
+            net.deliver_all()
+        ctx = b"r%d" % k
+        required[ctx] = max(net.monitor.committed)
+        if net.nodes[leader].raft.is_leader:
+            net.nodes[leader].raft.read_index(ctx)
+            net.process(leader)
+        assert _stale_reads(net, leader, required) == []
+
+
+def test_no_lease_read_while_leadership_is_being_transferred():
+    """TimeoutNow lets the target win past every lease. If the old leader kept answering from its
+    lease while it can't hear the new one, it would serve reads that miss the new leader's writes."""
+    net, leader = _lease_net(3)
+    target, other = [n for n in net.ids if n != leader]
+    net.blocked |= {(target, leader), (other, leader)}  # the old leader hears nothing from now on
+    net.nodes[leader].raft.transfer_leadership(target)
+    net.process(leader)
+    net.deliver_all()
+    assert net.leader() == target
+    net.propose(target, b"written by the new leader")
+    net.deliver_all()
+    required = {b"old": max(net.monitor.committed)}
+    old = net.nodes[leader].raft
+    assert old.is_leader  # it has not heard of the new term
+    old.read_index(b"old")
+    net.process(leader)
+    assert _stale_reads(net, leader, required) == []
+    assert net.nodes[leader].read_states == []  # it waits for a round that cannot complete

@@ -135,6 +135,10 @@ class RaftNode:
         self.dropped_reads = 0
         self._lead_transferee: str | None = None
         self._transfer_elapsed = 0
+        # With lease reads, a restarted node may have promised a leader its lease and forgotten it:
+        # it refuses votes for a full election timeout after starting, as if it had just heard from one.
+        self._startup_lease = self.config.election_ticks if self.config.lease_reads else 0
+        self._ticks_since_start = 0
         self._leave_pending: ConfChange | None = None  # removal of ourselves, to forward after a transfer
         self._departed: list[str] = []  # leader: removed members still sent the log until they know
         self._reads = ReadQueue()
@@ -170,6 +174,8 @@ class RaftNode:
 
     def tick(self) -> None:
         """Advance logical time by one tick."""
+        if self._ticks_since_start < self._startup_lease:
+            self._ticks_since_start += 1
         if self.role is Role.LEADER:
             self._tick_heartbeat()
         else:
@@ -346,7 +352,7 @@ class RaftNode:
             if isinstance(m, RequestVote):
                 in_lease = (
                     self.config.check_quorum
-                    and self.leader is not None
+                    and (self.leader is not None or self._ticks_since_start < self._startup_lease)
                     and self.election_elapsed < self.config.election_ticks
                 )
                 if in_lease and not m.transfer:
@@ -941,7 +947,10 @@ class RaftNode:
         for anyone else until a full election timeout after it last heard from us, so no other leader
         can exist yet; the other half of the timeout is the margin for clocks that drift apart (and
         for answers the network delayed). CheckQuorum alone is not enough: it looks back only once
-        per election timeout, so a cut-off leader can believe it leads for almost two."""
+        per election timeout, so a cut-off leader can believe it leads for almost two. A node that
+        restarts keeps its promise by refusing votes for an election timeout after it starts."""
+        if self._lead_transferee is not None:
+            return False  # the target campaigns past every lease: ours may end at any moment
         window = self.config.election_ticks // 2
         fresh = sum(1 for v in self.voters if v == self.id or self.progress[v].inactive_ticks < window)
         return fresh >= self.quorum()
