@@ -528,10 +528,7 @@ class RaftNode:
         if self._conf_key[0] > self.log.committed:
             # An uncommitted removal from an earlier term: keep telling the removed nodes too.
             prev = self._conf_at(self._conf_key[0] - 1)
-            self._departed = [
-                n for n in prev.voters + prev.learners if n not in self.voters + self.learners and n != self.id
-            ]
-            self._sync_progress()
+            self._track_departed(prev.voters + prev.learners)
         self.progress[self.id].become_replicate()
         self.progress[self.id].recent_active = True
         # A no-op of our own term lets entries of earlier terms commit (§5.4.2).
@@ -565,10 +562,15 @@ class RaftNode:
         self.voters, self.learners = conf.voters, conf.learners
         if self.role is Role.LEADER:
             # A removed node still gets the entry that removes it, so it can tell it is out.
-            self._departed = [n for n in before if n not in conf.voters and n not in conf.learners and n != self.id]
-            self._sync_progress()
+            self._track_departed(before)
             if self._lead_transferee is not None and self._lead_transferee not in self.voters:
                 self._lead_transferee = None
+
+    def _track_departed(self, previous: tuple[str, ...]) -> None:
+        """Leader: keep a Progress for members of ``previous`` that the current membership dropped."""
+        now = self.voters + self.learners
+        self._departed = [n for n in previous if n not in now and n != self.id]
+        self._sync_progress()
 
     def _can_change_conf(self) -> str | None:
         """Why a membership change must wait, or None when one may be appended now."""
