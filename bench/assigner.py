@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clusterkit.assigner import assign, fewest_copy_moves, movement  # noqa: E402
-from clusterkit.hashing import md5_32  # noqa: E402
+from clusterkit.partitioning.assigner import assign, fewest_copy_moves, movement  # noqa: E402
+from clusterkit.partitioning.hashing import md5_32  # noqa: E402
 
 
 def rendezvous(nodes: list[str], partition_count: int, rf: int) -> tuple[tuple[str, ...], ...]:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clusterkit.assigner import assign  # noqa: E402
+from clusterkit.partitioning.assigner import assign  # noqa: E402
 from clusterkit.cluster_state import ClusterConfig, ClusterState, NodeInfo  # noqa: E402
-from clusterkit.memnet import MemNetwork  # noqa: E402
+from clusterkit.mem.network import MemNetwork  # noqa: E402
 from clusterkit.raft import RaftConfig, decode, encode  # noqa: E402
 
 

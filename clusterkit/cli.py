@@ -25,7 +25,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_partitions_key(args: argparse.Namespace) -> int:
-    from .hashing import HashConfig
+    from .partitioning.hashing import HashConfig
 
     cfg = HashConfig(algorithm=args.hash, modulo=args.count)
     print(cfg.partition(args.key))
@@ -43,7 +43,7 @@ def _node_list(text: str) -> list[str]:
 
 def _cmd_partitions_plan(args: argparse.Namespace) -> int:
     from .cli_plan import PlanError, load_map, render_json, render_text
-    from .assigner import assign
+    from .partitioning.assigner import assign
 
     previous = None
     try:

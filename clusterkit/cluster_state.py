@@ -25,8 +25,8 @@ from typing import Any
 
 import msgpack
 
-from .assigner import assign
-from .hashing import HashConfig
+from .partitioning.assigner import assign
+from .partitioning.hashing import HashConfig
 
 ACTIVE = "active"
 LEAVING = "leaving"  # asked to leave; stays a copy source until its data has moved

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from .check.raft_safety import RaftSafetyMonitor
-from .memnet import MemNetwork
+from .mem.network import MemNetwork
 from .raft.ready import RaftConfig
 
 # Small enough that the demo's logs are compacted many times over.

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clusterkit.assigner import assign, from_dict, movement, to_dict
+from clusterkit.partitioning.assigner import assign, from_dict, movement, to_dict
 from clusterkit.check.partition_invariants import check_balance, check_owners
 
 

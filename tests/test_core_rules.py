@@ -55,7 +55,7 @@ def test_core_uses_no_module_level_random():
 
 def test_importing_raft_core_pulls_in_no_io_modules():
     code = (
-        "import sys; import clusterkit.raft, clusterkit.memnet, clusterkit.check; "
+        "import sys; import clusterkit.raft, clusterkit.mem.network, clusterkit.check; "
         f"bad = sorted(m for m in {sorted(FORBIDDEN - {'time', 'subprocess'})!r} if m in sys.modules); "
         "print(','.join(bad))"
     )
@@ -64,7 +64,7 @@ def test_importing_raft_core_pulls_in_no_io_modules():
 
 
 def test_same_seed_same_run():
-    from clusterkit.memnet import MemNetwork
+    from clusterkit.mem.network import MemNetwork
 
     def trace(seed):
         events = []

@@ -8,7 +8,7 @@ import pytest
 
 from clusterkit.cluster_state import ClusterConfig, PartitionChange, confirm_command, fail_command
 from clusterkit.facade import ClusterKit, ConfigError, Options
-from clusterkit.memcluster import MemCluster
+from clusterkit.mem.cluster import MemCluster
 
 IDS = [f"node-{i}" for i in range(1, 6)]
 

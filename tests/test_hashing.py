@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clusterkit.hashing import HashConfig, fnv1a_32
+from clusterkit.partitioning.hashing import HashConfig, fnv1a_32
 
 VECTORS = [("user:123", 0, 48), ("test-key", 1, 49), ("order:100", 14, 46), ("", 9, 25)]
 

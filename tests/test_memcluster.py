@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from clusterkit.cluster_state import PartitionChange, rebalance_command
 from clusterkit.facade import Options
-from clusterkit.memcluster import MemCluster
+from clusterkit.mem.cluster import MemCluster
 from clusterkit.raft import RaftConfig
 
 FIRST = ["node-1", "node-2", "node-3"]

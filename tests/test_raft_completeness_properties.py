@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clusterkit.check import RaftSafetyMonitor
-from clusterkit.memnet import MemNetwork, encode_applied
+from clusterkit.mem.network import MemNetwork, encode_applied
 from clusterkit.raft import ConfChange, ConfChangeType, RaftConfig, RaftError
 
 from .test_raft_properties import SETTINGS as BASE_SETTINGS

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clusterkit.check import RaftSafetyMonitor
-from clusterkit.memnet import MemNetwork
+from clusterkit.mem.network import MemNetwork
 from clusterkit.raft import (
     AppendEntries,
     Entry,

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clusterkit.check import RaftSafetyMonitor
-from clusterkit.memnet import MemNetwork
+from clusterkit.mem.network import MemNetwork
 from clusterkit.raft import RaftConfig, RaftError
 
 from .test_raft_properties import SETTINGS as BASE_SETTINGS

@@ -6,7 +6,7 @@ import pytest
 
 from clusterkit.check import RaftSafetyMonitor
 from clusterkit.check.raft_safety import InvariantViolation
-from clusterkit.memnet import MemNetwork
+from clusterkit.mem.network import MemNetwork
 from clusterkit.raft import (
     AppendEntries,
     ConfChange,

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clusterkit.check import RaftSafetyMonitor
-from clusterkit.memnet import MemNetwork
+from clusterkit.mem.network import MemNetwork
 from clusterkit.raft import RaftConfig
 
 # (kind selector, argument, flag). Small selectors are deliveries, so shrinking

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from clusterkit.check import RaftSafetyMonitor
-from clusterkit.memnet import MemNetwork, decode_applied
+from clusterkit.mem.network import MemNetwork, decode_applied
 from clusterkit.raft import (
     ConfigError,
     ConfState,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clusterkit.check import RaftSafetyMonitor
-from clusterkit.memnet import MemNetwork
+from clusterkit.mem.network import MemNetwork
 from clusterkit.raft import ConfigError, NotLeader, ProposalDropped, RaftConfig, TimeoutNow
 
 CFG = RaftConfig(election_ticks=10)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from .cluster_state import ApplyResult
-from .facade import ClusterKit, Options
-from .memnet import MemNetwork
-from .raft.errors import RaftError
-from .raft.messages import Entry, EntryType
-from .raft.ready import RaftConfig
+from ..cluster_state import ApplyResult
+from ..facade import ClusterKit, Options
+from .network import MemNetwork
+from ..raft.errors import RaftError
+from ..raft.messages import Entry, EntryType
+from ..raft.ready import RaftConfig
 
 
 def default_options(node_id: str) -> Options:

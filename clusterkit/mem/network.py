@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from .check.raft_safety import RaftSafetyMonitor
-from .raft.errors import NotLeader, ProposalDropped
-from .raft.messages import ConfState, Entry, EntryType, Message, ReadState
-from .raft.node import RaftNode
-from .raft.ready import RaftConfig, Role
-from .raft.storage import MemoryStorage, write_ready
+from ..check.raft_safety import RaftSafetyMonitor
+from ..raft.errors import NotLeader, ProposalDropped
+from ..raft.messages import ConfState, Entry, EntryType, Message, ReadState
+from ..raft.node import RaftNode
+from ..raft.ready import RaftConfig, Role
+from ..raft.storage import MemoryStorage, write_ready
 
 
 def encode_applied(entries: list[Entry]) -> bytes:

@@ -1,0 +1,1 @@
+"""Where data goes: key -> partition hashing (Go compatible) and the balancing partition assigner."""
