@@ -3,8 +3,10 @@ messages that arrive within a bounded time.
 
 The schedule runs in lockstep: every action is followed by delivering everything in flight (no
 message waits longer than one round; 5% are lost, which a lease must survive), and time passes
-only in rounds where every live node ticks once. Between rounds Hypothesis partitions, heals, crashes and restarts nodes (with or without the
-last write synced), proposes, transfers leadership and asks for reads on any node. Every read must
+only in rounds where every live node ticks once. Between rounds Hypothesis partitions (both
+ways, or one way only: the leader's messages lost while some of the others' still reach it),
+heals, crashes and restarts nodes (with or without the last write synced), proposes, transfers
+leadership and asks for reads on any node. Every read must
 come back with an index that covers every entry committed anywhere before it was asked. (In the
 free schedules of test_raft_completeness_properties, where nodes tick independently and messages
 wait arbitrarily long, lease reads are unsafe by design; that is why they are off by default.
@@ -43,8 +45,22 @@ def run(n_nodes: int, schedule: list[tuple[int, int, bool]], seed: int) -> None:
             lead = net.leader()
             if lead is not None:
                 net.propose(lead, b"w%d" % serial)
-        elif kind < 66:
+        elif kind < 63:
             net.partition([m for i, m in enumerate(net.ids) if arg >> i & 1])
+        elif kind < 66:
+            # One-way cuts: the chosen nodes can't reach the others, who still reach them. With the
+            # flag, the chosen side is the leader, and the others it can't hear are the masked ones.
+            side = [m for i, m in enumerate(net.ids) if arg >> i & 1]
+            lead = net.leader()
+            if flag and lead is not None:
+                for src in side:
+                    if src != lead:
+                        net.cut(src, lead)
+                side = [lead]
+            for src in side:
+                for dst in net.ids:
+                    if dst not in side:
+                        net.cut(src, dst)
         elif kind < 70:
             net.heal()
         elif kind < 74:

@@ -150,6 +150,22 @@ def test_max_voters_is_enforced_for_explicit_adds():
     assert raft(net, leader).voters == ("n1", "n2", "n3") and raft(net, leader).learners == ("n4",)
 
 
+def test_a_bootstrap_with_more_voters_than_max_voters_settles_at_the_limit():
+    ids = [f"n{i}" for i in range(1, 10)]
+    net = MemNetwork(ids, seed=5, config=RaftConfig(election_ticks=6), monitor=RaftSafetyMonitor())
+    leader = net.elect()
+    settle(net, 60)
+    lead = raft(net, net.leader())
+    assert len(lead.voters) == 5 and len(lead.learners) == 4  # the default max_voters
+    assert net.leader() in lead.voters
+    for nid in ids:  # every node agrees, and the demoted ones still follow the log
+        assert raft(net, nid).conf_state == lead.conf_state
+    index = net.propose(net.leader(), b"after")
+    settle(net, 5)
+    assert all(raft(net, nid).log.committed >= index for nid in ids)
+    assert leader  # elected from the bootstrap's nine voters
+
+
 def test_removing_a_follower_shrinks_the_quorum(three):
     net = three
     leader = net.leader()

@@ -15,29 +15,24 @@ VOTERS = ("a", "b", "c", "d", "e")
 
 
 # ------------------------------------------------------------------ reads
-def test_read_needs_a_quorum_of_voters_and_confirms_earlier_reads():
+def test_reads_are_confirmed_by_round_in_arrival_order():
     q = ReadQueue()
-    assert q.add(b"r1", "a", 10, leader="a")
-    assert q.add(b"r2", "b", 11, leader="a")
-    assert not q.add(b"r1", "a", 12, leader="a")  # asked again: answered once
-    assert q.ack("b", b"r2", VOTERS, quorum=3) == []
-    assert q.ack("x", b"r2", VOTERS, quorum=3) == []  # not a voter: does not count
-    assert q.ack("b", b"r2", VOTERS, quorum=3) == []  # the same voter twice counts once
-    done = q.ack("c", b"r2", VOTERS, quorum=3)
-    assert [(rs.index, rs.context, origin) for rs, origin in done] == [(10, b"r1", "a"), (11, b"r2", "b")]
-    assert q.pending == {}
+    q.add(b"r1", "a", 10, 1)
+    q.add(b"r1", "b", 11, 2)  # the same context again: still a read of its own
+    q.add(b"r3", "a", 12, 2)
+    assert q.confirmed(0) == []  # an answer to an earlier round confirms nothing
+    done = q.confirmed(1)
+    assert [(rs.index, rs.context, origin) for rs, origin in done] == [(10, b"r1", "a")]
+    done = q.confirmed(5)  # a later round confirms every read that arrived before it
+    assert [(rs.index, rs.context, origin) for rs, origin in done] == [(11, b"r1", "b"), (12, b"r3", "a")]
+    assert not q.pending
 
 
-def test_a_later_read_stays_pending_when_an_earlier_one_is_confirmed():
+def test_clear_drops_pending_and_waiting_reads():
     q = ReadQueue()
-    q.add(b"r1", "a", 5, leader="a")
-    q.add(b"r2", "a", 6, leader="a")
-    assert q.last_context() == b"r2"
-    done = q.ack("b", b"r1", ("a", "b", "c"), quorum=2)
-    assert [rs.context for rs, _ in done] == [b"r1"] and list(q.pending) == [b"r2"]
-    q.waiting_commit.append((b"r3", "c"))
-    assert q.clear() == 2 and q.pending == {} and q.waiting_commit == []
-    assert q.last_context() == b""
+    q.add(b"r1", "a", 5, 1)
+    q.waiting_commit.append((b"r2", "c"))
+    assert q.clear() == 2 and not q.pending and q.waiting_commit == []
 
 
 # --------------------------------------------------------- snapshot buffer
@@ -62,6 +57,14 @@ def test_a_newer_snapshot_restarts_the_buffer():
     buf.receive(chunk(0, b"01234"))
     assert buf.receive(chunk(5, b"56789", index=20)) is None and buf.offset == 0
     assert buf.receive(chunk(0, b"abcdefghij", index=20)).data == b"abcdefghij"
+
+
+def test_a_chunk_of_an_older_snapshot_keeps_the_newer_one():
+    buf = SnapshotBuffer()
+    buf.receive(chunk(0, b"01234", index=20))
+    assert buf.receive(chunk(0, b"abcde", index=9)) is None  # delayed chunk of an older snapshot
+    assert buf.offset == 5  # what we held of the newer one is still there
+    assert buf.receive(chunk(5, b"56789", index=20)).data == b"0123456789"
 
 
 def test_an_empty_snapshot_completes_at_once():
@@ -105,7 +108,16 @@ def test_a_down_voter_without_a_replacement_stays():
 
 def test_the_leader_is_never_considered_down():
     prs = {"a": progress(100, inactive=99), "b": progress(100), "c": progress(100), "d": progress(100)}
-    assert next_membership_change("a", ("a", "b", "c", "d"), (), prs, 100, CFG) is None
+    assert next_membership_change("a", ("a", "b", "c"), ("d",), prs, 100, CFG) is None
+    # One voter over the limit: one is demoted, never the leader, however silent it looks.
+    cc = next_membership_change("a", ("a", "b", "c", "d"), (), prs, 100, CFG)
+    assert cc == ConfChange(ConfChangeType.ADD_LEARNER, "b")
+
+
+def test_voters_over_the_limit_are_demoted_least_caught_up_first():
+    prs = {"a": progress(100), "b": progress(90), "c": progress(70), "d": progress(95), "e": progress(100)}
+    cc = next_membership_change("a", ("a", "b", "c", "d", "e"), (), prs, 100, CFG)
+    assert cc == ConfChange(ConfChangeType.ADD_LEARNER, "c")
 
 
 # ------------------------------------------------------------ conf changes

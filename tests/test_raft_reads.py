@@ -41,7 +41,8 @@ def test_leader_read_waits_for_a_heartbeat_round(net):
     raft.read_index(b"r1")
     net.process(leader)
     assert net.nodes[leader].read_states == []  # not before a majority confirmed the leadership
-    assert [m.context for m in sent if isinstance(m, Heartbeat)] == [b"r1", b"r1"]
+    rounds = [m.round for m in sent if isinstance(m, Heartbeat)]
+    assert len(rounds) == 2 and rounds[0] == rounds[1] == raft._round  # one new round, to both followers
     net.deliver_all()
     (rs,) = net.nodes[leader].read_states
     assert rs.context == b"r1" and rs.index == raft.log.committed
@@ -94,12 +95,11 @@ def test_read_before_the_new_leader_commits_in_its_term_waits():
     assert node.is_leader and node.log.committed == 0
     node.read_index(b"early")
     msgs = drain(node)
-    assert not any(isinstance(m, Heartbeat) and m.context for m in msgs)  # waits for the noop
+    assert not any(isinstance(m, Heartbeat) for m in msgs)  # waits for the noop
     node.step(AppendResponse(node.term, "b", "a", node.log.last_index()))
     msgs = drain(node)
-    hb = [m for m in msgs if isinstance(m, Heartbeat) and m.context == b"early"]
-    assert hb
-    node.step(HeartbeatResponse(node.term, "b", "a", b"early"))
+    hb = next(m for m in msgs if isinstance(m, Heartbeat) and m.dst == "b")  # the round sent for it
+    node.step(HeartbeatResponse(node.term, "b", "a", hb.round))
     rd = node.ready()
     assert [(r.index, r.context) for r in rd.read_states] == [(1, b"early")]
     node.advance(rd)
@@ -174,7 +174,7 @@ def test_a_lost_read_round_is_retried_by_the_next_heartbeat(net):
     net.inflight.clear()  # the read's heartbeats are lost
     net.deliver_all()
     assert net.nodes[leader].read_states == []
-    net.tick(leader)  # a regular heartbeat carries the pending read's context
+    net.tick(leader)  # a regular heartbeat round confirms every read still pending
     net.deliver_all()
     assert [r.context for r in net.nodes[leader].read_states] == [b"lost"]
 
@@ -240,3 +240,56 @@ def test_no_lease_read_while_leadership_is_being_transferred():
     net.process(leader)
     assert _stale_reads(net, leader, required) == []
     assert net.nodes[leader].read_states == []  # it waits for a round that cannot complete
+
+
+def test_an_answer_to_an_earlier_round_cannot_confirm_a_later_read_with_the_same_context():
+    """Contexts need not be unique: a delayed answer to the round of an earlier read tagged the same
+    way must not confirm a later read, which needs a round sent after it arrived."""
+    node = make_node("a", voters=("a", "b", "c"), config=RaftConfig(pre_vote=False))
+    node.campaign()
+    node.step(VoteResponse(node.term, "b", "a", reject=False))
+    node.step(AppendResponse(node.term, "b", "a", node.log.last_index()))
+    drain(node)
+    node.read_index(b"same")
+    (first, _) = [m.round for m in drain(node) if isinstance(m, Heartbeat)]
+    node.step(HeartbeatResponse(node.term, "b", "a", first))
+    rd = node.ready()
+    assert [r.context for r in rd.read_states] == [b"same"]
+    node.advance(rd)
+    node.read_index(b"same")
+    drain(node)
+    node.step(HeartbeatResponse(node.term, "c", "a", first))  # late answer to the first round
+    node.step(HeartbeatResponse(node.term, "b", "a", first))  # and a duplicate of it
+    assert not node.has_ready() or node.ready().read_states == []
+
+
+def test_no_stale_lease_read_when_only_forwarded_reads_reach_the_leader():
+    """One-way cut: the leader can't reach A or B and B can't reach it, but A's messages still
+    arrive. A's forwarded reads must not keep the lease alive: A's election timer only resets on
+    the leader's own appends and heartbeats, so A and B elect a new leader and commit a write
+    that the old leader's lease read would miss."""
+    net, leader = _lease_net(3)
+    a, b = [n for n in net.ids if n != leader]
+    net.cut(leader, a)
+    net.cut(leader, b)
+    net.cut(b, leader)
+    required: dict[bytes, int] = {}
+    new_leader_wrote = False
+    for k in range(60):
+        net.tick_all()
+        net.deliver_all()
+        new = net.leader()
+        if new not in (None, leader) and not new_leader_wrote:
+            new_leader_wrote = net.propose(new, b"written behind the old leader's back") is not None
+            net.deliver_all()
+        ctx = b"r%d" % k
+        required[ctx] = max(net.monitor.committed)
+        if net.nodes[a].raft.leader == leader:
+            net.nodes[a].raft.read_index(b"via-a")  # forwarded to the old leader, and arrives
+            net.process(a)
+        old = net.nodes[leader].raft
+        if old is not None and old.is_leader:
+            old.read_index(ctx)  # a client of the old leader reads there
+            net.process(leader)
+        assert _stale_reads(net, leader, required) == []
+    assert new_leader_wrote  # the scenario really happened: a new leader committed a write

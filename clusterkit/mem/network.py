@@ -306,6 +306,10 @@ class MemNetwork:
             if a != b and sides.get(a, rest) != sides.get(b, rest)
         }
 
+    def cut(self, src: str, dst: str) -> None:
+        """Lose everything ``src`` sends to ``dst`` (one way: ``dst`` still reaches ``src``)."""
+        self.blocked.add((src, dst))
+
     def heal(self) -> None:
         self.blocked = set()
 

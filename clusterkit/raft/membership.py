@@ -5,8 +5,10 @@ promoted once it has acknowledged the log, is within ``promote_lag`` entries
 of the leader's last index and has answered within an election timeout. A
 voter silent for ``voter_down_ticks`` is replaced: first a caught-up learner
 is promoted (briefly one voter over the limit, which only widens the quorum
-by one), then the silent voter is demoted to learner. Pure: the node applies
-the change it returns through the log like any other.
+by one), then the silent voter is demoted to learner. A group bootstrapped
+with more voters than the limit is brought down to it the same way, one
+demotion at a time, once its first leader has committed an entry. Pure: the
+node applies the change it returns through the log like any other.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ def next_membership_change(
     n = len(voters)
     if ready and (n < limit or (down and n - len(down) < limit and n <= limit)):
         return ConfChange(ConfChangeType.ADD_VOTER, ready[0])
-    if down and n > limit:
-        return ConfChange(ConfChangeType.ADD_LEARNER, down[0])
+    if n > limit:
+        # Over the limit: a silent voter goes first; else (a larger bootstrap, or a replaced voter
+        # that came back) the least caught-up one, so the voter count settles at the limit.
+        extra = down or sorted((v for v in voters if v != leader), key=lambda v: (progress[v].match, v))
+        return ConfChange(ConfChangeType.ADD_LEARNER, extra[0])
     return None

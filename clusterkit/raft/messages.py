@@ -111,11 +111,14 @@ class VoteResponse:
 
 @dataclass(slots=True)
 class Heartbeat:
+    """``round`` numbers the leader's heartbeat rounds within its term: the answer echoes it, so the
+    leader knows which round (sent when) a follower confirmed, for reads and the lease."""
+
     term: int
     src: str
     dst: str
     commit: int
-    context: bytes = b""
+    round: int = 0
 
 
 @dataclass(slots=True)
@@ -123,7 +126,7 @@ class HeartbeatResponse:
     term: int
     src: str
     dst: str
-    context: bytes = b""
+    round: int = 0
 
 
 @dataclass(slots=True)

@@ -142,6 +142,9 @@ class RaftNode:
         self._leave_pending: ConfChange | None = None  # removal of ourselves, to forward after a transfer
         self._departed: list[str] = []  # leader: removed members still sent the log until they know
         self._reads = ReadQueue()
+        self._ticks = 0  # ticks since this node started: the leader's clock for its lease
+        self._round = 0  # leader: the last heartbeat round sent (reads and lease wait on rounds)
+        self._round_sent: dict[int, int] = {}  # leader: recent rounds -> the tick they were sent at
         self._snap_buffer: SnapshotBuffer | None = None  # follower: a snapshot arriving in chunks
         self._install: Snapshot | None = None  # received, for the next Ready
         self._compaction: Compaction | None = None  # taken locally, for the next Ready
@@ -174,6 +177,7 @@ class RaftNode:
 
     def tick(self) -> None:
         """Advance logical time by one tick."""
+        self._ticks += 1
         if self._ticks_since_start < self._startup_lease:
             self._ticks_since_start += 1
         if self.role is Role.LEADER:
@@ -288,7 +292,8 @@ class RaftNode:
 
     # -- linearizable reads ------------------------------------------------------
     def read_index(self, context: bytes) -> None:
-        """Ask for a linearizable read tagged ``context`` (unique per pending read).
+        """Ask for a linearizable read tagged ``context`` (any bytes: the core matches reads to
+        heartbeat rounds, not to contexts, so a reused context is safe).
 
         A :class:`ReadState` with the same context appears in a later Ready's
         ``read_states`` once the leader has confirmed its leadership; serve the
@@ -661,7 +666,8 @@ class RaftNode:
                         pr.recent_active = False
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
             self.heartbeat_elapsed = 0
-            self._bcast_heartbeat(self._reads.last_context())
+            # Every round also confirms the reads still pending, so a lost round is retried.
+            self._bcast_heartbeat()
         self._manage_membership()
 
     # ----------------------------------------------------------- elections
@@ -764,7 +770,7 @@ class RaftNode:
 
     def _handle_heartbeat(self, m: Heartbeat) -> None:
         self.log.commit_to(min(m.commit, self.log.last_index()))
-        self._send(HeartbeatResponse(self.term, self.id, m.src, m.context))
+        self._send(HeartbeatResponse(self.term, self.id, m.src, m.round))
 
     def _handle_snapshot(self, m: InstallSnapshot) -> None:
         log = self.log
@@ -876,8 +882,7 @@ class RaftNode:
         elif isinstance(m, HeartbeatResponse):
             pr.recent_active = True
             pr.paused = False
-            if m.context:
-                self._read_acked(m.src, m.context)
+            self._round_acked(pr, m.round)
             if m.src in self._departed and min(pr.match, self.log.committed) >= self._conf_key[0]:
                 # It has acknowledged its removal and heard that it committed: stop sending.
                 self._departed.remove(m.src)
@@ -941,24 +946,36 @@ class RaftNode:
             return
         if self.voters == (self.id,) or (self.config.lease_reads and self._lease_holds()):
             self._answer_read(ReadState(log.committed, context), origin)
-        elif self._reads.add(context, origin, log.committed, self.id):
-            self._bcast_heartbeat(context)
+        else:
+            self._reads.add(context, origin, log.committed, self._round + 1)
+            self._bcast_heartbeat()
 
     def _lease_holds(self) -> bool:
-        """A quorum of voters answered within half an election timeout. Each of them refuses to vote
-        for anyone else until a full election timeout after it last heard from us, so no other leader
-        can exist yet; the other half of the timeout is the margin for clocks that drift apart (and
-        for answers the network delayed). CheckQuorum alone is not enough: it looks back only once
-        per election timeout, so a cut-off leader can believe it leads for almost two. A node that
+        """A quorum of voters answered a heartbeat round that we sent within half an election
+        timeout. A follower refuses to vote for anyone else until a full election timeout after it
+        last *received* an append, heartbeat or snapshot from us, which was no earlier than we sent
+        it; so no other leader can exist yet. The lease rests only on answers to our own heartbeat
+        rounds, timed from when we sent them: any other message from a follower (a forwarded read,
+        say) proves nothing about its election timer, and an answer's arrival time overstates it.
+        The other half of the timeout is the margin for clocks that drift apart. A node that
         restarts keeps its promise by refusing votes for an election timeout after it starts."""
         if self._lead_transferee is not None:
             return False  # the target campaigns past every lease: ours may end at any moment
-        window = self.config.election_ticks // 2
-        fresh = sum(1 for v in self.voters if v == self.id or self.progress[v].inactive_ticks < window)
+        oldest = self._ticks - self.config.election_ticks // 2
+        fresh = sum(1 for v in self.voters if v == self.id or self.progress[v].acked_round_sent > oldest)
         return fresh >= self.quorum()
 
-    def _read_acked(self, voter: str, context: bytes) -> None:
-        for rs, origin in self._reads.ack(voter, context, self.voters, self.quorum()):
+    def _round_acked(self, pr: Progress, round_: int) -> None:
+        """A member answered heartbeat round ``round_``: record it, then answer the reads a quorum
+        of voters has now confirmed."""
+        if round_ <= pr.acked_round or round_ > self._round:
+            return  # stale, duplicate, or not a round we sent
+        pr.acked_round = round_
+        pr.acked_round_sent = self._round_sent.get(round_, -1)
+        if not self._reads.pending or pr.learner:
+            return
+        rounds = sorted((self._round if v == self.id else self.progress[v].acked_round for v in self.voters), reverse=True)
+        for rs, origin in self._reads.confirmed(rounds[self.quorum() - 1]):
             self._answer_read(rs, origin)
 
     def _answer_read(self, rs: ReadState, origin: str) -> None:
@@ -975,10 +992,16 @@ class RaftNode:
                 while self._send_append(peer, send_if_empty=False):
                     pass
 
-    def _bcast_heartbeat(self, context: bytes = b"") -> None:
+    def _bcast_heartbeat(self) -> None:
+        self._round += 1
+        self._round_sent[self._round] = self._ticks
+        # A round sent over an election timeout ago can't support a lease: forget its send time.
+        sent, horizon = self._round_sent, self._ticks - self.config.election_ticks
+        while sent[next(iter(sent))] < horizon:
+            del sent[next(iter(sent))]
         for peer, pr in self.progress.items():
             if peer != self.id:
-                self._send(Heartbeat(self.term, self.id, peer, min(pr.match, self.log.committed), context))
+                self._send(Heartbeat(self.term, self.id, peer, min(pr.match, self.log.committed), self._round))
 
     def _send_append(self, to: str, send_if_empty: bool = True) -> bool:
         pr = self.progress[to]

@@ -38,6 +38,8 @@ class Progress:
         "snapshot_progress",
         "snapshot_resync",
         "inactive_ticks",
+        "acked_round",
+        "acked_round_sent",
     )
 
     def __init__(self, next_index: int, max_inflight: int, learner: bool = False) -> None:
@@ -54,6 +56,8 @@ class Progress:
         self.snapshot_progress = False  # SNAPSHOT: the offset moved since the last heartbeat answer
         self.snapshot_resync = False  # SNAPSHOT: a chunk was resent; believe the next answer's offset
         self.inactive_ticks = 0  # leader ticks since this peer last answered (membership manager)
+        self.acked_round = 0  # newest heartbeat round this peer answered (reads)
+        self.acked_round_sent = -1  # leader tick at which that round was sent, -1 if unknown (lease)
 
     def __repr__(self) -> str:
         return (

@@ -1,62 +1,48 @@
 """The leader's queue of linearizable reads waiting for a heartbeat round (etcd's read_only.go).
 
-A read arrives with a context (unique bytes) and the commit index at that
-moment. It may be answered once a majority of voters has acknowledged a
-heartbeat carrying its context or a later one: that proves the node was
-still leader after the read arrived, so no other leader can have committed
-anything the read index misses (Raft thesis §6.4). Pure bookkeeping: the
-node sends the heartbeats and routes the answers.
+A read arrives with a context (the caller's tag, any bytes) and the commit
+index at that moment, and is given the number of the next heartbeat round
+the leader sends. It may be answered once a majority of voters has answered
+that round or a later one: that proves the node was still leader after the
+read arrived, so no other leader can have committed anything the read index
+misses (Raft thesis §6.4). Reads are matched to answers by round number,
+which only the leader hands out, never by the caller's context: a delayed
+answer from an earlier round can't confirm a later read, whatever contexts
+the caller reuses. Pure bookkeeping: the node sends the heartbeats and
+routes the answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
 from dataclasses import dataclass, field
 
 from .messages import ReadState
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class PendingRead:
-    index: int
+    context: bytes
+    index: int  # the commit index when the read arrived
     origin: str  # who asked: the leader itself, or the follower the answer goes back to
-    acks: set[str] = field(default_factory=set)  # voters that confirmed leadership after it arrived
+    round: int  # the first heartbeat round sent after it arrived
 
 
 @dataclass(slots=True)
 class ReadQueue:
-    pending: dict[bytes, PendingRead] = field(default_factory=dict)  # in arrival order
+    pending: deque[PendingRead] = field(default_factory=deque)  # in arrival order, so rounds never decrease
     waiting_commit: list[tuple[bytes, str]] = field(default_factory=list)  # until a commit in our term
 
-    def add(self, context: bytes, origin: str, index: int, leader: str) -> bool:
-        """Queue a read; False when the same context is already queued (it is answered once)."""
-        if context in self.pending:
-            return False
-        self.pending[context] = PendingRead(index, origin, {leader})
-        return True
+    def add(self, context: bytes, origin: str, index: int, round_: int) -> None:
+        self.pending.append(PendingRead(context, index, origin, round_))
 
-    def ack(self, voter: str, context: bytes, voters: Sequence[str], quorum: int) -> list[tuple[ReadState, str]]:
-        """``voter`` answered the heartbeat of ``context``: the reads now confirmed, with who asked."""
-        req = self.pending.get(context)
-        if req is None or voter not in voters:
-            return []
-        req.acks.add(voter)
-        if sum(1 for v in voters if v in req.acks) < quorum:
-            return []
-        # This round confirms our leadership for every read that arrived before it, too.
+    def confirmed(self, round_: int) -> list[tuple[ReadState, str]]:
+        """A quorum has answered round ``round_`` (or later): the reads that proves, with who asked."""
         out: list[tuple[ReadState, str]] = []
-        while self.pending:
-            ctx = next(iter(self.pending))
-            done = self.pending.pop(ctx)
-            out.append((ReadState(done.index, ctx), done.origin))
-            if ctx == context:
-                break
+        while self.pending and self.pending[0].round <= round_:
+            done = self.pending.popleft()
+            out.append((ReadState(done.index, done.context), done.origin))
         return out
-
-    def last_context(self) -> bytes:
-        """The newest pending read's context: every heartbeat carries it, so a lost round is retried
-        and its answers confirm every read still pending (empty when none is)."""
-        return next(reversed(self.pending), b"")
 
     def take_waiting(self) -> list[tuple[bytes, str]]:
         waiting, self.waiting_commit = self.waiting_commit, []
@@ -65,6 +51,6 @@ class ReadQueue:
     def clear(self) -> int:
         """Leadership lost: drop every read (clients retry); returns how many."""
         dropped = len(self.pending) + len(self.waiting_commit)
-        self.pending = {}
+        self.pending = deque()
         self.waiting_commit = []
         return dropped
