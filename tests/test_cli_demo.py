@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from clusterkit.cli import main
-from clusterkit.demo import run_demo
+from clusterkit.cli.demo import run_demo
 
 
 def _run(*args: str, hashseed: str = "0") -> subprocess.CompletedProcess:

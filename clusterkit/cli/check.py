@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from .check.history import FORMATS, HistoryError, read_history
-from .check.linearizability import Verdict, check_operations
-from .check.models import MODELS, guess_model, model_for
+from ..check.history import FORMATS, HistoryError, read_history
+from ..check.linearizability import Verdict, check_operations
+from ..check.models import MODELS, guess_model, model_for
 
 EXIT_OK, EXIT_NOT_LINEARIZABLE, EXIT_UNKNOWN, EXIT_BAD_INPUT = 0, 1, 2, 3
 

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from .partitioning.assigner import PartitionMap, fewest_copy_moves, from_dict, movement
+from ..partitioning.assigner import PartitionMap, fewest_copy_moves, from_dict, movement
 
 
 class PlanError(ValueError):

@@ -25,7 +25,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_partitions_key(args: argparse.Namespace) -> int:
-    from .partitioning.hashing import HashConfig
+    from ..partitioning.hashing import HashConfig
 
     cfg = HashConfig(algorithm=args.hash, modulo=args.count)
     print(cfg.partition(args.key))
@@ -42,8 +42,8 @@ def _node_list(text: str) -> list[str]:
 
 
 def _cmd_partitions_plan(args: argparse.Namespace) -> int:
-    from .cli_plan import PlanError, load_map, render_json, render_text
-    from .partitioning.assigner import assign
+    from .plan import PlanError, load_map, render_json, render_text
+    from ..partitioning.assigner import assign
 
     previous = None
     try:
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=_cmd_partitions_plan)
     parts.set_defaults(func=lambda args: (parts.print_help(), 2)[1])
 
-    from .cli_check import add_parser as add_check_parser
+    from .check import add_parser as add_check_parser
 
     add_check_parser(sub)
     return parser

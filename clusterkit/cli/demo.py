@@ -14,9 +14,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from .check.raft_safety import RaftSafetyMonitor
-from .mem.network import MemNetwork
-from .raft.ready import RaftConfig
+from ..check.raft_safety import RaftSafetyMonitor
+from ..mem.network import MemNetwork
+from ..raft.ready import RaftConfig
 
 # Small enough that the demo's logs are compacted many times over.
 DEMO_CONFIG = RaftConfig(snapshot_threshold=50, snapshot_trailing=10)
