@@ -2,10 +2,14 @@
 
 The facade holds this node's copy of the cluster state (the Raft FSM), answers
 the seed's questions (which partition, who is primary, am I a replica) from
-it, and runs the hooks after each change is applied. It does no I/O: a
-driver (the in-memory cluster, the simulator, the TCP node) gives it a
-``propose`` function, feeds it every committed entry through :meth:`apply`,
-and calls :meth:`tick` so copy confirmations can time out.
+it, and runs the hooks after each change is applied. It does no I/O. It is
+the state machine of its node's :class:`~clusterkit.host.NodeHost` (whichever
+driver runs that host: the in-memory cluster, the simulator, the TCP node):
+the host feeds it every committed entry (:meth:`apply_entry`), restores it
+from snapshots, ticks it so copy confirmations can time out, and carries its
+commands through Raft. One facade serves its node for the node's whole life:
+a restart or a snapshot replaces its state, never the object, so an
+application holding it always reads the current map.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
+from .raft.errors import ConfigError
+from .raft.messages import Entry, EntryType
 from .cluster_state import (
     ApplyResult,
     ClusterConfig,
@@ -38,9 +44,6 @@ log = logging.getLogger("clusterkit")
 RAFT_PORT_OFFSET = 921  # :8080 -> 127.0.0.1:9001, :8081 -> :9002, as in the Go ClusterKit's examples
 _NODE_NUMBER = re.compile(r"^node-(\d+)$")
 
-
-class ConfigError(ValueError):
-    """Options that can't describe a node."""
 
 
 def _split_host_port(addr: str, what: str) -> tuple[str, int]:
@@ -133,7 +136,9 @@ class PartitionStats:
 
 
 @dataclass
-class _Hooks:
+class Hooks:
+    """The application's callbacks, run on every node after each change applies, in log order."""
+
     partition_change: list[Callable[[PartitionChange], Any]] = field(default_factory=list)
     node_join: list[Callable[[NodeEvent], Any]] = field(default_factory=list)
     node_leave: list[Callable[[NodeEvent], Any]] = field(default_factory=list)
@@ -141,36 +146,66 @@ class _Hooks:
     rebalance_complete: list[Callable[[RebalanceEvent], Any]] = field(default_factory=list)
 
 
+class Host(Protocol):
+    """What the facade needs from the node host that runs it."""
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    def submit(self, data: bytes) -> Any: ...
+
+
 class ClusterKit:
     """One node's view of the cluster, and its handle to change it."""
 
-    def __init__(self, options: Options, propose: Callable[[bytes], Any] | None = None) -> None:
+    def __init__(self, options: Options, hooks: Hooks | None = None) -> None:
         self.options = options.resolved()
         self.state = ClusterState()
-        self._propose = propose
-        self._hooks = _Hooks()
+        self.hooks = hooks or Hooks()
         self.hook_errors = 0
+        self.commands_applied = 0
+        self._host: Host | None = None
         self._incoming_age: dict[tuple[int, str], int] = {}
-        self.is_leader = False  # the driver keeps this current; the leader times out copies
 
-    # ------------------------------------------------------------ driver side
-    def attach(self, propose: Callable[[bytes], Any]) -> None:
-        self._propose = propose
+    # ------------------------------------------------------------ host side
+    def attach(self, host: Host) -> None:
+        """Called by the node host that runs this facade."""
+        self._host = host
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node's own Raft node leads (only the leader times out copies)."""
+        return self._host is not None and self._host.is_leader
 
     def propose(self, command: bytes) -> Any:
-        if self._propose is None:
-            raise RuntimeError("this ClusterKit is not attached to a driver yet")
-        return self._propose(command)
+        """Send ``command`` through Raft from this node: the host's Proposal on the leader, None
+        when forwarded to it (commands are idempotent: repeat one that may have been lost)."""
+        if self._host is None:
+            raise RuntimeError("this ClusterKit is not attached to a node host yet")
+        return self._host.submit(command)
+
+    def apply_entry(self, entry: Entry) -> ApplyResult | None:
+        """The host's call for every committed entry: commands apply, Raft's own entries don't."""
+        if entry.type != EntryType.NORMAL or not entry.data:
+            return None
+        return self.apply(entry.data)
 
     def apply(self, data: bytes) -> ApplyResult:
-        """Apply one committed entry, then run the hooks for what changed."""
+        """Apply one committed command, then run the hooks for what changed."""
         result = self.state.apply(data)
+        self.commands_applied += 1
         for event in result.events:
             self._fire(event)
         return result
 
+    def snapshot(self) -> bytes:
+        return self.state.snapshot()
+
     def restore(self, snapshot: bytes) -> None:
-        self.state = ClusterState.restore(snapshot)
+        """Replace the state with a snapshot's (``b""``: empty). Hooks stay; they fire for the
+        entries applied after it (at-least-once across restarts: ``event.epoch`` tells)."""
+        self.state = ClusterState.restore(snapshot) if snapshot else ClusterState()
+        self._incoming_age = {}
 
     def tick(self) -> None:
         """One unit of time; on the leader, incoming copies past the timeout get confirmed."""
@@ -188,13 +223,13 @@ class ClusterKit:
 
     def _fire(self, event: Event) -> None:
         if isinstance(event, PartitionChange):
-            targets: list[Callable[[Any], Any]] = list(self._hooks.partition_change)
+            targets: list[Callable[[Any], Any]] = list(self.hooks.partition_change)
             arg: Any = event
         elif isinstance(event, NodeEvent):
-            targets = list(self._hooks.node_join if event.kind == "join" else self._hooks.node_leave)
+            targets = list(self.hooks.node_join if event.kind == "join" else self.hooks.node_leave)
             arg = event
         else:
-            targets = list(self._hooks.rebalance_start if event.kind == "start" else self._hooks.rebalance_complete)
+            targets = list(self.hooks.rebalance_start if event.kind == "start" else self.hooks.rebalance_complete)
             arg = event
         for hook in targets:
             try:
@@ -232,19 +267,19 @@ class ClusterKit:
 
     # ------------------------------------------------------------ hooks
     def on_partition_change(self, fn: Callable[[PartitionChange], Any]) -> None:
-        self._hooks.partition_change.append(fn)
+        self.hooks.partition_change.append(fn)
 
     def on_node_join(self, fn: Callable[[NodeEvent], Any]) -> None:
-        self._hooks.node_join.append(fn)
+        self.hooks.node_join.append(fn)
 
     def on_node_leave(self, fn: Callable[[NodeEvent], Any]) -> None:
-        self._hooks.node_leave.append(fn)
+        self.hooks.node_leave.append(fn)
 
     def on_rebalance_start(self, fn: Callable[[RebalanceEvent], Any]) -> None:
-        self._hooks.rebalance_start.append(fn)
+        self.hooks.rebalance_start.append(fn)
 
     def on_rebalance_complete(self, fn: Callable[[RebalanceEvent], Any]) -> None:
-        self._hooks.rebalance_complete.append(fn)
+        self.hooks.rebalance_complete.append(fn)
 
     # ------------------------------------------------------------ the seed's API
     def _config(self) -> ClusterConfig:

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clusterkit.check import RaftSafetyMonitor
-from clusterkit.mem.network import MemNetwork, encode_applied
+from clusterkit.mem.network import MemNetwork
 from clusterkit.raft import ConfChange, ConfChangeType, RaftConfig, RaftError
 
 from .test_raft_properties import SETTINGS as BASE_SETTINGS
@@ -85,7 +85,7 @@ class Schedule:
                 self._change(nid, ConfChange(ConfChangeType.ADD_VOTER, members[arg % len(members)]))
         elif kind < 116:
             if raft is not None and raft.log.applied > (raft.snapshot.meta.index if raft.snapshot else 0):
-                raft.compact(raft.log.applied, encode_applied(net.nodes[nid].applied))
+                net.nodes[nid].take_snapshot()
                 net.process(nid)
         elif kind < 120:
             if raft is not None and raft.is_leader:

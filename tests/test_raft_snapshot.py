@@ -7,6 +7,7 @@ import random
 import pytest
 
 from clusterkit.check import RaftSafetyMonitor
+from clusterkit.host.node import unwrap_snapshot
 from clusterkit.mem.network import MemNetwork, decode_applied
 from clusterkit.raft import (
     ConfigError,
@@ -252,6 +253,6 @@ def test_restart_from_snapshot_replays_only_the_tail():
     net.restart(nid)
     raft = net.nodes[nid].raft
     assert raft.snapshot is not None and raft.snapshot.meta.index == snap_index
-    assert len(decode_applied(raft.snapshot.data)) == snap_index
+    assert len(decode_applied(unwrap_snapshot(raft.snapshot.data)[1])) == snap_index
     net.run_until(lambda: len(net.nodes[nid].applied) >= len(before), 50)
     assert [(e.index, e.data) for e in net.nodes[nid].applied][: len(before)] == before

@@ -1,13 +1,13 @@
 """ClusterKit facades over the deterministic in-memory Raft network.
 
-The smallest complete driver: each node's committed entries are applied to
-its facade (which runs the hooks), commands are proposed through Raft, and
-time is rounds of ticks. Same seed, same run. The nodes named at
-construction form the Raft group; ``add_node`` brings in another one as a
-Raft learner (the leader promotes it once it has caught up, up to
-``max_voters``). A node takes part in the *cluster state* once its join
-command commits. Raft snapshots hold the cluster state: a restarted node,
-or one too far behind, restores it and applies only the entries after it.
+The smallest complete driver: every node is a node host (from the network)
+whose state machine is that node's :class:`ClusterKit`; time is rounds of
+ticks, and the same seed gives the same run. The nodes named at construction
+form the Raft group; ``add_node`` brings in another one as a Raft learner
+(the leader promotes it once it has caught up, up to ``max_voters``). A node
+takes part in the *cluster state* once its join command commits. Raft
+snapshots hold the cluster state: a restarted node, or one too far behind,
+restores it into the same facade and applies only the entries after it.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from ..cluster_state import ApplyResult
-from ..facade import ClusterKit, Options
-from .network import MemNetwork
-from ..raft.errors import RaftError
-from ..raft.messages import Entry, EntryType
+from ..facade import ClusterKit, Hooks, Options
+from ..raft.errors import NotLeader, ProposalDropped, RaftError
 from ..raft.ready import RaftConfig
+from .network import MemNetwork
 
 
 def default_options(node_id: str) -> Options:
@@ -35,50 +34,22 @@ class MemCluster:
         seed: int = 0,
         options: Callable[[str], Options] = default_options,
         raft_config: RaftConfig | None = None,
+        hooks: Callable[[str], Hooks] | None = None,
     ) -> None:
         ids = sorted(node_ids)
-        self.net = MemNetwork(
-            ids,
-            seed=seed,
-            config=raft_config,
-            on_apply=self._on_apply,
-            snapshot_of=lambda nid: self.kits[nid].state.snapshot(),
-            restore=self._restore,
-        )
         self._options = options
+        self._hooks = hooks or (lambda nid: Hooks())
+        # One facade per node for the node's whole life: restarts and snapshots restore into it.
         self.kits: dict[str, ClusterKit] = {nid: self._new_kit(nid) for nid in ids}
-        self.results: dict[str, list[ApplyResult]] = {nid: [] for nid in ids}
-        self.commands: dict[str, list[bytes]] = {nid: [] for nid in ids}  # what each result answers
+        self.net = MemNetwork(ids, seed=seed, config=raft_config, machine=lambda nid: self.kits[nid])
 
     def _new_kit(self, nid: str) -> ClusterKit:
-        return ClusterKit(self._options(nid), propose=lambda data, nid=nid: self.net.propose(nid, data))
-
-    def _on_apply(self, nid: str, entry: Entry) -> None:
-        if entry.type == EntryType.NORMAL and entry.data:
-            self.commands[nid].append(entry.data)
-            self.results[nid].append(self.kits[nid].apply(entry.data))
-
-    def _restore(self, nid: str, snapshot: bytes) -> None:
-        # A restart or a snapshot from the leader: a fresh facade from the snapshot (if any); the
-        # entries after it are then re-applied. Hooks registered on the old facade carry over and
-        # fire for those entries again (at-least-once: ``event.epoch`` tells what was seen).
-        old = self.kits[nid]
-        kit = self._new_kit(nid)
-        kit._hooks = old._hooks
-        if snapshot:
-            kit.restore(snapshot)
-        self.kits[nid] = kit
+        return ClusterKit(self._options(nid), hooks=self._hooks(nid))
 
     # ------------------------------------------------------------ driving
     def round(self) -> None:
-        """One unit of time: every node ticks, every message is delivered."""
+        """One unit of time: every node ticks (its Raft node and its facade), every message is delivered."""
         self.net.tick_all()
-        self.net.deliver_all()
-        leader = self.net.leader()
-        for nid, kit in self.kits.items():
-            kit.is_leader = nid == leader
-            if self.net.nodes[nid].up:
-                kit.tick()
         self.net.deliver_all()
 
     def run_until(self, cond: Callable[[], bool], max_rounds: int = 300) -> bool:
@@ -89,42 +60,46 @@ class MemCluster:
         return cond()
 
     def submit(self, nid: str, command: bytes, max_rounds: int = 300) -> ApplyResult:
-        """Propose ``command`` from ``nid`` and run until it has applied there; its result.
+        """Send ``command`` as ``nid`` would: to the leader it knows, which proposes it; run until
+        that entry has applied on ``nid`` and on every node up; its result.
 
-        Re-proposes when a leader change loses it (commands are idempotent).
+        The result belongs to the entry this call proposed (by index and term), never to another
+        one with the same bytes. A proposal lost to a leader change is proposed again (the
+        cluster-state commands are idempotent).
         """
-        seen = len(self.results[nid])
         rounds = 0
         while rounds < max_rounds:
-            self.net.propose(nid, command)
-            for _ in range(40):
+            host = self.net.nodes[nid]
+            leader = host.leader if host.up else None
+            if leader is None or not self.net.nodes[leader].up:
                 self.round()
                 rounds += 1
-                for data, result in zip(self.commands[nid][seen:], self.results[nid][seen:], strict=True):
-                    if data == command:
-                        self.run_until(lambda: all(self._caught_up(n) for n in self.up()), 100)
-                        return result
+                continue
+            try:
+                proposal = self.net.nodes[leader].propose(command)
+            except (NotLeader, ProposalDropped):
+                self.round()
+                rounds += 1
+                continue
+            self.net.process(leader)
+            while not proposal.done and rounds < max_rounds:
+                self.round()
+                rounds += 1
+            if proposal.ok:
+                self.run_until(lambda: all(self.net.nodes[n].applied_index >= proposal.index for n in self.up()), 100)
+                return proposal.result
         raise TimeoutError(f"command from {nid} did not apply within {max_rounds} rounds")
-
-    def _caught_up(self, nid: str) -> bool:
-        leader = self.net.leader()
-        if leader is None:
-            return False
-        lead = self.net.nodes[leader].raft
-        me = self.net.nodes[nid].raft
-        return lead is not None and me is not None and me.log.applied >= lead.log.committed
 
     def up(self) -> list[str]:
         return self.net.up()
 
     def add_node(self, nid: str, max_rounds: int = 300) -> None:
-        """A new, empty node: it joins the Raft group as a learner and catches up (by snapshot if
-        the log was compacted). Then ``start(nid)`` submits its cluster-state join."""
+        """A new, empty node: it joins the Raft group as a learner (its address in the change) and
+        catches up (by snapshot if the log was compacted). Then ``start(nid)`` submits its
+        cluster-state join."""
         if nid in self.kits:
             raise ValueError(f"{nid} is already in the cluster")
         self.kits[nid] = self._new_kit(nid)
-        self.results[nid] = []
-        self.commands[nid] = []
         self.net.add_node(nid)
         address = self.kits[nid].options.raft_addr.encode()
         for _ in range(max_rounds):
@@ -132,7 +107,7 @@ class MemCluster:
             raft = self.net.nodes[leader].raft if leader is not None else None
             if raft is not None:
                 if nid in raft.voters + raft.learners:
-                    if self.run_until(lambda: self._caught_up(nid), max_rounds):
+                    if self.run_until(lambda: self.net.nodes[nid].applied_index >= raft.log.committed, max_rounds):
                         return
                     break
                 try:

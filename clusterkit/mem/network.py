@@ -1,67 +1,52 @@
 """A deterministic in-memory network of Raft nodes, for tests, the demo and benchmarks.
 
 Everything that could vary (delivery order, drops, duplicates, partitions,
-crashes, election timeouts) is chosen either by the caller or by one seeded
-``random.Random``: the same seed and the same calls give the same run. It is
-not the SimPy simulator (no virtual clock, no latency model): it is the
-smallest harness that can drive the core through every interleaving.
+one-way cuts, crashes, election timeouts) is chosen either by the caller or
+by one seeded ``random.Random``: the same seed and the same calls give the
+same run. It is not the SimPy simulator (no virtual clock, no latency
+model): it is the smallest harness that can drive the core through every
+interleaving.
 
-Every node is driven exactly as a real driver would: take the Ready, write
-it to its :class:`MemoryStorage`, sync, send, restore a received snapshot,
-apply, advance, and take a snapshot of its state machine when the node says
-one is due. An optional :class:`RaftSafetyMonitor` checks the Raft
+Each node is a :class:`~clusterkit.host.NodeHost`, the same host the
+simulator and the TCP node run: this module only moves messages and decides
+who ticks. An optional :class:`RaftSafetyMonitor` checks the Raft
 invariants after every step.
 
-By default the state machine of each node is the list of entries it
-applied; its snapshot is that list, msgpack-encoded, so a node restored from
-a snapshot can be compared entry by entry with one that applied the log. A
-state machine above Raft (the cluster state, say) brings its own
-``snapshot_of`` and ``restore``.
+By default the state machine of each node is an
+:class:`~clusterkit.host.AppliedLog` (the list of entries it applied), so a
+node restored from a snapshot can be compared entry by entry with one that
+applied the log. A state machine above Raft (the cluster state, say) comes
+from the ``machine`` factory.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-
-import msgpack
+from dataclasses import dataclass
 
 from ..check.raft_safety import RaftSafetyMonitor
+from ..host import AppliedLog, NodeHost, StateMachine
+from ..host.machine import decode_applied, encode_applied
 from ..raft.errors import NotLeader, ProposalDropped
-from ..raft.messages import ConfState, Entry, EntryType, Message, ReadState
-from ..raft.node import RaftNode
+from ..raft.messages import ConfState, Entry, Message
 from ..raft.ready import RaftConfig, Role
-from ..raft.storage import MemoryStorage, write_ready
+from ..raft.storage import MemoryStorage
+
+__all__ = ["MemNetwork", "MemNode", "NetStats", "decode_applied", "encode_applied"]
 
 
-def encode_applied(entries: list[Entry]) -> bytes:
-    """The in-memory state machine's snapshot: every applied entry."""
-    return msgpack.packb([[e.term, e.index, e.data, e.type] for e in entries], use_bin_type=True)
-
-
-def decode_applied(data: bytes) -> list[Entry]:
-    if not data:
-        return []
-    return [Entry(t, i, d, k) for t, i, d, k in msgpack.unpackb(data, raw=False)]
-
-
-@dataclass
-class MemNode:
-    id: str
-    storage: MemoryStorage
-    raft: RaftNode | None  # None while crashed
-    applied: list[Entry] = field(default_factory=list)  # the state machine: every applied entry in order
-    read_states: list[ReadState] = field(default_factory=list)  # reads confirmed, in order
-    snapshots_taken: int = 0
-    snapshots_installed: int = 0
+class MemNode(NodeHost):
+    """A node host with the test conveniences of the default state machine."""
 
     @property
-    def up(self) -> bool:
-        return self.raft is not None
+    def applied(self) -> list[Entry]:
+        machine = self.machine
+        return machine.entries if isinstance(machine, AppliedLog) else []
 
     def applied_data(self) -> list[bytes]:
-        return [e.data for e in self.applied if e.type == EntryType.NORMAL]
+        machine = self.machine
+        return machine.data() if isinstance(machine, AppliedLog) else []
 
 
 @dataclass
@@ -83,11 +68,8 @@ class MemNetwork:
         dup_rate: float = 0.0,
         monitor: RaftSafetyMonitor | None = None,
         on_event: Callable[[str], None] | None = None,
-        on_apply: Callable[[str, Entry], None] | None = None,
-        on_restart: Callable[[str], None] | None = None,
         auto_compact: bool = True,
-        snapshot_of: Callable[[str], bytes] | None = None,
-        restore: Callable[[str, bytes], None] | None = None,
+        machine: Callable[[str], StateMachine] | None = None,
     ) -> None:
         self.ids = sorted(ids)
         if not self.ids:
@@ -98,13 +80,8 @@ class MemNetwork:
         self.dup_rate = dup_rate
         self.monitor = monitor
         self.on_event = on_event
-        self.on_apply = on_apply  # a state machine above Raft: called for every applied entry
-        self.on_restart = on_restart  # ... and told when a node restarts (it re-applies from its log)
         self.auto_compact = auto_compact  # take a snapshot whenever a node says one is due
-        # The state machine's image for a snapshot, and restoring one (at a restart, or received).
-        self.snapshot_of = snapshot_of or (lambda nid: encode_applied(self.nodes[nid].applied))
-        self.restore = restore or self._restore_applied
-        self._joiners: set[str] = set()  # nodes added after bootstrap: they start with no membership
+        self.machine = machine or (lambda nid: AppliedLog())
         self.inflight: list[Message] = []
         self.blocked: set[tuple[str, str]] = set()  # (src, dst) links that lose everything
         self.stats = NetStats()
@@ -113,66 +90,42 @@ class MemNetwork:
         self.nodes: dict[str, MemNode] = {}
         conf = ConfState(voters=tuple(self.ids))
         for nid in self.ids:
-            storage = MemoryStorage(conf)
-            self.nodes[nid] = MemNode(nid, storage, self._new_raft(nid, storage))
+            self.nodes[nid] = self._new_node(nid, MemoryStorage(conf), joining=False)
 
     # ------------------------------------------------------------ plumbing
-    def _new_raft(self, nid: str, storage: MemoryStorage) -> RaftNode:
-        return RaftNode(
+    def _new_node(self, nid: str, storage: MemoryStorage, joining: bool) -> MemNode:
+        monitor = self.monitor
+        return MemNode(
             nid,
             storage,
+            self.machine(nid),
             self.config,
             rng=random.Random(self.rng.getrandbits(64)),
-            applied=storage.snapshot().meta.index,
-            joining=nid in self._joiners,
+            joining=joining,
+            auto_compact=self.auto_compact,
+            on_applied=(lambda e, nid=nid: monitor.applied_seen(nid, e)) if monitor is not None else None,
+            on_event=self.on_event,
         )
 
     def _emit(self, text: str) -> None:
         if self.on_event is not None:
             self.on_event(text)
 
-    def _restore_applied(self, nid: str, data: bytes) -> None:
-        self.nodes[nid].applied = decode_applied(data)
-
     def add_node(self, nid: str) -> MemNode:
         """A new, empty node on the network. It joins the group once a leader adds it (e.g. ``add_learner``)."""
         if nid in self.nodes:
             raise ValueError(f"{nid} is already on the network")
-        self._joiners.add(nid)
         self.ids = sorted([*self.ids, nid])
-        storage = MemoryStorage()
-        node = self.nodes[nid] = MemNode(nid, storage, self._new_raft(nid, storage))
+        node = self.nodes[nid] = self._new_node(nid, MemoryStorage(), joining=True)
         return node
 
     def process(self, nid: str) -> None:
-        """Drain every Ready of ``nid``: persist, sync, send, apply, advance."""
+        """Drain every Ready of ``nid`` (the host persists, syncs, applies, advances); send what it says."""
         node = self.nodes[nid]
-        raft = node.raft
-        if raft is None:
+        if node.raft is None:
             return
-        while raft.has_ready():
-            rd = raft.ready()
-            if write_ready(node.storage, rd):
-                node.storage.sync()
-            for m in rd.messages:
-                self._send(m)
-            if rd.snapshot is not None:
-                node.applied = []
-                self.restore(nid, rd.snapshot.data)
-                node.snapshots_installed += 1
-            for e in rd.committed_entries:
-                node.applied.append(e)
-                if self.monitor is not None:
-                    self.monitor.applied_seen(nid, e)
-                if self.on_apply is not None:
-                    self.on_apply(nid, e)
-            node.read_states.extend(rd.read_states)
-            if rd.soft_state is not None and rd.soft_state.role is Role.LEADER:
-                self._emit(f"{nid} leads term {raft.term}")
-            raft.advance(rd)
-            if self.auto_compact and raft.snapshot_due():
-                raft.compact(raft.log.applied, self.snapshot_of(nid))
-                node.snapshots_taken += 1
+        for m in node.process():
+            self._send(m)
         self.observe(nid)
 
     def _send(self, m: Message) -> None:
@@ -212,7 +165,7 @@ class MemNetwork:
     def tick(self, nid: str) -> None:
         node = self.nodes[nid]
         if node.raft is not None:
-            node.raft.tick()
+            node.tick()
             self.process(nid)
 
     def tick_all(self) -> None:
@@ -229,7 +182,7 @@ class MemNetwork:
             self.stats.dropped += 1
             return True
         self.stats.delivered += 1
-        dst.raft.step(m)
+        dst.step(m)
         self.process(m.dst)
         return True
 
@@ -268,27 +221,16 @@ class MemNetwork:
         node = self.nodes[nid]
         if node.raft is None:
             return
-        if node.raft.has_ready():
-            rd = node.raft.ready()
-            write_ready(node.storage, rd)
-            if synced:
-                node.storage.sync()
-        node.storage.crash()
-        node.raft = None
-        node.applied = []
-        node.read_states = []
+        node.crash(synced)
         self.stats.crashes += 1
         self._emit(f"{nid} crashed")
 
     def restart(self, nid: str) -> None:
         node = self.nodes[nid]
         if node.raft is None:
-            node.raft = self._new_raft(nid, node.storage)
-            node.applied = []
+            node.start()
             self._commit_reported[nid] = 0  # a restarted node re-reports what it reloaded
-            if self.on_restart is not None:
-                self.on_restart(nid)
-            self.restore(nid, node.storage.snapshot().data)  # then the log after it is re-applied
+            assert node.raft is not None
             self._emit(f"{nid} restarted at term {node.raft.term}")
             self.process(nid)
 
@@ -386,6 +328,6 @@ class MemNetwork:
             cut = self.rng.randrange(1, len(shuffled)) if len(shuffled) > 1 else 1
             self.partition(shuffled[:cut])
             self._emit(f"partition {sorted(shuffled[:cut])} | {sorted(shuffled[cut:])}")
-        else:
+        elif self.blocked:
             self.heal()
             self._emit("healed")

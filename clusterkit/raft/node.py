@@ -66,6 +66,7 @@ _MESSAGE_TYPES = (
     ReadIndex,
     ReadIndexResponse,
 )
+_MAX_DEFERRED_CHANGES = 16  # forwarded membership changes a leader queues while another is in flight
 # Messages only a leader sends: receiving one of a newer term means that sender leads it.
 _FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
@@ -141,6 +142,7 @@ class RaftNode:
         self._ticks_since_start = 0
         self._leave_pending: ConfChange | None = None  # removal of ourselves, to forward after a transfer
         self._departed: list[str] = []  # leader: removed members still sent the log until they know
+        self._deferred_changes: list[ConfChange] = []  # leader: forwarded changes that must wait their turn
         self._reads = ReadQueue()
         self._ticks = 0  # ticks since this node started: the leader's clock for its lease
         self._round = 0  # leader: the last heartbeat round sent (reads and lease wait on rounds)
@@ -488,6 +490,7 @@ class RaftNode:
         self.votes = {}
         self.progress = {}
         self._departed = []
+        self._deferred_changes = []
         self._sync_progress()
         self.uncommitted_bytes = 0
         self._lead_transferee = None
@@ -808,9 +811,15 @@ class RaftNode:
                 if e.type == EntryType.CONF_CHANGE:
                     try:
                         cc = decode_entry(e.data)[0]
-                        self.propose_conf_change(cc)
-                    except (RaftError, ValueError):
+                    except ValueError:
                         self.dropped_proposals += 1
+                        continue
+                    if self._can_change_conf() is not None and len(self._deferred_changes) < _MAX_DEFERRED_CHANGES:
+                        # Another change in flight, or no commit in our term yet (a follower that just
+                        # handed leadership to us asks to be removed): wait for our turn, don't drop it.
+                        self._deferred_changes.append(cc)
+                        continue
+                    self._forwarded_change(cc)
             if not datas:
                 return
             if (
@@ -825,6 +834,12 @@ class RaftNode:
             self.msgs.append(Propose(0, self.id, self.leader, m.entries))
         else:
             self.dropped_proposals += len(m.entries)
+
+    def _forwarded_change(self, cc: ConfChange) -> None:
+        try:
+            self.propose_conf_change(cc)
+        except RaftError:
+            self.dropped_proposals += 1
 
     # -------------------------------------------------------------- leader
     def _room_for(self, size: int) -> bool:
@@ -934,6 +949,8 @@ class RaftNode:
                     self._leader_read(context, origin)
             if self._conf_key[0] and old < self._conf_key[0] <= candidate:
                 self._maybe_step_down_removed()
+            if self._deferred_changes and self.role is Role.LEADER and self._can_change_conf() is None:
+                self._forwarded_change(self._deferred_changes.pop(0))
             return True
         return False
 

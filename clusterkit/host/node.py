@@ -1,0 +1,370 @@
+"""One node, as every driver runs it: Raft, storage, state machine, address book, requests.
+
+The host is sans-IO like the Raft core. A driver feeds it messages
+(:meth:`NodeHost.step`) and ticks (:meth:`NodeHost.tick`), and drains the
+work: :meth:`NodeHost.process` does the whole Ready loop in the order the
+durability contract demands (persist and sync, then send, restore a received
+snapshot, apply, serve reads, advance, compact when due) and returns the
+messages to send. A driver whose disk takes time to sync splits it:
+:meth:`NodeHost.begin` writes a Ready to storage, the driver syncs, and
+:meth:`NodeHost.finish` does the rest. The memnet network, the SimPy
+simulator and the TCP node are loops around this one object, so a fix here
+is a fix in all of them.
+
+The host also keeps the **address book** (node id -> transport address) in
+the replicated state: addresses arrive in membership changes' contexts and
+in host entries that a new leader appends for the addresses it knows but the
+log doesn't, and snapshots carry the book, so a leader elected after
+compaction still knows where its learners live.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgpack
+
+from ..raft.confchange import ConfChangeType, decode_entry
+from ..raft.errors import NotLeader
+from ..raft.messages import Entry, EntryType, Message, ReadState
+from ..raft.node import RaftNode
+from ..raft.ready import RaftConfig, Ready, Role
+from ..raft.storage import Storage, write_ready
+from .machine import StateMachine
+from .requests import Proposal, ReadRequest
+
+log = logging.getLogger("clusterkit.host")
+
+# NORMAL entries whose data starts with this byte belong to the host, not the state machine.
+# 0xc1 is the one byte msgpack never uses, so no msgpack-encoded command can start with it.
+HOST_ENTRY = b"\xc1"
+_SNAPSHOT_VERSION = 1
+
+
+def is_host_entry(data: bytes) -> bool:
+    return data[:1] == HOST_ENTRY
+
+
+def wrap_snapshot(addresses: Mapping[str, str], machine: bytes) -> bytes:
+    """A Raft snapshot as the host takes it: the address book and the state machine's image."""
+    return msgpack.packb([_SNAPSHOT_VERSION, dict(addresses), machine], use_bin_type=True)
+
+
+def unwrap_snapshot(data: bytes) -> tuple[dict[str, str], bytes]:
+    """(address book, state machine image) of a host snapshot (``b""``: empty)."""
+    if not data:
+        return {}, b""
+    version, addresses, machine = msgpack.unpackb(data, raw=False)
+    if version != _SNAPSHOT_VERSION:
+        raise ValueError(f"unknown host snapshot version {version!r}")
+    return dict(addresses), machine
+
+
+class NodeHost:
+    """One node's Raft node, storage, state machine and requests. Not thread-safe: one driver task."""
+
+    def __init__(
+        self,
+        node_id: str,
+        storage: Storage,
+        machine: StateMachine,
+        config: RaftConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+        joining: bool = False,
+        address: str = "",
+        peers: Mapping[str, str] | None = None,
+        auto_compact: bool = True,
+        on_applied: Callable[[Entry], None] | None = None,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.id = node_id
+        self.storage = storage
+        self.machine = machine
+        self.config = config or RaftConfig()
+        self.rng = rng if rng is not None else random.Random(node_id)
+        self.joining = joining
+        self.address = address
+        self.peers = dict(peers or {})  # bootstrap members' addresses, from the driver's config
+        self.auto_compact = auto_compact
+        self.on_applied = on_applied  # every applied entry (the safety monitor watches these)
+        self.on_event = on_event  # one line per event that matters (role changes, snapshots)
+        self.raft: RaftNode | None = None
+        self.addresses: dict[str, str] = {}
+        self.read_states: list[ReadState] = []  # reads asked of the Raft node directly, confirmed
+        self.snapshots_taken = 0
+        self.snapshots_installed = 0
+        self.incarnation = 0  # starts so far: tells a restarted node's reads from its old ones
+        self._proposals: dict[int, Proposal] = {}
+        self._reads: dict[bytes, ReadRequest] = {}  # asked, waiting for the leader's answer
+        self._confirmed: list[ReadRequest] = []  # answered, waiting for this node to apply their index
+        self._serial = 0
+        if hasattr(machine, "attach"):
+            machine.attach(self)  # the facade reads leadership and proposes through its host
+        self.start()
+
+    # ------------------------------------------------------------ lifecycle
+    @property
+    def up(self) -> bool:
+        return self.raft is not None
+
+    def start(self) -> None:
+        """Start (or restart) from storage: restore the snapshot's state, then re-apply the log after it."""
+        if self.raft is not None:
+            return
+        snap = self.storage.snapshot()
+        self.addresses, image = unwrap_snapshot(snap.data)
+        self.addresses.update({k: v for k, v in self.peers.items() if k not in self.addresses})
+        self.machine.restore(image)
+        self.raft = RaftNode(
+            self.id,
+            self.storage,
+            self.config,
+            rng=random.Random(self.rng.getrandbits(64)),
+            applied=snap.meta.index,
+            joining=self.joining,
+        )
+        self.incarnation += 1
+
+    def crash(self, synced: bool = False) -> None:
+        """Stop as a kill would: a pending Ready is written but, unless ``synced``, not synced, so
+        the storage loses it. Volatile state goes; the caller of every open request is told."""
+        raft = self.raft
+        if raft is None:
+            return
+        if raft.has_ready():
+            rd = raft.ready()
+            write_ready(self.storage, rd)
+            if synced:
+                self.storage.sync()
+        crash = getattr(self.storage, "crash", None)  # a simulated disk loses what wasn't synced
+        if crash is not None:
+            crash()
+        self.raft = None
+        self.machine.restore(b"")
+        self.read_states = []
+        self._end_requests("unknown: the node crashed")
+
+    def stop(self) -> None:
+        """A clean stop: everything written is synced first."""
+        if self.raft is None:
+            return
+        self.process()
+        self.raft = None
+        self.machine.restore(b"")
+        self._end_requests("unknown: the node stopped")
+
+    def _end_requests(self, why: str) -> None:
+        proposals, self._proposals = self._proposals, {}
+        for p in proposals.values():
+            p._finish(False, why)
+        reads = [*self._reads.values(), *self._confirmed]
+        self._reads, self._confirmed = {}, []
+        for r in reads:
+            r._finish(False, why)
+
+    # ------------------------------------------------------------ inputs
+    def step(self, m: Message) -> None:
+        if self.raft is not None:
+            self.raft.step(m)
+
+    def tick(self) -> None:
+        if self.raft is None:
+            return
+        self.raft.tick()
+        tick = getattr(self.machine, "tick", None)
+        if tick is not None:
+            tick()
+
+    def propose(self, data: bytes) -> Proposal:
+        """Append ``data`` as leader; the :class:`Proposal` ends when its entry applies here.
+
+        Raises NotLeader (with ``.leader``) on any other node: the caller forwards the request to
+        the leader, which can tell it the outcome; ProposalDropped when the leader refuses it.
+        """
+        raft = self._live()
+        self._check_data(data)
+        if not raft.is_leader:
+            raise NotLeader(self.id, raft.leader)
+        index = raft.propose(data)
+        assert index is not None
+        proposal = Proposal(index=index, term=raft.term)
+        self._proposals[index] = proposal
+        return proposal
+
+    def submit(self, data: bytes) -> Proposal | None:
+        """Propose from any node: tracked on the leader, forwarded by Raft (fire and forget: None)
+        on a follower. For commands that are safe to repeat, like the facade's."""
+        raft = self._live()
+        if raft.is_leader:
+            return self.propose(data)
+        self._check_data(data)
+        raft.propose(data)
+        return None
+
+    def read(self) -> ReadRequest:
+        """A linearizable read: done once confirmed by the leader and applied here."""
+        raft = self._live()
+        self._serial += 1
+        context = b"%s/%d/%d" % (self.id.encode(), self.incarnation, self._serial)
+        raft.read_index(context)
+        req = ReadRequest(context=context)
+        self._reads[context] = req
+        return req
+
+    def _live(self) -> RaftNode:
+        if self.raft is None:
+            raise NotLeader(self.id, None)
+        return self.raft
+
+    @staticmethod
+    def _check_data(data: bytes) -> None:
+        if type(data) is not bytes:
+            raise TypeError(f"a proposal must be bytes, got {type(data).__name__}")
+        if is_host_entry(data):
+            raise ValueError("proposals may not start with byte 0xc1 (reserved for the host's own entries)")
+
+    # ------------------------------------------------------------ state
+    @property
+    def is_leader(self) -> bool:
+        return self.raft is not None and self.raft.is_leader
+
+    @property
+    def leader(self) -> str | None:
+        return self.raft.leader if self.raft is not None else None
+
+    @property
+    def applied_index(self) -> int:
+        return self.raft.log.applied if self.raft is not None else 0
+
+    # ------------------------------------------------------------ the Ready loop
+    def has_ready(self) -> bool:
+        return self.raft is not None and self.raft.has_ready()
+
+    def process(self) -> list[Message]:
+        """Drain every Ready: persist, sync, then send (returned), apply, advance."""
+        out: list[Message] = []
+        while True:
+            rd = self.begin()
+            if rd is None:
+                return out
+            if rd.must_sync():
+                self.storage.sync()
+            out.extend(self.finish(rd))
+
+    def begin(self) -> Ready | None:
+        """Take the next Ready and write it to storage (not synced: the driver syncs when
+        ``rd.must_sync()``, then calls :meth:`finish`). None when there is nothing to do."""
+        raft = self.raft
+        if raft is None or not raft.has_ready():
+            return None
+        rd = raft.ready()
+        write_ready(self.storage, rd)
+        return rd
+
+    def finish(self, rd: Ready) -> list[Message]:
+        """After the sync: apply ``rd``, advance, compact when due; the messages to send."""
+        raft = self.raft
+        if raft is None:
+            return []  # crashed while the disk was syncing: nothing of it leaves
+        if rd.snapshot is not None:
+            self._install(rd.snapshot.meta.index, rd.snapshot.data)
+        for e in rd.committed_entries:
+            self._apply(e)
+        for rs in rd.read_states:
+            req = self._reads.pop(rs.context, None)
+            if req is None:
+                self.read_states.append(rs)
+            else:
+                req.index = rs.index
+                self._confirmed.append(req)
+        raft.advance(rd)
+        if self._confirmed:
+            self._serve_reads()
+        if rd.soft_state is not None:
+            self._role_changed(raft)
+        if self.auto_compact and raft.snapshot_due():
+            self.take_snapshot()
+        return rd.messages
+
+    def take_snapshot(self) -> None:
+        """Snapshot the state machine (and the address book) at the applied index; compact the log."""
+        raft = self._live()
+        raft.compact(raft.log.applied, wrap_snapshot(self.addresses, self.machine.snapshot()))
+        self.snapshots_taken += 1
+
+    def _install(self, index: int, data: bytes) -> None:
+        self.addresses, image = unwrap_snapshot(data)
+        self.machine.restore(image)
+        self.snapshots_installed += 1
+        self._emit(f"{self.id} installed a snapshot at {index}")
+        for i in [i for i in self._proposals if i <= index]:
+            self._proposals.pop(i)._finish(False, "unknown: a snapshot replaced the log")
+
+    def _apply(self, e: Entry) -> None:
+        result: Any = None
+        if e.type == EntryType.NORMAL and is_host_entry(e.data):
+            self._apply_host_entry(e.data)
+        else:
+            if e.type == EntryType.CONF_CHANGE:
+                self._apply_conf_change(e.data)
+            result = self.machine.apply_entry(e)
+        if self.on_applied is not None:
+            self.on_applied(e)
+        proposal = self._proposals.pop(e.index, None)
+        if proposal is not None:
+            if e.term == proposal.term:
+                proposal.result = result
+                proposal._finish(True)
+            else:
+                proposal._finish(False, f"lost: a later leader's entry took index {e.index}")
+
+    def _apply_conf_change(self, data: bytes) -> None:
+        cc, _ = decode_entry(data)
+        if cc.op == ConfChangeType.REMOVE:
+            self.addresses.pop(cc.node, None)
+        elif cc.context:
+            self.addresses[cc.node] = cc.context.decode("utf-8", "replace")
+
+    def _apply_host_entry(self, data: bytes) -> None:
+        try:
+            body = msgpack.unpackb(data[1:], raw=False)
+            addresses = body["addresses"]
+            if not all(type(k) is str and type(v) is str for k, v in addresses.items()):
+                raise TypeError("addresses must map str to str")
+        except Exception as exc:  # noqa: BLE001 - a bad entry must not stop the node
+            log.error("%s: ignoring a malformed host entry: %s", self.id, exc)
+            return
+        self.addresses.update(addresses)
+
+    def _serve_reads(self) -> None:
+        applied = self.applied_index
+        waiting = []
+        for req in self._confirmed:
+            if req.index <= applied:
+                req._finish(True)
+            else:
+                waiting.append(req)
+        self._confirmed = waiting
+
+    def _role_changed(self, raft: RaftNode) -> None:
+        if raft.role is Role.LEADER:
+            self._emit(f"{self.id} leads term {raft.term}")
+            self._record_addresses(raft)
+
+    def _record_addresses(self, raft: RaftNode) -> None:
+        """A new leader appends the addresses it knows that the replicated book lacks."""
+        known = dict(self.peers)
+        if self.address:
+            known[self.id] = self.address
+        missing = {k: v for k, v in sorted(known.items()) if self.addresses.get(k) != v}
+        if missing:
+            raft.propose(HOST_ENTRY + msgpack.packb({"addresses": missing}, use_bin_type=True))
+
+    def _emit(self, text: str) -> None:
+        log.debug(text)
+        if self.on_event is not None:
+            self.on_event(text)

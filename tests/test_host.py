@@ -1,0 +1,149 @@
+"""The node host: requests by index and term, reads, the facade for life, the address book."""
+
+from __future__ import annotations
+
+import pytest
+
+from clusterkit.cluster_state import rebalance_command
+from clusterkit.host import AppliedLog, NodeHost
+from clusterkit.host.node import HOST_ENTRY, unwrap_snapshot
+from clusterkit.mem.cluster import MemCluster
+from clusterkit.mem.network import MemNetwork
+from clusterkit.raft import ConfState, MemoryStorage, NotLeader, RaftConfig
+
+CFG = RaftConfig(election_ticks=6, snapshot_threshold=20, snapshot_trailing=2)
+
+
+def _net(n: int = 3, seed: int = 1) -> MemNetwork:
+    net = MemNetwork([f"n{i}" for i in range(1, n + 1)], seed=seed, config=CFG)
+    net.elect()
+    return net
+
+
+def test_a_proposal_ends_with_its_own_entrys_result():
+    net = _net()
+    leader = net.nodes[net.leader()]
+    first, second = leader.propose(b"same"), leader.propose(b"same")  # identical bytes, two entries
+    net.process(leader.id)
+    assert net.run_until(lambda: first.done and second.done, 20)
+    assert first.ok and second.ok and first.index != second.index
+    assert (first.result, second.result) == (first.index, second.index)  # AppliedLog answers the index
+
+
+def test_a_proposal_overwritten_by_a_new_leader_fails():
+    net = _net()
+    old = net.leader()
+    net.partition([old])
+    lost = net.nodes[old].propose(b"never commits")
+    net.process(old)
+    assert net.run_until(lambda: net.leader() not in (None, old), 100)
+    new = net.leader()
+    net.propose(new, b"the new leader's entry")
+    net.heal()
+    assert net.run_until(lambda: lost.done, 100)
+    assert not lost.ok and lost.error.startswith("lost")
+
+
+def test_propose_on_a_follower_names_the_leader_and_host_bytes_are_refused():
+    net = _net()
+    follower = net.nodes[next(n for n in net.ids if n != net.leader())]
+    with pytest.raises(NotLeader) as err:
+        follower.propose(b"x")
+    assert err.value.leader == net.leader()
+    with pytest.raises(ValueError, match="0xc1"):
+        net.nodes[net.leader()].propose(HOST_ENTRY + b"forged")
+    with pytest.raises(TypeError):
+        net.nodes[net.leader()].propose("text")  # type: ignore[arg-type]
+
+
+def test_requests_end_when_the_node_crashes():
+    net = _net()
+    leader = net.nodes[net.leader()]
+    net.partition([leader.id])
+    proposal, read = leader.propose(b"x"), leader.read()
+    net.crash(leader.id)
+    assert proposal.done and not proposal.ok and proposal.error.startswith("unknown")
+    assert read.done and not read.ok
+
+
+def test_a_read_through_a_follower_waits_until_it_has_applied_the_index():
+    net = _net()
+    follower = net.nodes[next(n for n in net.ids if n != net.leader())]
+    net.propose(net.leader(), b"w")
+    net.process(net.leader())
+    read = follower.read()
+    net.process(follower.id)
+    assert net.run_until(lambda: read.done, 20) and read.ok
+    assert follower.applied_index >= read.index and b"w" in follower.applied_data()
+
+
+def test_the_facade_is_the_same_object_for_the_nodes_whole_life():
+    c = MemCluster([f"node-{i}" for i in range(1, 4)], seed=2, raft_config=RaftConfig(snapshot_threshold=5,
+                                                                                   snapshot_trailing=1))
+    c.elect()
+    for nid in c.kits:
+        assert c.start(nid).ok
+    kit = c.kits["node-3"]  # what an application holds
+    c.net.crash("node-3", synced=True)
+    for _ in range(8):
+        c.submit("node-1", rebalance_command())
+    c.net.restart("node-3")
+    assert c.run_until(lambda: kit.state.epoch == c.kits["node-1"].state.epoch, 100)
+    assert c.kits["node-3"] is kit and c.net.nodes["node-3"].machine is kit
+    assert kit.state.to_dict() == c.kits["node-1"].state.to_dict()  # the held object reads the current map
+
+
+def test_identical_commands_each_get_their_own_result():
+    c = MemCluster([f"node-{i}" for i in range(1, 4)], seed=4)
+    c.elect()
+    for nid in c.kits:
+        c.start(nid)
+    a = c.submit("node-2", rebalance_command())
+    b = c.submit("node-2", rebalance_command())
+    assert a.ok and b.ok and b.epoch == a.epoch + 1  # two entries, two results (was: the first one twice)
+
+
+def test_the_facade_reads_leadership_from_its_own_raft_node():
+    c = MemCluster([f"node-{i}" for i in range(1, 4)], seed=5)
+    old = c.elect()
+    c.net.partition([old])
+    assert c.run_until(lambda: c.net.leader() not in (None, old), 100)
+    assert c.kits[old].is_leader == c.net.nodes[old].raft.is_leader  # its own view, even if stale
+    new = c.net.leader()
+    assert c.kits[new].is_leader and not any(c.kits[n].is_leader for n in c.kits if n not in (old, new))
+
+
+def test_addresses_survive_compaction_and_a_new_leader():
+    ids = ["n1", "n2", "n3"]
+    peers = {nid: f"127.0.0.1:{9000 + i}" for i, nid in enumerate(ids)}
+    net = MemNetwork(ids, seed=3, config=CFG)
+    for nid in ids:  # bootstrap members know each other's addresses from their config
+        net.nodes[nid].peers = dict(peers)
+        net.nodes[nid].address = peers[nid]
+    leader = net.elect()
+    net.add_node("n4")
+    net.nodes[leader].raft.add_learner("n4", context=b"10.0.0.4:9000")
+    net.process(leader)
+    for k in range(60):  # enough entries that every log is compacted past the membership change
+        net.propose(net.leader(), b"w%d" % k)
+        net.run_until(lambda: False, 1)
+    for nid in ids:
+        raft = net.nodes[nid].raft
+        assert raft.snapshot is not None and raft.log.offset > 3
+        book, _ = unwrap_snapshot(raft.snapshot.data)
+        assert book["n4"] == "10.0.0.4:9000" and book["n1"] == peers["n1"]
+    net.crash(leader)
+    assert net.run_until(lambda: net.leader() not in (None, leader), 100)
+    new = net.nodes[net.leader()]
+    assert new.addresses["n4"] == "10.0.0.4:9000"
+    assert net.run_until(lambda: net.nodes["n4"].addresses.get("n1") == peers["n1"], 100)  # n4 learnt them too
+
+
+def test_a_single_host_runs_without_a_network():
+    host = NodeHost("solo", MemoryStorage(ConfState(voters=("solo",))), AppliedLog())
+    while not host.is_leader:
+        host.tick()
+        assert host.process() == []  # one voter: nothing to send
+    p = host.propose(b"hello")
+    host.process()
+    assert p.ok and host.machine.data() == [b"hello"]
