@@ -76,7 +76,9 @@ class CheckResult:
         if self.verdict is Verdict.LINEARIZABLE:
             return f"linearizable ({self.operations} operations, {self.keys} keys, {self.steps} search steps)"
         if self.verdict is Verdict.UNKNOWN:
-            return f"unknown: {self.reason} (key {self.unknown_key!r})"
+            # Register models check one history with no key: naming "key None" would mislead.
+            where = f" (key {self.unknown_key!r})" if self.unknown_key is not None else ""
+            return f"unknown: {self.reason}{where}"
         f = self.failure
         assert f is not None
         where = f"key {f.key!r}: " if f.key is not None else ""

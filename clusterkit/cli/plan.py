@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..partitioning.assigner import PartitionMap, fewest_copy_moves, from_dict, movement
+from .text import plural
 
 
 class PlanError(ValueError):
@@ -46,9 +47,15 @@ def load_map(path: str, partition_count: int) -> PartitionMap:
             owners = [primary, *replicas]
         plain[pid] = owners
     try:
-        return from_dict(plain, partition_count)
+        owners_map = from_dict(plain, partition_count)
     except ValueError as exc:
         raise PlanError(f"{path}: {exc}") from None
+    for p, owners in enumerate(owners_map):
+        # checked here, not left to the assigner, so the message names the file and the partition id
+        twice = next((o for i, o in enumerate(owners) if o in owners[:i]), None)
+        if twice is not None:
+            raise PlanError(f"{path}: partition-{p} lists {twice!r} twice")
+    return owners_map
 
 
 def moves(previous: PartitionMap | None, new: PartitionMap) -> list[dict[str, Any]]:
@@ -95,13 +102,20 @@ def render_text(previous: PartitionMap | None, new: PartitionMap, nodes: Sequenc
     copies = Counter(o for owners in new for o in owners)
     primaries = Counter(owners[0] for owners in new)
     lines.append("")
-    lines.append("per node: " + ", ".join(f"{n} {copies[n]} copies/{primaries[n]} primary" for n in sorted(nodes)))
+    lines.append(
+        "per node: "
+        + ", ".join(
+            f"{n} {plural(copies[n], 'copy', 'copies')}/{plural(primaries[n], 'primary', 'primaries')}"
+            for n in sorted(nodes)
+        )
+    )
     if previous is not None:
         summary = _summary(previous, new, nodes, rf)
         lines.append("")
         lines.append(
-            f"moves: {summary['copies_moved']} copies (fewest possible {summary['fewest_copy_moves']}), "
-            f"{summary['primaries_changed']} primaries changed"
+            f"moves: {plural(summary['copies_moved'], 'copy', 'copies')} "
+            f"(fewest possible {summary['fewest_copy_moves']}), "
+            f"{plural(summary['primaries_changed'], 'primary', 'primaries')} changed"
         )
         for mv in moves(previous, new):
             parts = []

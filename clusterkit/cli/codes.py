@@ -1,0 +1,36 @@
+"""Exit codes of the ``clusterkit`` command: one table for every subcommand, printed by ``--help``."""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_OK = 0
+# The thing checked is wrong: a history is not linearizable, the demo's nodes disagree or broke an invariant.
+EXIT_FAILED = 1
+# argparse's own code for a bad command line (unknown flag, a value out of range).
+EXIT_USAGE = 2
+# `check linearizability` only: the budget ran out before a verdict (kept at 2 for existing CI scripts).
+EXIT_UNKNOWN = 2
+# An input file that can't be read or parsed, holds nothing to check, or doesn't fit the command.
+EXIT_BAD_INPUT = 3
+# Ctrl-C: 128 + SIGINT, what a shell reports for an interrupted command.
+EXIT_INTERRUPTED = 130
+# The reader closed stdout (`clusterkit ... | head -1`): 128 + SIGPIPE, what a shell reports for any
+# Unix tool stopped the same way, so `set -o pipefail` scripts see one code whatever the tool.
+EXIT_BROKEN_PIPE = 141
+
+EXIT_CODES_HELP = f"""\
+exit codes:
+  {EXIT_OK}    success
+  {EXIT_FAILED}    check failed: a history is not linearizable; the demo's nodes disagree or broke an invariant
+  {EXIT_USAGE}    bad command line (usage error); check linearizability: unknown, budget ran out
+  {EXIT_BAD_INPUT}    bad input file: unreadable, malformed, nothing in it to check
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+  {EXIT_BROKEN_PIPE}  stdout closed by the reader (e.g. piped into head); the rest is dropped
+"""
+
+
+def error(prog: str, message: str, code: int) -> int:
+    """One line on stderr, in argparse's ``prog: error: message`` shape, and the exit code to return."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return code
