@@ -30,8 +30,8 @@ DEMO_CONFIG = RaftConfig(snapshot_threshold=50, snapshot_trailing=10)
 # Fewer than 3 nodes shows nothing worth seeing: no majority survives a crash, and a "partition"
 # of one node has nobody on the other side.
 MIN_NODES = 3
-# Each step costs more with every node (50 nodes, 100,000 steps: about 16 s); far more nodes
-# would spend minutes just starting.
+# Each step costs more with every node (50 nodes, 100,000 steps: under half a minute); far more
+# nodes would spend minutes just starting.
 MAX_NODES = 50
 MAX_STEPS = 100_000
 # Log matching compares every pair of logs: after every step it would cost 50 nodes 20x the run
