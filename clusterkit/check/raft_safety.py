@@ -1,10 +1,26 @@
 """Raft safety invariants over per-node observations (Raft paper, figure 3).
 
 A :class:`RaftSafetyMonitor` is fed what nodes report (who leads which term,
-what each node has committed and applied, what its log holds) and raises
-:class:`InvariantViolation` the moment a property breaks. It knows nothing of
-how the observations were made, so the in-memory network, the simulator and
-real nodes all use it.
+what each node has committed and applied, what its log holds, its term and
+vote) and raises :class:`InvariantViolation` the moment a property breaks. It
+knows nothing of how the observations were made, so the in-memory network, the
+simulator and real nodes all use it.
+
+Besides figure 3's properties it checks the two per-node rules they rest on
+(figure 2, "persistent state on all servers"):
+
+* **term monotonicity**: a node's term never goes down, neither while it runs
+  (:meth:`RaftSafetyMonitor.term_seen`) nor in its durable hard state
+  (:meth:`~RaftSafetyMonitor.persisted`), nor when it restarts from that
+  state (:meth:`~RaftSafetyMonitor.restarted`). A node that crashes before
+  syncing a higher term may come back with the lower one (it sent nothing
+  based on it), so across a crash only what was *persisted* is compared;
+* **one vote per term**: a node grants its vote to at most one candidate in a
+  term, even across a restart (:meth:`~RaftSafetyMonitor.persisted`,
+  :meth:`~RaftSafetyMonitor.vote_granted`, :meth:`~RaftSafetyMonitor.restarted`).
+
+A driver reports a node's lifetimes in order: :meth:`~RaftSafetyMonitor.restarted`
+when it starts again from its storage, then any number of the other calls.
 """
 
 from __future__ import annotations
@@ -30,6 +46,9 @@ class RaftSafetyMonitor:
     commit_term: dict[int, int] = field(default_factory=dict)  # index -> lowest term it was seen committed in
     applied: dict[int, Entry] = field(default_factory=dict)  # index -> entry some node applied
     log_checks: int = 0  # how many times log matching was checked
+    live_term: dict[str, int] = field(default_factory=dict)  # node -> its term when last seen, this lifetime
+    durable_term: dict[str, int] = field(default_factory=dict)  # node -> highest term it persisted (synced)
+    votes: dict[tuple[str, int], str] = field(default_factory=dict)  # (node, term) -> who it voted for
 
     def leader_seen(self, node: str, term: int) -> None:
         """Election safety: at most one leader per term."""
@@ -100,3 +119,83 @@ class RaftSafetyMonitor:
                     f"leader completeness: {leader} leads term {term} without entry {index} "
                     f"committed in term {self.commit_term[index]} ({entry!r}); it holds {have!r}"
                 )
+
+    # ------------------------------------------------------------ per-node durable state
+    def term_seen(self, node: str, term: int) -> None:
+        """``node`` is up at ``term`` (its in-memory term; report it as often as convenient).
+
+        Term monotonicity while live: the term never drops below the one last seen in this
+        lifetime, nor below one the node persisted (memory is always at least as new as disk).
+        A restart, reported with :meth:`restarted`, starts a new lifetime."""
+        floor = self.live_term.get(node, 0)
+        if term < floor:
+            raise InvariantViolation(f"term monotonicity: {node} went from term {floor} back to term {term}")
+        durable = self.durable_term.get(node, 0)
+        if term < durable:
+            raise InvariantViolation(
+                f"term monotonicity: {node} runs at term {term} below term {durable} it persisted"
+            )
+        self.live_term[node] = term
+
+    def persisted(self, node: str, term: int, vote: str | None) -> None:
+        """``node``'s hard state is durably synced with ``term`` and ``vote``.
+
+        Report it only once synced (after ``Storage.sync()``, or whenever nothing written is
+        pending): an unsynced write may be lost in a crash and nobody may rely on it. The durable
+        term never goes down (a disk does not roll back, crashes included), and the vote joins
+        the node's record for that term (one candidate per term)."""
+        durable = self.durable_term.get(node, 0)
+        if term < durable:
+            raise InvariantViolation(
+                f"term monotonicity: {node} persisted term {term} after it had persisted term {durable}"
+            )
+        self.durable_term[node] = term
+        if vote is not None:
+            self._vote(node, term, vote, "persisted")
+
+    def vote_granted(self, voter: str, term: int, candidate: str) -> None:
+        """``voter`` sent ``candidate`` a granted vote (not a pre-vote) in ``term``.
+
+        Report it as the message leaves ``voter`` (after its sync): the vote must then be
+        durable, so ``term`` also becomes a floor for the term ``voter`` may restart with."""
+        if term > self.durable_term.get(voter, 0):
+            self.durable_term[voter] = term
+        self._vote(voter, term, candidate, "granted")
+
+    def restarted(self, node: str, term: int, vote: str | None) -> None:
+        """``node`` started again from its storage with hard state ``term`` and ``vote``
+        (call it before reporting anything else of the new lifetime).
+
+        Its term is at least every term it persisted or voted in before (what it did not sync
+        it may forget, since it sent nothing based on it). Restarting in a term it voted in, it
+        must still hold that vote: one it forgot would let it vote for someone else."""
+        durable = self.durable_term.get(node, 0)
+        if term < durable:
+            raise InvariantViolation(
+                f"term monotonicity: {node} restarted at term {term}, below term {durable} it had persisted"
+            )
+        had = self.votes.get((node, term))
+        if had is not None and vote != had:
+            raise InvariantViolation(
+                f"one vote per term: {node} restarted in term {term} voting for {vote!r}; "
+                f"it had voted for {had!r}"
+            )
+        self.durable_term[node] = term
+        self.live_term[node] = term
+        if vote is not None:
+            self.votes[(node, term)] = vote
+
+    def forget(self, node: str) -> None:
+        """``node``'s storage was wiped or replaced: what comes back under its id is a new member,
+        which starts from term 0."""
+        self.live_term.pop(node, None)
+        self.durable_term.pop(node, None)
+        for key in [k for k in self.votes if k[0] == node]:
+            del self.votes[key]
+
+    def _vote(self, node: str, term: int, candidate: str, how: str) -> None:
+        had = self.votes.setdefault((node, term), candidate)
+        if had != candidate:
+            raise InvariantViolation(
+                f"one vote per term: {node} voted for {had!r} and for {candidate!r} in term {term} ({how})"
+            )

@@ -87,6 +87,8 @@ class MemNetwork:
         self.stats = NetStats()
         self.proposals = 0
         self._commit_reported: dict[str, int] = {}  # per node: last committed index shown to the monitor
+        self._lifetime_seen: dict[str, int] = {}  # per node: the incarnation last shown to the monitor
+        self._hard_state_reported: dict[str, object] = {}  # per node: the synced hard state last shown to it
         self.nodes: dict[str, MemNode] = {}
         conf = ConfState(voters=tuple(self.ids))
         for nid in self.ids:
@@ -141,9 +143,22 @@ class MemNetwork:
     def observe(self, nid: str) -> None:
         """Report ``nid``'s state to the monitor (if any)."""
         mon = self.monitor
-        raft = self.nodes[nid].raft
+        node = self.nodes[nid]
+        raft = node.raft
         if mon is None or raft is None:
             return
+        if node.incarnation != self._lifetime_seen.get(nid, 1):
+            # First look at this lifetime. restart() drains the new node's Ready (which changes
+            # no term or vote) before it gets here, so this is what it restored from storage.
+            self._lifetime_seen[nid] = node.incarnation
+            mon.restarted(nid, raft.term, raft.vote)
+        mon.term_seen(nid, raft.term)
+        storage = node.storage
+        if not getattr(storage, "unsynced_writes", 0):  # after a whole process() everything is synced
+            hs = storage.initial_state()[0]
+            if hs is not self._hard_state_reported.get(nid):
+                self._hard_state_reported[nid] = hs
+                mon.persisted(nid, hs.term, hs.vote)
         if raft.role is Role.LEADER:
             mon.leader_seen(nid, raft.term)
         log = raft.log
