@@ -246,8 +246,8 @@ def test_disk_that_loses_synced_state_is_caught_at_restart(monkeypatch):
     """Break the storage: a crash loses the synced hard state (term and vote) as well."""
     crash = MemoryStorage.crash
 
-    def lossy(self):
-        crash(self)
+    def lossy(self, *args, **kwargs):
+        crash(self, *args, **kwargs)
         self._durable.hard_state = self._current.hard_state = HardState()
 
     mon = RaftSafetyMonitor()
