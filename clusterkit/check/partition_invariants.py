@@ -95,3 +95,33 @@ def assert_partition_map(
         problems += check_balance(assignment, nodes, rf)
     if problems:
         raise InvariantViolation("partition map: " + "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else ""))
+
+
+def check_holders_kept(
+    before: Mapping[str, Collection[str]],
+    after: Mapping[str, Collection[str]],
+    failed: Collection[str],
+    rf: int,
+    active: Collection[str],
+) -> list[str]:
+    """Across one change of the map: no partition's data ends up on fewer live holders than
+    min(RF, the live holders it had, the active members left), except through nodes that
+    failed in between.
+
+    This is migration safety as a step property, so it holds from the first node on (a young
+    cluster has one copy of everything, which a join must not take away), through failures (a
+    failed node's copy is gone; the others must stay until replacements confirm theirs) and
+    through a graceful leave (the leaving node keeps its copy until the new owner confirms, and
+    may let go at once only when fewer than RF members remain to hold one).
+    """
+    down = set(failed)
+    members = len(set(active))
+    problems = []
+    for pid in sorted(after):
+        had = set(before.get(pid, ())) - down
+        have = set(after[pid]) - down
+        if len(have) < min(rf, len(had), members):
+            problems.append(
+                f"{pid}: live holders went from {sorted(had)} to {sorted(have)} (RF {rf}): a copy was released too early"
+            )
+    return problems

@@ -129,9 +129,11 @@ class NodeHost:
         )
         self.incarnation += 1
 
-    def crash(self, synced: bool = False) -> None:
+    def crash(self, synced: bool = False, keep_writes: int = 0, keep_entries: int = 0) -> None:
         """Stop as a kill would: a pending Ready is written but, unless ``synced``, not synced, so
-        the storage loses it. Volatile state goes; the caller of every open request is told."""
+        the storage loses it (all but a prefix of ``keep_writes`` writes and ``keep_entries``
+        entries of the next, on a disk that tears writes). Volatile state goes; the caller of
+        every open request is told."""
         raft = self.raft
         if raft is None:
             return
@@ -142,7 +144,7 @@ class NodeHost:
                 self.storage.sync()
         crash = getattr(self.storage, "crash", None)  # a simulated disk loses what wasn't synced
         if crash is not None:
-            crash()
+            crash(keep_writes, keep_entries) if (keep_writes or keep_entries) else crash()
         self.raft = None
         self.machine.restore(b"")
         self.read_states = []

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from ..check.raft_safety import RaftSafetyMonitor
 from ..host import AppliedLog, NodeHost, StateMachine
 from ..host.machine import decode_applied, encode_applied
+from ..host.observer import SafetyObserver
 from ..raft.errors import NotLeader, ProposalDropped
 from ..raft.messages import ConfState, Entry, Message
 from ..raft.ready import RaftConfig, Role
@@ -86,9 +87,7 @@ class MemNetwork:
         self.blocked: set[tuple[str, str]] = set()  # (src, dst) links that lose everything
         self.stats = NetStats()
         self.proposals = 0
-        self._commit_reported: dict[str, int] = {}  # per node: last committed index shown to the monitor
-        self._lifetime_seen: dict[str, int] = {}  # per node: the incarnation last shown to the monitor
-        self._hard_state_reported: dict[str, object] = {}  # per node: the synced hard state last shown to it
+        self._observer = SafetyObserver(monitor) if monitor is not None else None
         self.nodes: dict[str, MemNode] = {}
         conf = ConfState(voters=tuple(self.ids))
         for nid in self.ids:
@@ -126,7 +125,10 @@ class MemNetwork:
         node = self.nodes[nid]
         if node.raft is None:
             return
-        for m in node.process():
+        messages = node.process()
+        if self._observer is not None:
+            self._observer.sent(messages)
+        for m in messages:
             self._send(m)
         self.observe(nid)
 
@@ -142,39 +144,12 @@ class MemNetwork:
 
     def observe(self, nid: str) -> None:
         """Report ``nid``'s state to the monitor (if any)."""
-        mon = self.monitor
-        node = self.nodes[nid]
-        raft = node.raft
-        if mon is None or raft is None:
-            return
-        if node.incarnation != self._lifetime_seen.get(nid, 1):
-            # First look at this lifetime. restart() drains the new node's Ready (which changes
-            # no term or vote) before it gets here, so this is what it restored from storage.
-            self._lifetime_seen[nid] = node.incarnation
-            mon.restarted(nid, raft.term, raft.vote)
-        mon.term_seen(nid, raft.term)
-        storage = node.storage
-        if not getattr(storage, "unsynced_writes", 0):  # after a whole process() everything is synced
-            hs = storage.initial_state()[0]
-            if hs is not self._hard_state_reported.get(nid):
-                self._hard_state_reported[nid] = hs
-                mon.persisted(nid, hs.term, hs.vote)
-        if raft.role is Role.LEADER:
-            mon.leader_seen(nid, raft.term)
-        log = raft.log
-        # Every node's committed entries are compared, each once per node lifetime.
-        first_new = max(log.offset, self._commit_reported.get(nid, 0)) + 1
-        if log.committed >= first_new:
-            mon.committed_seen(nid, raft.term, log.slice(first_new, log.committed + 1))
-            self._commit_reported[nid] = log.committed
-        if raft.role is Role.LEADER:
-            mon.check_leader_completeness(nid, raft.term, log.offset, log.entries)
+        if self._observer is not None:
+            self._observer.observe(self.nodes[nid])
 
     def check_logs(self) -> None:
-        if self.monitor is not None:
-            self.monitor.check_log_matching(
-                {nid: (n.raft.log.offset, n.raft.log.entries) for nid, n in self.nodes.items() if n.raft is not None}
-            )
+        if self._observer is not None:
+            self._observer.check_logs(self.nodes.values())
 
     # ------------------------------------------------------------- actions
     def tick(self, nid: str) -> None:
@@ -244,7 +219,6 @@ class MemNetwork:
         node = self.nodes[nid]
         if node.raft is None:
             node.start()
-            self._commit_reported[nid] = 0  # a restarted node re-reports what it reloaded
             assert node.raft is not None
             self._emit(f"{nid} restarted at term {node.raft.term}")
             self.process(nid)

@@ -207,8 +207,12 @@ class MemoryStorage:
         self._pending.append(("apply_snapshot", snap))
 
     def sync(self) -> None:
+        self._flush(self._pending)
+        self._pending.clear()
+
+    def _flush(self, writes: list[tuple[str, object]]) -> None:
         durable = self._durable
-        for op, arg in self._pending:
+        for op, arg in writes:
             if op == "append":
                 durable.append(arg)  # type: ignore[arg-type]
             elif op == "hard_state":
@@ -221,14 +225,21 @@ class MemoryStorage:
                 durable.compact(arg)  # type: ignore[arg-type]
             else:
                 durable.apply_snapshot(arg)  # type: ignore[arg-type]
-        self._pending.clear()
 
     # -- fault injection -----------------------------------------------------
     @property
     def unsynced_writes(self) -> int:
         return len(self._pending)
 
-    def crash(self) -> None:
-        """Lose every write since the last ``sync()``."""
+    def crash(self, keep_writes: int = 0, keep_entries: int = 0) -> None:
+        """Lose every write since the last ``sync()``, except that the first ``keep_writes`` of
+        them reached the disk anyway (the OS flushed them on its own), and of the write after
+        those, if it appends entries, the first ``keep_entries`` did: a torn write at the log's
+        tail. Writes reach the disk in order, so what survives is always a prefix."""
+        survivors = self._pending[:keep_writes]
+        nxt = self._pending[keep_writes] if keep_writes < len(self._pending) else None
+        if nxt is not None and nxt[0] == "append" and keep_entries > 0:
+            survivors.append(("append", nxt[1][:keep_entries]))  # type: ignore[index]
+        self._flush(survivors)
         self._pending.clear()
         self._current = self._durable.copy()

@@ -1,0 +1,343 @@
+"""The SimPy driver: node hosts on a simulated network and disks, in virtual time.
+
+This module only moves bytes, time and disk syncs. Each node is the core's
+:class:`~clusterkit.host.NodeHost` (the same host memnet and the TCP node
+run) whose state machine is its :class:`~clusterkit.facade.ClusterKit` plus
+a :class:`~clusterkit.host.registers.RegisterMap` for the clients' data.
+Each node ticks by its own clock (rate and phase can drift); messages go
+through the msgpack codec and the :class:`~.network.SimNetwork`; a node's
+Ready waits for its disk's fsync before its messages leave. Every random
+choice comes from one seeded generator, in event order, and SimPy orders
+simultaneous events by insertion, so a run replays exactly from its seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from clusterkit.check.partition_invariants import check_holders_kept
+from clusterkit.check.raft_safety import RaftSafetyMonitor
+from clusterkit.cluster_state import FAILED
+from clusterkit.facade import ClusterKit, Options
+from clusterkit.host import NodeHost
+from clusterkit.host.observer import SafetyObserver
+from clusterkit.host.composite import Composite
+from clusterkit.host.registers import TAG, RegisterMap
+from clusterkit.raft.codec import decode, encode
+from clusterkit.raft.errors import RaftError
+from clusterkit.raft.messages import ConfState, Message
+from clusterkit.raft.ready import RaftConfig, Role
+from clusterkit.raft.storage import MemoryStorage
+
+from .network import Latency, SimNetwork
+from .trace import Trace
+
+
+@dataclass
+class Counters:
+    """What really happened in a run, so a scenario can require that its faults occurred."""
+
+    elections: int = 0  # distinct (term, leader) pairs
+    kills: int = 0
+    torn_writes: int = 0
+    restarts: int = 0
+    pauses: int = 0
+    partitions: int = 0
+    heals: int = 0
+    joins: int = 0
+    leaves: int = 0
+    failures: int = 0
+    skews: int = 0
+    stalls: int = 0
+    migrations: int = 0  # partition copies confirmed
+    rebalances: int = 0
+    messages_sent: int = 0
+    messages_delivered: int = 0
+    messages_dropped: int = 0
+    snapshots_installed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SimNode:
+    id: str
+    host: NodeHost
+    kit: ClusterKit
+    registers: RegisterMap
+    disk: MemoryStorage
+    rate: float = 1.0  # clock speed: 2.0 ticks twice as often as real time
+    alive: bool = True
+    paused: bool = False
+    draining: bool = False
+    generation: int = 0  # bumps at every crash: callbacks of an earlier life are dropped
+    inbox: list[Any] = field(default_factory=list)  # delivered while paused
+    stall_until: float = 0.0
+    copying: set[int] = field(default_factory=set)  # partitions this life is copying
+    removed: bool = False  # left or failed for good: never restarted
+
+
+class SimCluster:
+    """A cluster of node hosts in one SimPy environment."""
+
+    def __init__(
+        self,
+        node_ids: list[str],
+        seed: int,
+        *,
+        tick: float = 0.1,
+        raft_config: RaftConfig | None = None,
+        network: SimNetwork | None = None,
+        fsync: Latency | None = None,
+        codec: bool = True,
+        partition_count: int = 16,
+        replication_factor: int = 3,
+        copy_time: float = 0.2,
+        trace: Trace | None = None,
+        monitor: RaftSafetyMonitor | None = None,
+    ) -> None:
+        self.env = simpy.Environment()
+        self.rng = random.Random(seed)
+        self.tick_seconds = tick
+        self.raft_config = raft_config or RaftConfig()
+        self.network = network or SimNetwork()
+        self.fsync = fsync or Latency("constant", 0.0005, 0.0, 0.0)
+        self.codec = codec
+        self.partition_count = partition_count
+        self.replication_factor = replication_factor
+        self.copy_time = copy_time
+        self.trace = trace or Trace()
+        self.monitor = monitor if monitor is not None else RaftSafetyMonitor()
+        self.counters = Counters()
+        self.nodes: dict[str, SimNode] = {}
+        self.problems: list[str] = []  # invariant violations seen (the run fails if any)
+        self._leaders_seen: set[tuple[int, str]] = set()
+        self.observer = SafetyObserver(self.monitor)
+        self._epoch_checked: dict[str, int] = {}
+        self._holders_seen: dict[str, list[str]] = {}  # partition -> live holders at the last check
+        self._rebalances: set[int] = set()  # epochs at which a rebalance started (every node fires it)
+        voters = ConfState(voters=tuple(sorted(node_ids)))
+        for nid in sorted(node_ids):
+            self._add(nid, MemoryStorage(voters), joining=False)
+
+    # ------------------------------------------------------------ nodes
+    def _options(self, nid: str) -> Options:
+        return Options(
+            node_id=nid,
+            http_addr=f"sim:{1000 + len(self.nodes)}",
+            raft_addr=f"sim:{2000 + len(self.nodes)}",
+            partition_count=self.partition_count,
+            replication_factor=self.replication_factor,
+        )
+
+    def _add(self, nid: str, disk: MemoryStorage, joining: bool) -> SimNode:
+        kit = ClusterKit(self._options(nid))
+        registers = RegisterMap()
+        host = NodeHost(
+            nid,
+            disk,
+            Composite(kit, {TAG: registers}),
+            self.raft_config,
+            rng=random.Random(self.rng.getrandbits(64)),
+            joining=joining,
+            address=kit.options.raft_addr,
+            on_applied=lambda e, nid=nid: self.monitor.applied_seen(nid, e),
+        )
+        node = SimNode(nid, host, kit, registers, disk)
+        self.nodes[nid] = node
+        kit.on_partition_change(lambda e, node=node: self._copy(node, e))
+        kit.on_rebalance_start(self._rebalance_seen)
+        # Each clock starts at its own phase, so ticks don't line up across nodes.
+        self.env.process(self._clock(node, self.rng.uniform(0, self.tick_seconds)))
+        self.start_copier(node)
+        return node
+
+    def _clock(self, node: SimNode, phase: float):  # a SimPy process
+        yield self.env.timeout(phase)
+        while not node.removed:
+            yield self.env.timeout(self.tick_seconds / node.rate)
+            if node.alive and not node.paused:
+                node.host.tick()
+                self._kick(node)
+
+    # ------------------------------------------------------------ the Ready loop, with a disk
+    def _kick(self, node: SimNode) -> None:
+        if node.draining or not node.alive or node.paused or not node.host.has_ready():
+            return
+        node.draining = True
+        self._drain(node, node.generation)
+
+    def _drain(self, node: SimNode, generation: int) -> None:
+        if node.generation != generation:
+            return  # crashed meanwhile: this Ready died with the process
+        if node.paused:
+            node.draining = False  # resumed later: resume() kicks again
+            return
+        rd = node.host.begin()
+        if rd is None:
+            node.draining = False
+            self._observe(node)
+            return
+        if rd.must_sync():
+            delay = self.fsync.sample(self.rng) + max(0.0, node.stall_until - self.env.now)
+            ev = self.env.timeout(delay)
+            ev.callbacks.append(lambda _e, rd=rd: self._synced(node, generation, rd))
+        else:
+            self._synced(node, generation, rd, sync=False)
+
+    def _synced(self, node: SimNode, generation: int, rd: Any, sync: bool = True) -> None:
+        if node.generation != generation:
+            return
+        if sync:
+            node.disk.sync()
+        messages = node.host.finish(rd)
+        self.observer.sent(messages)
+        for m in messages:
+            self._send(m)
+        self._drain(node, generation)
+
+    def _observe(self, node: SimNode) -> None:
+        raft = node.host.raft
+        if raft is None:
+            return
+        self.observer.observe(node.host)
+        if raft.role is Role.LEADER:
+            if (raft.term, node.id) not in self._leaders_seen:
+                self._leaders_seen.add((raft.term, node.id))
+                self.counters.elections += 1
+                self.trace.event(self.env.now, f"{node.id} leads term {raft.term}")
+            self._check_partition_map(node)
+
+    def _check_partition_map(self, node: SimNode) -> None:
+        """After every cluster-state change the leader applies: owners distinct and known, and no
+        partition's data on fewer live holders than min(RF, what it had) (migration safety)."""
+        state = node.kit.state
+        if state.config is None or self._epoch_checked.get(node.id) == state.epoch:
+            return
+        self._epoch_checked[node.id] = state.epoch
+        problems = []
+        for p, owners in enumerate(state.owners):
+            if len(set(owners)) != len(owners) or any(o not in state.nodes for o in owners):
+                problems.append(f"partition {p}: owners {owners} not distinct known nodes")
+        holders = {f"partition-{p}": state.live_holders(p) for p in range(len(state.owners))}
+        failed = [n for n, info in state.nodes.items() if info.status == FAILED]
+        previous, self._holders_seen = self._holders_seen, holders
+        problems += check_holders_kept(previous, holders, failed, state.config.replication_factor, state.active())
+        for problem in problems:
+            self.violation(f"partition map at epoch {state.epoch}: {problem}")
+
+    def violation(self, text: str) -> None:
+        self.problems.append(f"{self.env.now:.3f}s {text}")
+        self.trace.event(self.env.now, f"VIOLATION {text}")
+
+    # ------------------------------------------------------------ the network
+    def _send(self, m: Message) -> None:
+        self.counters.messages_sent += 1
+        data: Any = encode(m) if self.codec else m
+        delays = self.network.fate(m.src, m.dst, self.rng)
+        self.trace.message(self.env.now, m, len(delays))
+        if not delays:
+            self.counters.messages_dropped += 1
+        for d in delays:
+            ev = self.env.timeout(d)
+            ev.callbacks.append(lambda _e, data=data, src=m.src, dst=m.dst: self._deliver(src, dst, data))
+
+    def _deliver(self, src: str, dst: str, data: Any) -> None:
+        node = self.nodes.get(dst)
+        if node is None or not node.alive or not self.network.reachable(src, dst):
+            self.counters.messages_dropped += 1  # cut while in flight, or nobody listening
+            return
+        if node.paused:
+            node.inbox.append(data)
+            return
+        self._step(node, data)
+
+    def _step(self, node: SimNode, data: Any) -> None:
+        self.counters.messages_delivered += 1
+        node.host.step(decode(data) if self.codec else data)
+        self._kick(node)
+
+    # ------------------------------------------------------------ hooks: the data layer copies
+    def _rebalance_seen(self, event: Any) -> None:
+        if event.epoch not in self._rebalances:
+            self._rebalances.add(event.epoch)
+            self.counters.rebalances += 1
+            self.trace.event(self.env.now, f"rebalance at epoch {event.epoch} ({event.reason})")
+
+    def _copy(self, node: SimNode, event: Any) -> None:
+        if event.copy_to is None or event.copy_to.id != node.id or event.number in node.copying:
+            return
+        node.copying.add(event.number)
+        self.env.process(self._copy_partition(node, event.number, node.generation))
+
+    def start_copier(self, node: SimNode) -> None:
+        """A node's data layer, for one life: besides the hooks, look every second for partitions
+        this node must copy and isn't copying (a restarted node restored from a snapshot gets no
+        events for changes the snapshot already holds: it reads its assignment instead)."""
+        self.env.process(self._reconcile(node, node.generation))
+
+    def _reconcile(self, node: SimNode, generation: int):  # a SimPy process
+        node.copying = set()
+        while node.alive and node.generation == generation and not node.removed:
+            state = node.kit.state
+            if state.config is not None:
+                for p in range(len(state.owners)):
+                    if p not in node.copying and node.id in state.incoming(p):
+                        node.copying.add(p)
+                        self.env.process(self._copy_partition(node, p, generation))
+            yield self.env.timeout(1.0)
+
+    def _copy_partition(self, node: SimNode, partition: int, generation: int):  # a SimPy process
+        """As a user's data layer would: copy for a while, then confirm; again until the map shows
+        the copy confirmed (a forwarded confirmation can be lost), while this life lasts."""
+        yield self.env.timeout(self.copy_time)
+        while node.alive and node.generation == generation and not node.removed:
+            state = node.kit.state
+            if state.config is None or node.id not in state.incoming(partition):
+                node.copying.discard(partition)
+                if state.config is not None and node.id in state.owners[partition]:
+                    self.counters.migrations += 1  # our copy is confirmed
+                return
+            try:
+                node.kit.confirm_copy(partition)
+                self._kick(node)
+            except RaftError:
+                pass
+            yield self.env.timeout(1.0)
+
+    # ------------------------------------------------------------ queries
+    def leader(self) -> str | None:
+        """The live leader with the highest term (the simulator's global view, for faults)."""
+        best: tuple[int, str] | None = None
+        for nid, node in self.nodes.items():
+            raft = node.host.raft
+            if node.alive and raft is not None and raft.is_leader and (best is None or raft.term > best[0]):
+                best = (raft.term, nid)
+        return best[1] if best else None
+
+    def live(self) -> list[str]:
+        return [nid for nid, n in self.nodes.items() if n.alive and not n.removed]
+
+    def run(self, until: float) -> None:
+        self.env.run(until=until)
+
+    def submit(self, command: bytes, on_done: Callable[[Any], None] | None = None) -> bool:
+        """Propose ``command`` on the current leader (tracked); False when there is none."""
+        lead = self.leader()
+        if lead is None:
+            return False
+        node = self.nodes[lead]
+        try:
+            proposal = node.host.propose(command)
+        except RaftError:
+            return False
+        if on_done is not None:
+            proposal.add_done_callback(on_done)
+        self._kick(node)
+        return True

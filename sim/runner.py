@@ -1,0 +1,241 @@
+"""Run one scenario with one seed: setup, faults, heal, quiet; check everything; report.
+
+Phases: the cluster elects a leader and the cluster state is bootstrapped
+(every initial node joins); the fault phase runs the workload and the fault
+schedule; then everything is healed and in the quiet phase liveness is
+required: a leader within a bound, a write that commits, every migration
+finished and every partition on a full set of data-holding owners, every
+live node caught up. Safety is checked all along (Raft invariants after
+every processed batch, the partition map after every change), and the
+client history is checked for linearizability at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clusterkit.check.history import read_history
+from clusterkit.check.linearizability import check_operations
+from clusterkit.check.models import model_for
+from clusterkit.check.partition_invariants import check_balance
+from clusterkit.check.raft_safety import InvariantViolation
+from clusterkit.cluster_state import ACTIVE
+from clusterkit.host.registers import put_command
+from clusterkit.raft.ready import RaftConfig
+
+from .cluster import SimCluster
+from .nemesis import Nemesis
+from .network import SimNetwork
+from .scenario import Fault, Scenario
+from .trace import Trace
+from .workload import Clients
+
+SETUP_LIMIT = 30.0  # virtual seconds for the first leader and the cluster-state bootstrap
+
+
+@dataclass
+class Report:
+    scenario: str
+    seed: int
+    ok: bool = False
+    problems: list[str] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    faults: list[dict[str, Any]] = field(default_factory=list)  # resolved: replayable as they are
+    skipped: int = 0
+    operations: dict[str, int] = field(default_factory=dict)
+    linearizability: str = ""
+    digest: str = ""
+    virtual_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    trace: str = field(default="", repr=False)
+
+    def summary(self) -> str:
+        verdict = "PASS" if self.ok else "FAIL"
+        ops = ", ".join(f"{v} {k}" for k, v in self.operations.items())
+        lines = [
+            f"{verdict} {self.scenario} seed {self.seed}: {self.virtual_seconds:.1f} virtual s "
+            f"in {self.wall_seconds:.2f} s wall",
+            f"  trace digest {self.digest}",
+            f"  operations: {ops or 'none'}; {self.linearizability}",
+            "  " + ", ".join(f"{k} {v}" for k, v in self.counters.items() if v and not k.startswith("messages"))
+            + f"; messages {self.counters.get('messages_sent', 0)} sent, "
+            f"{self.counters.get('messages_dropped', 0)} dropped",
+            f"  faults: {len(self.faults)} applied, {self.skipped} skipped",
+        ]
+        lines += [f"  problem: {p}" for p in self.problems[:20]]
+        if len(self.problems) > 20:
+            lines.append(f"  ... and {len(self.problems) - 20} more")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("history", "trace")}
+        return out
+
+    def write(self, out_dir: Path) -> list[Path]:
+        """The trace, the history (JSON lines, for `clusterkit check linearizability`) and the report."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{self.scenario}-seed{self.seed}"
+        paths = [out_dir / f"{stem}.trace", out_dir / f"{stem}.history.jsonl", out_dir / f"{stem}.report.json"]
+        paths[0].write_text(self.trace)
+        paths[1].write_text("".join(json.dumps(op, sort_keys=True) + "\n" for op in self.history))
+        paths[2].write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+        return paths
+
+
+def build_cluster(scenario: Scenario, seed: int, trace: Trace) -> SimCluster:
+    config = RaftConfig(
+        election_ticks=scenario.election_ticks,
+        heartbeat_ticks=scenario.heartbeat_ticks,
+        lease_reads=scenario.lease_reads,
+        voter_down_ticks=max(3 * scenario.election_ticks, 30),
+        snapshot_threshold=200,  # small: the runs exercise compaction and InstallSnapshot
+        snapshot_trailing=50,
+    )
+    network = SimNetwork(scenario.latency, scenario.loss, scenario.duplicate)
+    return SimCluster(
+        [f"n{i}" for i in range(1, scenario.nodes + 1)],
+        seed,
+        tick=scenario.tick,
+        raft_config=config,
+        network=network,
+        fsync=scenario.fsync,
+        codec=scenario.codec,
+        partition_count=scenario.partition_count,
+        replication_factor=scenario.replication_factor,
+        copy_time=scenario.copy_time,
+        trace=trace,
+    )
+
+
+def _setup(c: SimCluster) -> bool:
+    """Elect a leader, bootstrap the cluster state on it, join every other node."""
+    env = c.env
+    deadline = env.now + SETUP_LIMIT
+    while env.now < deadline:
+        env.run(until=env.now + 0.1)
+        lead = c.leader()
+        if lead is None:
+            continue
+        state = c.nodes[lead].kit.state
+        if state.config is None:
+            c.submit(c.nodes[lead].kit.bootstrap_command())
+            continue
+        missing = [n for n in sorted(c.nodes) if n not in state.nodes]
+        for nid in missing:
+            c.submit(c.nodes[nid].kit.join_command())
+        if not missing and not state.migrating and all(c.nodes[n].kit.state.epoch == state.epoch for n in c.nodes):
+            return True
+    return False
+
+
+def run_scenario(scenario: Scenario, seed: int, *, trace_messages: bool = False, lincheck_budget: float = 30.0) -> Report:
+    started = time.perf_counter()
+    report = Report(scenario.name, seed)
+    trace = Trace(keep_messages=trace_messages)
+    c = build_cluster(scenario, seed, trace)
+    try:
+        _run(c, scenario, seed, report)
+    except InvariantViolation as exc:
+        c.violation(f"raft safety: {exc}")
+    report.problems = list(c.problems) + report.problems
+    report.counters = c.counters.as_dict()
+    report.digest = trace.digest()
+    report.trace = trace.text()
+    report.virtual_seconds = round(c.env.now, 6)
+    if not report.problems:
+        _check_history(report, lincheck_budget)
+    _check_expectations(scenario, report)
+    report.ok = not report.problems
+    report.wall_seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _run(c: SimCluster, scenario: Scenario, seed: int, report: Report) -> None:
+    if not _setup(c):
+        c.violation(f"setup: no bootstrapped cluster within {SETUP_LIMIT} virtual seconds")
+        return
+    env = c.env
+    start = env.now
+    faults = list(scenario.faults)
+    if scenario.random is not None:
+        faults += scenario.random.generate(c.rng, scenario.duration)
+    nemesis = Nemesis(c)
+    nemesis.schedule([Fault(start + f.at, f.kind, f.node, f.shape, f.groups, f.rate, f.seconds, f.torn)
+                      for f in faults if f.at < scenario.duration])
+    clients = Clients(c, scenario.workload, stop_at=start + scenario.duration + scenario.quiet / 2)
+    clients.start()
+    c.trace.event(env.now, f"faults begin: {len(faults)} scheduled")
+    env.run(until=start + scenario.duration)
+    nemesis.heal_everything()
+    _quiet(c, scenario, report)
+    report.faults = [
+        {**f.to_dict(), "at": round(f.at - start, 6)} for f in nemesis.applied
+    ]
+    report.skipped = len(nemesis.skipped)
+    report.history = clients.history
+    report.operations = dict(clients.counts)
+
+
+def _quiet(c: SimCluster, scenario: Scenario, report: Report) -> None:
+    """Liveness after healing: a leader, a committed write, migrations done, everyone caught up."""
+    env = c.env
+    end = env.now + scenario.quiet
+    committed: list[bool] = []
+    probe_sent = False
+    while env.now < end:
+        env.run(until=min(end, env.now + 0.25))
+        if not committed and c.leader() is not None and not probe_sent:
+            probe_sent = c.submit(put_command("probe", "quiet"), lambda p: committed.append(p.ok))
+        elif not committed and probe_sent and c.leader() is None:
+            probe_sent = False
+    lead = c.leader()
+    if lead is None:
+        report.problems.append(f"liveness: no leader {scenario.quiet:g} s after healing")
+        return
+    if not any(committed):
+        report.problems.append(f"liveness: no write committed within {scenario.quiet:g} s after healing")
+    state = c.nodes[lead].kit.state
+    if state.config is not None:
+        if state.migrating:
+            stuck = [(p, state.incoming(p)) for p in range(len(state.owners)) if state.incoming(p)]
+            report.problems.append(f"liveness: migrations unfinished after quiet: {stuck[:5]}")
+        active = state.active()
+        want = min(state.config.replication_factor, len(active))
+        for p, owners in enumerate(state.owners):
+            if len(owners) != want or any(o not in active for o in owners):
+                report.problems.append(f"partition {p}: owners {list(owners)}, want {want} of {active}")
+                break
+        assignment = {f"partition-{p}": list(o) for p, o in enumerate(state.owners)}
+        report.problems += [f"balance after quiet: {p}" for p in check_balance(assignment, active, want)[:3]]
+    commit = c.nodes[lead].host.raft.log.committed if c.nodes[lead].host.raft else 0
+    behind = [n for n in c.live() if c.nodes[n].host.applied_index < commit
+              and c.nodes[n].kit.state.nodes.get(n, None) is not None
+              and c.nodes[n].kit.state.nodes[n].status == ACTIVE]
+    if behind:
+        report.problems.append(f"liveness: {behind} not caught up with commit {commit} after quiet")
+
+
+def _check_history(report: Report, budget: float) -> None:
+    if not report.history:
+        report.linearizability = "no client operations"
+        return
+    text = "".join(json.dumps(op) + "\n" for op in report.history)
+    ops = read_history(text, "jsonl", source=f"{report.scenario} seed {report.seed}")
+    result = check_operations(ops, model_for("kv"), budget_seconds=budget, clock=time.monotonic)
+    report.linearizability = result.explain().splitlines()[0]
+    if result.verdict.name == "NOT_LINEARIZABLE":
+        report.problems.append("linearizability: " + result.explain())
+
+
+def _check_expectations(scenario: Scenario, report: Report) -> None:
+    for name, least in sorted(scenario.expect.items()):
+        have = report.counters.get(name)
+        if have is None:
+            report.problems.append(f"expect: no counter named {name!r}")
+        elif have < least:
+            report.problems.append(f"expect: {name} happened {have} times, the scenario needs at least {least}")

@@ -1,0 +1,61 @@
+"""Jepsen's named partition shapes, as lists of one-way cuts (pure functions of the node list).
+
+Each returns the (src, dst) links to cut. ``rng`` chooses where a shape
+leaves a choice (which half, which node bridges), from the run's seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+Cuts = set[tuple[str, str]]
+
+
+def _between(a: Sequence[str], b: Sequence[str]) -> Cuts:
+    return {(x, y) for x in a for y in b} | {(y, x) for x in a for y in b}
+
+
+def isolate(nodes: Sequence[str], victim: str) -> Cuts:
+    """One node cut off from everyone (both ways)."""
+    return _between([victim], [n for n in nodes if n != victim])
+
+
+def halves(nodes: Sequence[str], rng: random.Random) -> Cuts:
+    """A random split into a smaller and a larger half."""
+    shuffled = list(nodes)
+    rng.shuffle(shuffled)
+    k = len(shuffled) // 2
+    return _between(shuffled[:k], shuffled[k:])
+
+
+def majorities_ring(nodes: Sequence[str], rng: random.Random) -> Cuts:
+    """Every node sees a majority, but no two nodes see the same one (Jepsen's majorities-ring):
+    nodes sit on a ring and each reaches only its nearest neighbours, a majority in all."""
+    ring = list(nodes)
+    rng.shuffle(ring)
+    n = len(ring)
+    reach = n // 2  # neighbours on each side... a node plus its n//2 nearest form a majority
+    cuts: Cuts = set()
+    for i, a in enumerate(ring):
+        near = {ring[(i + d) % n] for d in range(-(reach // 2 + reach % 2), reach // 2 + 1)}
+        cuts |= {(a, b) for b in ring if b not in near}
+    # Keep links symmetric: a link is cut if either end would cut it.
+    return cuts | {(b, a) for a, b in cuts}
+
+
+def bridge(nodes: Sequence[str], rng: random.Random) -> Cuts:
+    """Two halves that can't reach each other, and one node that reaches both."""
+    shuffled = list(nodes)
+    rng.shuffle(shuffled)
+    middle, rest = shuffled[0], shuffled[1:]
+    k = len(rest) // 2
+    return _between(rest[:k], rest[k:]) - {(middle, n) for n in rest} - {(n, middle) for n in rest}
+
+
+def one_way(nodes: Sequence[str], src: str) -> Cuts:
+    """Everything ``src`` sends is lost; it still hears everyone."""
+    return {(src, n) for n in nodes if n != src}
+
+
+SHAPES = ("isolate", "isolate-leader", "halves", "majorities-ring", "bridge", "one-way", "one-way-leader")
