@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(PY) bench/raft_core.py
 	$(PY) bench/lincheck.py
 	$(PY) bench/assigner.py
+	$(PY) bench/sim_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

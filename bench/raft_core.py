@@ -24,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clusterkit.partitioning.assigner import assign  # noqa: E402
 from clusterkit.cluster_state import ClusterConfig, ClusterState, NodeInfo  # noqa: E402
+from clusterkit.host import AppliedLog  # noqa: E402
+from clusterkit.host.node import wrap_snapshot  # noqa: E402
 from clusterkit.mem.network import MemNetwork  # noqa: E402
 from clusterkit.raft import RaftConfig, decode, encode  # noqa: E402
 
@@ -83,9 +85,12 @@ def cluster_state_snapshot(nodes: int, partitions: int, rf: int) -> None:
     cfg = RaftConfig(snapshot_threshold=0, snapshot_trailing=0)
     # The followers' state machine here is the cluster state itself: restored (and timed) below.
     received: list[bytes] = []
-    net = MemNetwork(
-        ["a", "b", "c"], seed=1, config=cfg, auto_compact=False, restore=lambda nid, data: received.append(data)
-    )
+
+    class Received(AppliedLog):
+        def restore(self, image: bytes) -> None:
+            received.append(image)
+
+    net = MemNetwork(["a", "b", "c"], seed=1, config=cfg, auto_compact=False, machine=lambda nid: Received())
     leader = net.elect()
     lagging = next(n for n in net.ids if n != leader)
     net.crash(lagging, synced=True)
@@ -94,7 +99,7 @@ def cluster_state_snapshot(nodes: int, partitions: int, rf: int) -> None:
     net.propose(leader, b"state")
     net.deliver_all()
     t0 = time.perf_counter()
-    lead.compact(lead.log.applied, data)
+    lead.compact(lead.log.applied, wrap_snapshot({}, data))  # the host's snapshot: address book + image
     net.process(leader)
     compact_s = time.perf_counter() - t0
     net.restart(lagging)

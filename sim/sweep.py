@@ -108,8 +108,11 @@ def shrink(
 ) -> tuple[Scenario, Report, int]:
     """A smaller scenario that still fails with ``seed``: (scenario, its failing report, runs used).
 
-    Raises ValueError when the scenario doesn't fail with that seed to begin with.
+    Expectations (``expect``) are set aside: removing faults trivially keeps "too few kills"
+    failing, so only safety and liveness failures are shrunk. Raises ValueError when the scenario
+    doesn't fail that way with that seed to begin with.
     """
+    scenario = replace(scenario, expect={})
     first = _fails(scenario, seed)
     if first is None:
         raise ValueError(f"{scenario.name} passes with seed {seed}: nothing to shrink")
@@ -151,4 +154,4 @@ def shrink(
         failed = _fails(trial, seed)
         if failed is not None:
             current, report = trial, failed
-    return replace(current, name=f"{scenario.name}-seed{seed}-shrunk", expect={}), report, runs
+    return replace(current, name=f"{scenario.name}-seed{seed}-shrunk"), report, runs

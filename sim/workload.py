@@ -42,6 +42,7 @@ class Clients:
         )
         if kind != "invoke":
             self.counts[kind] += 1
+        self.c.trace.event(self.env.now, f"client {pid} {kind} {f} {key} {value}")
 
     def _client(self, pid: int):  # a SimPy process
         if self.w.rate <= 0:

@@ -49,6 +49,11 @@ class RaftSafetyMonitor:
     live_term: dict[str, int] = field(default_factory=dict)  # node -> its term when last seen, this lifetime
     durable_term: dict[str, int] = field(default_factory=dict)  # node -> highest term it persisted (synced)
     votes: dict[tuple[str, int], str] = field(default_factory=dict)  # (node, term) -> who it voted for
+    # Leader completeness, incrementally: committed indexes in the order they became known, and per
+    # (leader, term) how many of them that leader was already shown to hold (a leader never drops
+    # an entry in its term, so each need be checked once).
+    _commit_order: list[int] = field(default_factory=list, repr=False)
+    _complete_upto: dict[tuple[str, int], int] = field(default_factory=dict, repr=False)
 
     def leader_seen(self, node: str, term: int) -> None:
         """Election safety: at most one leader per term."""
@@ -63,6 +68,7 @@ class RaftSafetyMonitor:
             if prev is None:
                 self.committed[e.index] = e
                 self.commit_term[e.index] = term
+                self._commit_order.append(e.index)
             else:
                 if not _same(prev, e):
                     raise InvariantViolation(
@@ -71,6 +77,7 @@ class RaftSafetyMonitor:
                     )
                 if term < self.commit_term[e.index]:
                     self.commit_term[e.index] = term
+                    self._complete_upto.clear()  # an entry seen committed earlier: check again
 
     def applied_seen(self, node: str, entry: Entry) -> None:
         """State machine safety: every node applies the same entry at the same index."""
@@ -110,7 +117,11 @@ class RaftSafetyMonitor:
         """A leader of term T holds every entry committed in a term before T (entries up to ``offset``
         are in its snapshot, which only ever holds committed entries)."""
         last = offset + len(log)
-        for index, entry in self.committed.items():
+        order = self._commit_order
+        start = self._complete_upto.get((leader, term), 0)
+        for pos in range(start, len(order)):
+            index = order[pos]
+            entry = self.committed[index]
             if index <= offset or self.commit_term[index] >= term:
                 continue
             have = log[index - offset - 1] if index <= last else None
@@ -119,6 +130,7 @@ class RaftSafetyMonitor:
                     f"leader completeness: {leader} leads term {term} without entry {index} "
                     f"committed in term {self.commit_term[index]} ({entry!r}); it holds {have!r}"
                 )
+        self._complete_upto[(leader, term)] = len(order)
 
     # ------------------------------------------------------------ per-node durable state
     def term_seen(self, node: str, term: int) -> None:

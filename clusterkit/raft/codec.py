@@ -103,10 +103,6 @@ _SPECS: MappingProxyType[int, tuple[type, tuple[tuple[str, str], ...]]] = Mappin
 )
 
 
-def _entry_to_wire(e: Entry) -> list[Any]:
-    return [e.term, e.index, e.data, e.type]
-
-
 def _entries_from_wire(raw: Any, where: str) -> list[Entry]:
     if type(raw) is not list:
         raise CodecError(f"{where}: entries must be an array, got {type(raw).__name__}")
@@ -137,15 +133,25 @@ def _entries_from_wire(raw: Any, where: str) -> list[Entry]:
     return out
 
 
+# Per tag, precomputed once: the class, and per field its name, its check (None for entries) and
+# whether it holds entries. The loops below run for every message sent or received.
+_FAST: MappingProxyType[int, tuple[type, tuple[tuple[str, Callable[[Any], bool] | None], ...]]] = MappingProxyType(
+    {
+        tag: (cls, tuple((name, None if kind == "list[Entry]" else _CHECKS[kind]) for name, kind in fields))
+        for tag, (cls, fields) in _SPECS.items()
+    }
+)
+
+
 def to_wire(msg: Message) -> list[Any]:
     """The msgpack-ready array for ``msg`` (exposed for drivers that batch frames)."""
     tag = _TAGS.get(type(msg))
     if tag is None:
         raise CodecError(f"cannot encode {type(msg).__name__}: not a Raft message")
     out: list[Any] = [tag]
-    for name, kind in _SPECS[tag][1]:
+    for name, check in _FAST[tag][1]:
         value = getattr(msg, name)
-        out.append([_entry_to_wire(e) for e in value] if kind == "list[Entry]" else value)
+        out.append(value if check is not None else [[e.term, e.index, e.data, e.type] for e in value])
     return out
 
 
@@ -154,7 +160,7 @@ def from_wire(raw: Any) -> Message:
     if type(raw) is not list or not raw:
         raise CodecError("a message must be a non-empty array")
     tag = raw[0]
-    spec = _SPECS.get(tag) if type(tag) is int else None
+    spec = _FAST.get(tag) if type(tag) is int else None
     if spec is None:
         raise CodecError(f"unknown message type tag {tag!r}")
     cls, fields = spec
@@ -162,16 +168,16 @@ def from_wire(raw: Any) -> Message:
         raise CodecError(
             f"{cls.__name__}: expected {len(fields)} fields, got {len(raw) - 1}"
         )
-    values: list[Any] = []
-    for (name, kind), value in zip(fields, raw[1:]):
-        if kind == "list[Entry]":
-            values.append(_entries_from_wire(value, f"{cls.__name__}.{name}"))
-            continue
-        if not _CHECKS[kind](value):
+    values: list[Any] = raw[1:]
+    for i, (name, check) in enumerate(fields):
+        value = values[i]
+        if check is None:
+            values[i] = _entries_from_wire(value, f"{cls.__name__}.{name}")
+        elif not check(value):
+            kind = dict(_SPECS[tag][1])[name]
             raise CodecError(
                 f"{cls.__name__}.{name}: expected {kind}, got {type(value).__name__} {value!r:.40}"
             )
-        values.append(value)
     return cls(*values)
 
 

@@ -414,8 +414,10 @@ class RaftNode:
             raise RuntimeError("ready() called again before advance()")
         hs = self._hard_state()
         ss = self._soft_state()
+        prev = self._prev_hard_state
         rd = Ready(
-            hard_state=hs if hs != self._prev_hard_state else None,
+            hard_state=hs if hs != prev else None,
+            hard_state_changed=hs.term != prev.term or hs.vote != prev.vote,
             entries=self.log.unstable_entries(),
             messages=self.msgs,
             committed_entries=self.log.next_committed(),

@@ -40,10 +40,12 @@ class Ready:
        stored snapshot and log), then ``entries`` (an entry replaces any
        stored entry at the same or a later index), ``hard_state``, and
        ``compaction`` (store its snapshot, then drop the log up to
-       ``compact_to``); then sync. :func:`~.storage.write_ready` does the
-       writes. Nothing below may happen before the sync returns: a vote or an
-       acknowledgement sent before its state is durable can elect two leaders
-       or lose a committed entry after a crash.
+       ``compact_to``); then sync when :meth:`must_sync` says so (a
+       hard state whose only change is the commit index needn't be synced: a
+       restart learns the commit index again). :func:`~.storage.write_ready`
+       does the writes. Nothing below may happen before the sync returns: a
+       vote or an acknowledgement sent before its state is durable can elect
+       two leaders or lose a committed entry after a crash.
     2. Send ``messages`` (in any order; the network may drop or reorder them).
     3. Apply: first, if ``snapshot`` is set, restore the state machine from
        it; then ``committed_entries``, in order. NOOP entries carry no data;
@@ -64,10 +66,15 @@ class Ready:
     snapshot: Snapshot | None = None
     compaction: Compaction | None = None
     read_states: list[ReadState] = field(default_factory=list)
+    # The hard state's term or vote changed (not only its commit index): it must reach the disk
+    # before the messages leave. A commit index alone needn't: a restart learns it again.
+    hard_state_changed: bool = False
 
     def must_sync(self) -> bool:
+        """Whether ``storage.sync()`` must run before the messages are sent (etcd's MustSync):
+        new entries, a new term or vote, or a snapshot to keep."""
         return (
-            self.hard_state is not None
+            self.hard_state_changed
             or bool(self.entries)
             or self.snapshot is not None
             or self.compaction is not None

@@ -1,0 +1,248 @@
+"""``clusterkit sim``: list, run, sweep and shrink fault-injection scenarios in the simulator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .args import bounded_int
+from .codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, error
+
+PROG = "clusterkit sim"
+MAX_SEEDS = 10_000_000
+MAX_JOBS = 1024
+
+
+def scenario_dirs(explicit: str | None) -> list[Path]:
+    """Where scenario names are looked up: --dir, else ./scenarios, else the checkout's scenarios/."""
+    if explicit:
+        return [Path(explicit)]
+    here = Path("scenarios")
+    checkout = Path(__file__).resolve().parents[2] / "scenarios"
+    found: list[Path] = []
+    for d in (here, checkout):
+        if d.is_dir() and all(d.resolve() != f.resolve() for f in found):
+            found.append(d)
+    return found or [here]
+
+
+def find_scenario(name: str, directory: str | None) -> Path:
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"no scenario file {name}")
+        return path
+    for d in scenario_dirs(directory):
+        candidate = d / f"{name}.toml"
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for d in scenario_dirs(directory) if d.is_dir() for p in d.glob("*.toml"))
+    raise FileNotFoundError(f"no scenario named {name!r}" + (f" (known: {', '.join(known)})" if known else ""))
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from ..sim.scenario import Scenario
+
+    return Scenario.load(find_scenario(args.scenario, args.dir))
+
+
+def _replay_command(scenario: str, seed: int) -> str:
+    return f"clusterkit sim run {shlex.quote(scenario)} --seed {seed}"
+
+
+# ------------------------------------------------------------------ list
+def _cmd_list(args: argparse.Namespace) -> int:
+    from ..sim.scenario import Scenario
+    from ..sim.network import ScenarioError
+
+    rows = []
+    for d in scenario_dirs(args.dir):
+        for path in sorted(d.glob("*.toml")):
+            try:
+                s = Scenario.load(path)
+                first = s.description.split(". ")[0].rstrip(".")
+                rows.append((s.name, f"{s.nodes} nodes, {s.duration:g}+{s.quiet:g} s", first))
+            except ScenarioError as exc:
+                rows.append((path.stem, "INVALID", str(exc)))
+    if not rows:
+        return error(PROG + " list", f"no scenarios in {', '.join(map(str, scenario_dirs(args.dir)))}", EXIT_BAD_INPUT)
+    width = max(len(r[0]) for r in rows)
+    for name, shape, text in rows:
+        print(f"{name:<{width}}  {shape:<18}  {text}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ run
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ..sim.runner import run_scenario
+
+    scenario = _load(args)
+    report = run_scenario(scenario, args.seed, trace_messages=args.trace_messages)
+    print(report.summary() if not args.quiet else report.summary().splitlines()[0])
+    if args.out:
+        paths = report.write(Path(args.out))
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+# ------------------------------------------------------------------ sweep
+class Progress:
+    """A one-line progress bar on stderr: done/total, failures, rate, time left."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.done = self.failed = 0
+        self.started = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self._last_line = -1
+
+    def update(self, ok: bool) -> None:
+        self.done += 1
+        self.failed += 0 if ok else 1
+        if not self.enabled:
+            return
+        tenth = self.done * 10 // self.total
+        if not self.tty and tenth == self._last_line and self.done != self.total:
+            return  # a log file gets a line per tenth, a terminal a live bar
+        self._last_line = tenth
+        elapsed = time.monotonic() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else 0.0
+        width = 30
+        bar = "#" * (width * self.done // self.total)
+        line = (f"[{bar:<{width}}] {self.done}/{self.total} seeds, {self.failed} failing, "
+                f"{rate:.1f}/s, {left:.0f}s left")
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+        if self.tty and self.done == self.total:
+            print(file=sys.stderr)
+
+
+def _executor(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(executor, closer): dask's when --dask is given, else None (the sweep makes a process pool)."""
+    if not args.dask:
+        return None, None
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise RuntimeError("--dask needs dask.distributed: pip install 'clusterkit[dask]'") from None
+    client = Client(args.dask)
+    return client.get_executor(), client.close
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from ..sim.sweep import default_jobs, sweep
+
+    scenario = _load(args)
+    seeds = range(args.first, args.first + args.seeds)
+    jobs = default_jobs() if args.jobs == "auto" else int(args.jobs)
+    try:
+        executor, close = _executor(args)
+    except (RuntimeError, OSError) as exc:
+        return error(PROG + " sweep", str(exc), EXIT_USAGE)
+    where = f"dask at {args.dask}" if args.dask else f"{jobs} process{'es' if jobs != 1 else ''}"
+    print(f"sweeping {scenario.name}: {len(seeds)} seeds from {args.first} on {where}", file=sys.stderr)
+    progress = Progress(len(seeds), not args.quiet)
+    started = time.monotonic()
+    try:
+        results = sweep(scenario, seeds, executor=executor, jobs=jobs, on_result=lambda r: progress.update(r.ok))
+    finally:
+        if close is not None:
+            close()
+    wall = time.monotonic() - started
+    failing = [r for r in results if not r.ok]
+    print(f"{scenario.name}: {len(results) - len(failing)} of {len(results)} seeds passed in {wall:.1f} s")
+    for r in failing:
+        print(f"  seed {r.seed}: {r.problems[0] if r.problems else 'failed'}")
+        print(f"    replay: {_replay_command(args.scenario, r.seed)}")
+        print(f"    shrink: clusterkit sim shrink {shlex.quote(args.scenario)} --seed {r.seed}")
+    return EXIT_FAILED if failing else EXIT_OK
+
+
+# ------------------------------------------------------------------ shrink
+def _cmd_shrink(args: argparse.Namespace) -> int:
+    from ..sim.sweep import shrink
+
+    scenario = _load(args)
+    say = (lambda text: print(f"  {text}", file=sys.stderr)) if not args.quiet else None
+    try:
+        shrunk, report, runs = shrink(scenario, args.seed, max_runs=args.max_runs, progress=say)
+    except ValueError as exc:
+        return error(PROG + " shrink", str(exc), EXIT_FAILED)
+    out = Path(args.out or f"{scenario.name}-seed{args.seed}-shrunk.toml")
+    out.write_text(shrunk.to_toml())
+    print(f"shrunk {scenario.name} seed {args.seed} to {len(shrunk.faults)} fault"
+          f"{'s' if len(shrunk.faults) != 1 else ''} in {runs} runs; it still fails:")
+    print(f"  {report.problems[0] if report.problems else 'failed'}")
+    for f in shrunk.faults:
+        print(f"  {f.describe()}")
+    print(f"wrote {out}; replay: {_replay_command(str(out), args.seed)}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ parser
+def _guard(fn: Any) -> Any:
+    """Scenario problems are one line and exit 3, never a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        from ..sim.network import ScenarioError
+
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            return fn(args)
+        except (ScenarioError, FileNotFoundError) as exc:
+            return error(f"{PROG} {args.sim_command}", str(exc), EXIT_BAD_INPUT)
+
+    return run
+
+
+def _jobs(text: str) -> str:
+    if text == "auto":
+        return text
+    bounded_int(1, MAX_JOBS)(text)
+    return text
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("sim", help="run fault-injection scenarios in the deterministic simulator",
+                       description="Run scenarios (scenarios/*.toml) in the SimPy simulator: every run "
+                       "replays exactly from its seed.")
+    simsub = p.add_subparsers(dest="sim_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda args: (p.print_help(), EXIT_USAGE)[1])
+
+    def common(q: argparse.ArgumentParser, scenario: bool = True) -> None:
+        if scenario:
+            q.add_argument("scenario", metavar="SCENARIO", help="a scenario name (see 'sim list') or a .toml file")
+        q.add_argument("--dir", help="directory of scenario files (default: ./scenarios)")
+        q.add_argument("--quiet", action="store_true", help="less output")
+
+    q = simsub.add_parser("list", help="list the scenarios")
+    common(q, scenario=False)
+    q.set_defaults(func=_guard(_cmd_list))
+
+    q = simsub.add_parser("run", help="run one scenario with one seed")
+    common(q)
+    q.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=1, help="the seed (default 1)")
+    q.add_argument("--out", help="write the trace, the history (JSON lines) and a JSON report here")
+    q.add_argument("--trace-messages", action="store_true", help="keep every message in the trace file")
+    q.set_defaults(func=_guard(_cmd_run))
+
+    q = simsub.add_parser("sweep", help="run many seeds across processes; print failing seeds with replay commands")
+    common(q)
+    q.add_argument("--seeds", type=bounded_int(1, MAX_SEEDS), default=100, help="how many seeds (default 100)")
+    q.add_argument("--first", type=bounded_int(0, 2**62), default=1, help="first seed (default 1)")
+    q.add_argument("--jobs", type=_jobs, default="auto", help="worker processes, or auto (one per core)")
+    q.add_argument("--dask", metavar="ADDRESS", help="run on a dask.distributed scheduler instead "
+                   "(pip install 'clusterkit[dask]')")
+    q.set_defaults(func=_guard(_cmd_sweep))
+
+    q = simsub.add_parser("shrink", help="reduce a failing run's faults to a minimal schedule that still fails")
+    common(q)
+    q.add_argument("--seed", type=bounded_int(0, 2**63 - 1), required=True, help="the failing seed")
+    q.add_argument("--out", help="scenario file to write (default SCENARIO-seedN-shrunk.toml)")
+    q.add_argument("--max-runs", type=bounded_int(1, 100_000), default=400, help="runs to spend (default 400)")
+    q.set_defaults(func=_guard(_cmd_shrink))
