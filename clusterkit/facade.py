@@ -23,6 +23,8 @@ from typing import Any, Protocol
 from .raft.errors import ConfigError
 from .raft.messages import Entry, EntryType
 from .cluster_state import (
+    ACTIVE,
+    FAILED,
     ApplyResult,
     ClusterConfig,
     ClusterState,
@@ -81,6 +83,9 @@ class Options:
     # ticks an incoming owner may take to confirm its copy before the
     # leader's facade confirms it anyway (0 = wait for the application forever)
     copy_timeout_ticks: int = 0
+    # failure detection: the leader marks a node failed when it hasn't heard from it for this many
+    # ticks, and lets it rejoin when it is heard again (0 = off: nodes are marked failed by hand)
+    fail_after_ticks: int = 0
 
     def resolved(self) -> Options:
         """These options with every derived field filled in, validated."""
@@ -100,8 +105,10 @@ class Options:
         if not name:
             match = _NODE_NUMBER.match(self.node_id)
             name = f"Server-{match.group(1)}" if match else self.node_id
-        if type(self.copy_timeout_ticks) is not int or self.copy_timeout_ticks < 0:
-            raise ConfigError(f"copy_timeout_ticks must be >= 0, got {self.copy_timeout_ticks!r}")
+        for name in ("copy_timeout_ticks", "fail_after_ticks"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
         try:
             self.cluster_config()
         except ValueError as exc:
@@ -154,6 +161,8 @@ class Host(Protocol):
 
     def submit(self, data: bytes) -> Any: ...
 
+    def peer_silence(self, node_id: str) -> int | None: ...
+
 
 class ClusterKit:
     """One node's view of the cluster, and its handle to change it."""
@@ -166,6 +175,8 @@ class ClusterKit:
         self.commands_applied = 0
         self._host: Host | None = None
         self._incoming_age: dict[tuple[int, str], int] = {}
+        self._ticks = 0
+        self._failure_asked: dict[str, int] = {}  # node -> tick we last proposed its fail or rejoin
 
     # ------------------------------------------------------------ host side
     def attach(self, host: Host) -> None:
@@ -208,7 +219,34 @@ class ClusterKit:
         self._incoming_age = {}
 
     def tick(self) -> None:
-        """One unit of time; on the leader, incoming copies past the timeout get confirmed."""
+        """One unit of time. On the leader: incoming copies past the timeout get confirmed, and
+        (with ``fail_after_ticks``) silent nodes are marked failed and heard ones rejoin."""
+        self._ticks += 1
+        self._detect_failures()
+        self._time_out_copies()
+
+    def _detect_failures(self) -> None:
+        limit = self.options.fail_after_ticks
+        host, cfg = self._host, self.state.config
+        if not limit or host is None or cfg is None or not self.is_leader:
+            return
+        for node_id, info in sorted(self.state.nodes.items()):
+            silent = host.peer_silence(node_id) if node_id != self.options.node_id else None
+            if silent is None:
+                continue  # ourselves, or a node Raft doesn't track (not in the group yet)
+            asked = self._failure_asked.get(node_id)
+            if asked is not None and self._ticks - asked < limit:
+                continue  # asked recently: give the log time (and ask again if it was lost)
+            if info.status == ACTIVE and silent >= limit:
+                log.warning("%s silent for %d ticks: marking it failed", node_id, silent)
+                self._failure_asked[node_id] = self._ticks
+                self.propose(fail_command(node_id))
+            elif info.status == FAILED and silent < 2:
+                log.warning("%s is back: it rejoins", node_id)
+                self._failure_asked[node_id] = self._ticks
+                self.propose(join_command(cfg, replace(info, status=ACTIVE)))
+
+    def _time_out_copies(self) -> None:
         limit = self.options.copy_timeout_ticks
         if not limit or self.state.config is None:
             return

@@ -55,6 +55,8 @@ class Counters:
     skews: int = 0
     stalls: int = 0
     migrations: int = 0  # partition copies confirmed
+    marked_failed: int = 0  # nodes the cluster state marked failed (by the nemesis or the detector)
+    rejoins: int = 0  # failed nodes that joined again
     rebalances: int = 0
     messages_sent: int = 0
     messages_delivered: int = 0
@@ -99,6 +101,7 @@ class SimCluster:
         partition_count: int = 16,
         replication_factor: int = 3,
         copy_time: float = 0.2,
+        fail_after_ticks: int = 0,
         trace: Trace | None = None,
         monitor: RaftSafetyMonitor | None = None,
     ) -> None:
@@ -112,6 +115,7 @@ class SimCluster:
         self.partition_count = partition_count
         self.replication_factor = replication_factor
         self.copy_time = copy_time
+        self.fail_after_ticks = fail_after_ticks
         self.trace = trace or Trace()
         self.monitor = monitor if monitor is not None else RaftSafetyMonitor()
         self.counters = Counters()
@@ -119,9 +123,11 @@ class SimCluster:
         self.problems: list[str] = []  # invariant violations seen (the run fails if any)
         self._leaders_seen: set[tuple[int, str]] = set()
         self.observer = SafetyObserver(self.monitor)
-        self._epoch_checked: dict[str, int] = {}
+        self._epoch_checked = 0  # the newest cluster-state epoch checked
         self._holders_seen: dict[str, list[str]] = {}  # partition -> live holders at the last check
         self._rebalances: set[int] = set()  # epochs at which a rebalance started (every node fires it)
+        self._node_events: set[tuple[str, str, int]] = set()
+        self._failed_once: set[str] = set()
         voters = ConfState(voters=tuple(sorted(node_ids)))
         for nid in sorted(node_ids):
             self._add(nid, MemoryStorage(voters), joining=False)
@@ -134,6 +140,7 @@ class SimCluster:
             raft_addr=f"sim:{2000 + len(self.nodes)}",
             partition_count=self.partition_count,
             replication_factor=self.replication_factor,
+            fail_after_ticks=self.fail_after_ticks,
         )
 
     def _add(self, nid: str, disk: MemoryStorage, joining: bool) -> SimNode:
@@ -153,6 +160,8 @@ class SimCluster:
         self.nodes[nid] = node
         kit.on_partition_change(lambda e, node=node: self._copy(node, e))
         kit.on_rebalance_start(self._rebalance_seen)
+        kit.on_node_leave(self._node_event_seen)
+        kit.on_node_join(self._node_event_seen)
         # Each clock starts at its own phase, so ticks don't line up across nodes.
         self.env.process(self._clock(node, self.rng.uniform(0, self.tick_seconds)))
         self.start_copier(node)
@@ -218,9 +227,9 @@ class SimCluster:
         """After every cluster-state change the leader applies: owners distinct and known, and no
         partition's data on fewer live holders than min(RF, what it had) (migration safety)."""
         state = node.kit.state
-        if state.config is None or self._epoch_checked.get(node.id) == state.epoch:
-            return
-        self._epoch_checked[node.id] = state.epoch
+        if state.config is None or state.epoch <= self._epoch_checked:
+            return  # seen already, or a new leader still applying what an earlier one had applied
+        self._epoch_checked = state.epoch
         problems = []
         for p, owners in enumerate(state.owners):
             if len(set(owners)) != len(owners) or any(o not in state.nodes for o in owners):
@@ -264,6 +273,19 @@ class SimCluster:
         self._kick(node)
 
     # ------------------------------------------------------------ hooks: the data layer copies
+    def _node_event_seen(self, event: Any) -> None:
+        key = (event.kind, event.node.id, event.epoch)
+        if key in self._node_events:
+            return  # every node fires it: count it once
+        self._node_events.add(key)
+        if event.kind == "failure":
+            self.counters.marked_failed += 1
+            self._failed_once.add(event.node.id)
+            self.trace.event(self.env.now, f"{event.node.id} marked failed at epoch {event.epoch}")
+        elif event.kind == "join" and event.node.id in self._failed_once:
+            self.counters.rejoins += 1
+            self.trace.event(self.env.now, f"{event.node.id} rejoined at epoch {event.epoch}")
+
     def _rebalance_seen(self, event: Any) -> None:
         if event.epoch not in self._rebalances:
             self._rebalances.add(event.epoch)

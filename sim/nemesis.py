@@ -199,10 +199,20 @@ class Nemesis:
 
     # ------------------------------------------------------------ membership
     def _permanent_removal_ok(self, nid: str) -> bool:
-        """Never take away so many nodes for good that the rest can't form a quorum or hold RF copies."""
+        """Never take away for good so many nodes that the rest can't hold RF copies, nor so many
+        Raft voters that the live ones can't form a quorum (only a leader can replace voters, so
+        a group that loses its majority for good stays down: no harness should ask for that)."""
         c = self.c
         remaining = [n for n in c.nodes if not c.nodes[n].removed and n != nid]
-        return len(remaining) >= max(3, c.replication_factor)
+        if len(remaining) < max(3, c.replication_factor):
+            return False
+        lead = c.leader()
+        raft = c.nodes[lead].host.raft if lead is not None else None
+        if raft is None:
+            return False  # no leader to replace voters: wait
+        voters = raft.voters
+        live = [v for v in voters if v != nid and v in c.nodes and not c.nodes[v].removed]
+        return len(live) >= len(voters) // 2 + 1
 
     def _join(self, fault: Fault, nid: str) -> bool:
         c = self.c

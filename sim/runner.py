@@ -13,7 +13,10 @@ client history is checked for linearizability at the end.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +111,7 @@ def build_cluster(scenario: Scenario, seed: int, trace: Trace) -> SimCluster:
         partition_count=scenario.partition_count,
         replication_factor=scenario.replication_factor,
         copy_time=scenario.copy_time,
+        fail_after_ticks=round(scenario.fail_after / scenario.tick),
         trace=trace,
     )
 
@@ -133,7 +137,25 @@ def _setup(c: SimCluster) -> bool:
     return False
 
 
+@contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """The nodes' warnings (a node marked failed, a copy confirmed by timeout) are events of the
+    run, in its trace; thousands of seeds must not print them all."""
+    logger = logging.getLogger("clusterkit")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def run_scenario(scenario: Scenario, seed: int, *, trace_messages: bool = False, lincheck_budget: float = 30.0) -> Report:
+    with _quiet_logs():
+        return _run_scenario(scenario, seed, trace_messages, lincheck_budget)
+
+
+def _run_scenario(scenario: Scenario, seed: int, trace_messages: bool, lincheck_budget: float) -> Report:
     started = time.perf_counter()
     report = Report(scenario.name, seed)
     trace = Trace(keep_messages=trace_messages)

@@ -213,6 +213,7 @@ class Scenario:
     partition_count: int = 16
     replication_factor: int = 3
     copy_time: float = 0.2  # how long a node takes to copy a partition it was given
+    fail_after: float = 0.0  # failure detection: the leader marks a node silent this long failed (0: off)
     workload: Workload = field(default_factory=Workload)
     faults: tuple[Fault, ...] = ()
     random: RandomFaults | None = None
@@ -255,6 +256,7 @@ class Scenario:
             partition_count=_int(doc, "partition_count", 16, 1, 4096),
             replication_factor=_int(doc, "replication_factor", 3, 1, 9),
             copy_time=_number(doc, "copy_time", 0.2, 0.0, 3600.0),
+            fail_after=_number(doc, "fail_after", 0.0, 0.0, 3600.0),
             workload=Workload.from_dict(doc.get("workload", {})),
             faults=tuple(Fault.from_dict(f) for f in faults),
             random=RandomFaults.from_dict(doc["random"]) if "random" in doc else None,
@@ -290,7 +292,7 @@ class Scenario:
             "election_ticks": self.election_ticks, "heartbeat_ticks": self.heartbeat_ticks,
             "lease_reads": self.lease_reads, "codec": self.codec,
             "partition_count": self.partition_count, "replication_factor": self.replication_factor,
-            "copy_time": self.copy_time,
+            "copy_time": self.copy_time, "fail_after": self.fail_after,
         }
         lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
         lines += ["", "[network]", f"latency = {_toml_value(asdict(self.latency))}",

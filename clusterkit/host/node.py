@@ -238,6 +238,15 @@ class NodeHost:
     def leader(self) -> str | None:
         return self.raft.leader if self.raft is not None else None
 
+    def peer_silence(self, node_id: str) -> int | None:
+        """On the leader: ticks since ``node_id`` last answered (None elsewhere, or for a node
+        Raft doesn't track). The facade's failure detector reads it."""
+        raft = self.raft
+        if raft is None or not raft.is_leader or node_id == self.id:
+            return None
+        pr = raft.progress.get(node_id)
+        return pr.inactive_ticks if pr is not None else None
+
     @property
     def applied_index(self) -> int:
         return self.raft.log.applied if self.raft is not None else 0
