@@ -105,10 +105,10 @@ class Options:
         if not name:
             match = _NODE_NUMBER.match(self.node_id)
             name = f"Server-{match.group(1)}" if match else self.node_id
-        for name in ("copy_timeout_ticks", "fail_after_ticks"):
-            value = getattr(self, name)
+        for field_name in ("copy_timeout_ticks", "fail_after_ticks"):
+            value = getattr(self, field_name)
             if type(value) is not int or value < 0:
-                raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
+                raise ConfigError(f"{field_name} must be a whole number >= 0, got {value!r}")
         try:
             self.cluster_config()
         except ValueError as exc:

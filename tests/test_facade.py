@@ -41,6 +41,7 @@ def test_options_defaults_and_derivations() -> None:
         ({"node_id": "n", "http_addr": ":8080", "partition_count": 0}, "partition_count"),
         ({"node_id": "n", "http_addr": ":8080", "hash_algorithm": "sha1"}, "unknown hash"),
         ({"node_id": "n", "http_addr": ":8080", "copy_timeout_ticks": -1}, "copy_timeout_ticks"),
+        ({"node_id": "n", "http_addr": ":8080", "fail_after_ticks": 1.5}, "fail_after_ticks"),
     ],
 )
 def test_bad_options_are_clear_errors(kwargs, message) -> None:
