@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
 
@@ -153,3 +154,21 @@ def test_a_node_with_another_config_cannot_join() -> None:
     assert not res.ok and "partition_count 64" in res.error
     assert kit.check_join(ClusterConfig(partition_count=64, replication_factor=2).to_wire())
     assert "node-3" not in c.kits["node-1"].state.nodes
+
+
+def test_the_leader_marks_a_silent_node_failed_and_lets_it_rejoin() -> None:
+    def opts(nid: str) -> Options:
+        return replace(_opts(nid), fail_after_ticks=20)
+
+    c = MemCluster(IDS[:4], seed=6, options=opts)
+    c.elect()
+    for nid in IDS[:4]:
+        assert c.start(nid).ok
+    victim = next(n for n in IDS[:4] if not c.kits[n].is_leader)
+    c.net.crash(victim, synced=True)
+    leader = next(n for n in IDS[:4] if c.kits[n].is_leader)
+    status = lambda: c.kits[leader].state.nodes[victim].status  # noqa: E731
+    assert c.run_until(lambda: status() == "failed", 60)
+    assert victim not in {o for owners in c.kits[leader].state.owners for o in owners}  # its partitions moved
+    c.net.restart(victim)
+    assert c.run_until(lambda: status() == "active", 60)  # heard again: it rejoins
