@@ -1,0 +1,122 @@
+"""``clusterkit node``: run one real node (Raft over TCP, a durable log, the HTTP API).
+
+Every flag has the seed's environment variable as its default, so the Go
+README's commands work with ``clusterkit node`` in place of ``go run main.go``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from typing import Any
+
+from .args import bounded_int
+from .codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, error
+
+PROG = "clusterkit node"
+ENV = {
+    "node_id": "NODE_ID",
+    "node_name": "NODE_NAME",
+    "http_addr": "HTTP_ADDR",
+    "raft_addr": "RAFT_ADDR",
+    "join_addr": "JOIN_ADDR",
+    "data_dir": "DATA_DIR",
+    "bootstrap": "BOOTSTRAP",
+    "cluster_name": "CLUSTER_NAME",
+    "partition_count": "PARTITION_COUNT",
+    "replication_factor": "REPLICATION_FACTOR",
+    "cluster_secret_file": "CLUSTER_SECRET_FILE",
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 <= value <= 3600 or value != value:
+        raise argparse.ArgumentTypeError(f"expected 0 to 3600 seconds, got {text!r}")
+    return value
+
+
+def add_parser(sub: Any) -> None:
+    env = os.environ
+    p = sub.add_parser(
+        "node", help="run one real node: Raft over TCP, a durable log, the HTTP API",
+        description="Run a node. Each flag defaults to the environment variable in brackets (the seed's names).",
+    )
+    p.add_argument("--node-id", default=env.get("NODE_ID"), help="this node's id [NODE_ID] (required)")
+    p.add_argument("--node-name", default=env.get("NODE_NAME", ""), help="display name [NODE_NAME]")
+    p.add_argument("--http-addr", default=env.get("HTTP_ADDR"), help="HTTP API address, e.g. :8080 [HTTP_ADDR] (required)")
+    p.add_argument("--raft-addr", default=env.get("RAFT_ADDR", ""), help="Raft address [RAFT_ADDR] (default: HTTP port + 921)")
+    p.add_argument("--join-addr", default=env.get("JOIN_ADDR", ""), help="HTTP address of any node to join [JOIN_ADDR]")
+    p.add_argument("--data-dir", default=env.get("DATA_DIR", "./clusterkit-data"), help="where the log lives [DATA_DIR]")
+    p.add_argument("--bootstrap", type=_bool, default=_bool(env["BOOTSTRAP"]) if env.get("BOOTSTRAP") else None,
+                   help="start a new cluster [BOOTSTRAP] (default: true when no join address)")
+    p.add_argument("--cluster-name", default=env.get("CLUSTER_NAME", "clusterkit-cluster"), help="[CLUSTER_NAME]")
+    p.add_argument("--partition-count", type=bounded_int(1, 65536), default=env.get("PARTITION_COUNT", "16"),
+                   help="[PARTITION_COUNT] (default 16)")
+    p.add_argument("--replication-factor", type=bounded_int(1, 16), default=env.get("REPLICATION_FACTOR", "3"),
+                   help="[REPLICATION_FACTOR] (default 3)")
+    p.add_argument("--cluster-secret-file", default=env.get("CLUSTER_SECRET_FILE"),
+                   help="a file holding the cluster secret: peers must prove they know it [CLUSTER_SECRET_FILE]")
+    p.add_argument("--tls-cert", help="PEM certificate: TLS on peer and HTTP connections")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    p.add_argument("--tls-ca", help="CA bundle: verify peers (mutual TLS)")
+    p.add_argument("--fail-after", type=_seconds, default=3.0, help="mark a node failed after this long unheard (0: never)")
+    p.add_argument("--tick", type=_seconds, default=0.1, help="seconds per Raft tick (heartbeat); elections after 10-20")
+    p.add_argument("--leave-on-stop", action="store_true", help="on SIGTERM, leave the cluster gracefully first")
+    p.add_argument("--log-level", default=env.get("LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from clusterkit.facade import ConfigError, Options
+
+    return _start(args, Options, ConfigError)
+
+
+def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
+    from clusterkit.net.node import NodeConfig
+    from clusterkit.net.runner import TlsFiles, read_secret, serve
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.node_id or not args.http_addr:
+        return error(PROG, "--node-id (NODE_ID) and --http-addr (HTTP_ADDR) are required", EXIT_USAGE)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return error(PROG, "--tls-cert and --tls-key go together", EXIT_USAGE)
+    try:
+        options = Options(
+            node_id=args.node_id, http_addr=args.http_addr, node_name=args.node_name, raft_addr=args.raft_addr,
+            join_addr=args.join_addr, bootstrap=args.bootstrap, data_dir=args.data_dir,
+            cluster_name=args.cluster_name, partition_count=int(args.partition_count),
+            replication_factor=int(args.replication_factor),
+        ).resolved()
+        secret = read_secret(args.cluster_secret_file) if args.cluster_secret_file else None
+        server_ssl = client_ssl = None
+        if args.tls_cert:
+            server_ssl, client_ssl = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca).contexts()
+    except (ConfigError, ValueError, OSError) as exc:
+        return error(PROG, str(exc), EXIT_BAD_INPUT if isinstance(exc, OSError) else EXIT_USAGE)
+    config = NodeConfig(tick=args.tick, fail_after=args.fail_after, secret=secret, server_ssl=server_ssl,
+                        client_ssl=client_ssl, leave_on_stop=args.leave_on_stop)
+    from clusterkit.raft.errors import StorageError
+
+    try:
+        asyncio.run(serve(options, config, http_ssl=server_ssl))
+    except (OSError, StorageError) as exc:  # the port is taken, the data dir is locked or damaged...
+        return error(PROG, str(exc), EXIT_BAD_INPUT)
+    return EXIT_OK

@@ -1,0 +1,135 @@
+"""Peer frames: length-prefixed msgpack, the handshake, and the cluster-secret proof.
+
+A frame is a 4-byte big-endian length and that many bytes of msgpack: an
+array whose first element names the kind. The length is checked against the
+maximum frame size *before* anything is read or allocated, so a peer can't
+make a node buffer gigabytes. Every decoding error is a :class:`FrameError`
+whose message says what was wrong; the connection that sent it is closed,
+the node carries on.
+
+The handshake, on every connection, in both directions:
+
+1. ``[HELLO, version, cluster_name, node_id, raft_addr, nonce]``: each side
+   checks the version and the cluster name (a node of another cluster is
+   refused), and learns the peer's id and address.
+2. With a cluster secret, ``[AUTH, proof]`` where proof is
+   HMAC-SHA256(secret, "clusterkit-auth" | the peer's nonce | own id): it
+   proves knowledge of the secret without sending it, and a recorded proof
+   is useless on another connection (fresh nonces). Without a secret on
+   either side no AUTH is sent; a node with a secret refuses a peer without
+   one.
+3. Then ``[RAFT, message]`` frames, the message in the core codec's wire form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from clusterkit.raft.codec import from_wire, to_wire
+from clusterkit.raft.errors import CodecError
+from clusterkit.raft.messages import Message
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_FRAME = 16 << 20
+HEADER = struct.Struct(">I")
+
+HELLO, AUTH, RAFT = 1, 2, 3
+_AUTH_LABEL = b"clusterkit-auth"
+
+
+class FrameError(ValueError):
+    """A frame that can't be accepted: oversized, malformed, of an unknown kind, or a failed handshake."""
+
+
+@dataclass(frozen=True)
+class Hello:
+    version: int
+    cluster: str
+    node_id: str
+    raft_addr: str
+    nonce: bytes
+
+
+def frame(body: list[Any]) -> bytes:
+    data = msgpack.packb(body, use_bin_type=True)
+    return HEADER.pack(len(data)) + data
+
+
+def check_length(header: bytes, max_frame: int) -> int:
+    (length,) = HEADER.unpack(header)
+    if length == 0:
+        raise FrameError("empty frame")
+    if length > max_frame:
+        raise FrameError(f"frame of {length} bytes exceeds the maximum of {max_frame}")
+    return length
+
+
+def decode_body(data: bytes) -> list[Any]:
+    try:
+        body = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise FrameError(f"malformed msgpack: {exc}") from None
+    if type(body) is not list or not body or type(body[0]) is not int:
+        raise FrameError("a frame must be an array starting with its kind")
+    return body
+
+
+# ------------------------------------------------------------------ the handshake
+def hello_frame(cluster: str, node_id: str, raft_addr: str, nonce: bytes) -> bytes:
+    return frame([HELLO, PROTOCOL_VERSION, cluster, node_id, raft_addr, nonce])
+
+
+def parse_hello(body: list[Any], cluster: str) -> Hello:
+    if body[0] != HELLO or len(body) != 6:
+        raise FrameError("handshake: expected a hello frame")
+    _, version, their_cluster, node_id, raft_addr, nonce = body
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise FrameError(f"handshake: protocol version {version!r}, this node speaks {PROTOCOL_VERSION}")
+    if type(their_cluster) is not str or their_cluster != cluster:
+        raise FrameError(f"handshake: the peer belongs to cluster {their_cluster!r}, not {cluster!r}")
+    if type(node_id) is not str or not node_id or type(raft_addr) is not str or type(nonce) is not bytes:
+        raise FrameError("handshake: malformed hello")
+    if len(nonce) < 16:
+        raise FrameError("handshake: nonce too short")
+    return Hello(version, their_cluster, node_id, raft_addr, nonce)
+
+
+def proof(secret: bytes, peer_nonce: bytes, own_id: str) -> bytes:
+    return hmac.new(secret, _AUTH_LABEL + peer_nonce + own_id.encode(), hashlib.sha256).digest()
+
+
+def auth_frame(secret: bytes, peer_nonce: bytes, own_id: str) -> bytes:
+    return frame([AUTH, proof(secret, peer_nonce, own_id)])
+
+
+def check_auth(body: list[Any], secret: bytes, own_nonce: bytes, peer_id: str) -> None:
+    if body[0] != AUTH or len(body) != 2 or type(body[1]) is not bytes:
+        raise FrameError("handshake: this cluster needs a secret; the peer sent no proof of it")
+    if not hmac.compare_digest(body[1], proof(secret, own_nonce, peer_id)):
+        raise FrameError("handshake: wrong cluster secret")
+
+
+# ------------------------------------------------------------------ Raft messages
+def raft_frame(msg: Message) -> bytes:
+    return frame([RAFT, to_wire(msg)])
+
+
+def parse_raft(body: list[Any], peer_id: str, own_id: str) -> Message:
+    if body[0] != RAFT or len(body) != 2:
+        raise FrameError(f"unknown frame kind {body[0]!r}")
+    try:
+        msg = from_wire(body[1])
+    except CodecError as exc:
+        raise FrameError(str(exc)) from None
+    # A peer speaks for itself only: a message claiming another sender (or for another node) is forged.
+    if msg.src != peer_id:
+        raise FrameError(f"a message from {msg.src!r} arrived on {peer_id!r}'s connection")
+    if msg.dst != own_id:
+        raise FrameError(f"a message for {msg.dst!r} arrived at {own_id!r}")
+    return msg

@@ -1,0 +1,349 @@
+"""The seed's HTTP API, served by aiohttp, over a :class:`~.node.NetNode`.
+
+Routes and JSON names follow the Go ClusterKit: ``/cluster`` (with
+``hash_config``; an ETag from the cluster-state epoch, so every change
+invalidates it; HEAD; ``If-None-Match`` answers 304), ``/nodes``,
+``/partitions``, ``/partitions/stats``, ``/partitions/key?key=``,
+``/consensus/leader``, ``/consensus/stats``, ``/health``, ``/ready``,
+``/health/detailed``, ``/metrics`` (Prometheus text), ``POST /join`` and
+``POST /leave``. A bad parameter or body is a 400 with a JSON ``error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from clusterkit.cluster_state import ClusterConfig, CommandError, NodeInfo, leave_command
+from clusterkit.host.registers import put_command
+from clusterkit.raft.errors import NotLeader, RaftError
+
+from .join import forward
+from .metrics import NodeMetrics
+
+if TYPE_CHECKING:
+    from .node import NetNode
+
+log = logging.getLogger("clusterkit.net.http")
+MAX_BODY = 64 << 10  # join and leave bodies are small: refuse anything larger at the door
+MAX_KEY = 4096
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(text=json.dumps(data, sort_keys=True), status=status, content_type="application/json",
+                        headers=headers)
+
+
+class Api:
+    def __init__(self, node: NetNode) -> None:
+        self.node = node
+        self.metrics = NodeMetrics(node)
+
+    # ------------------------------------------------------------ cluster views
+    def _etag(self) -> str:
+        state = self.node.kit.state
+        return f'"{self.node.options.cluster_name}-{state.epoch}"'
+
+    def cluster_doc(self) -> dict[str, Any]:
+        state = self.node.kit.state
+        cfg = state.config
+        doc: dict[str, Any] = {
+            "cluster": {
+                "id": self.node.options.cluster_name,
+                "name": self.node.options.cluster_name,
+                "epoch": state.epoch,
+                "nodes": [self._node_doc(state.nodes[n]) for n in sorted(state.nodes)],
+                "partition_map": {"partitions": self._partitions()},
+                "config": cfg.to_wire() if cfg is not None else None,
+            },
+            "hash_config": cfg.hash_config.to_dict() if cfg is not None else None,
+        }
+        return doc
+
+    @staticmethod
+    def _node_doc(info: NodeInfo) -> dict[str, Any]:
+        return {"id": info.id, "name": info.name, "raft_addr": info.raft_addr, "http_addr": info.api_addr,
+                "zone": info.zone, "status": info.status}
+
+    def _partitions(self) -> dict[str, Any]:
+        kit = self.node.kit
+        if kit.state.config is None:
+            return {}
+        out = {}
+        for number in range(kit.state.config.partition_count):
+            p = kit.partition(number)
+            out[p.id] = {"id": p.id, "primary_node": p.primary, "replica_nodes": list(p.replicas),
+                         "incoming": list(p.incoming)}
+        return out
+
+    async def cluster(self, request: web.Request) -> web.StreamResponse:
+        etag = self._etag()
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+            return web.Response(status=304, headers=headers)
+        if request.method == "HEAD":
+            return web.Response(status=200, headers=headers, content_type="application/json")
+        return _json(self.cluster_doc(), headers=headers)
+
+    async def nodes(self, request: web.Request) -> web.Response:
+        state = self.node.kit.state
+        return _json({"nodes": [self._node_doc(state.nodes[n]) for n in sorted(state.nodes)], "epoch": state.epoch})
+
+    async def partitions(self, request: web.Request) -> web.Response:
+        return _json({"partitions": self._partitions(), "epoch": self.node.kit.state.epoch})
+
+    async def partition_stats(self, request: web.Request) -> web.Response:
+        kit = self.node.kit
+        if kit.state.config is None:
+            return _error(503, "the cluster state is empty: not bootstrapped or not caught up yet")
+        stats = kit.partition_stats()
+        return _json({"total_partitions": stats.total_partitions, "partitions_per_node": stats.partitions_per_node,
+                      "replicas_per_node": stats.replicas_per_node, "epoch": stats.epoch})
+
+    async def partition_for_key(self, request: web.Request) -> web.Response:
+        key = request.query.get("key")
+        if key is None or key == "":
+            return _error(400, "missing query parameter: key")
+        if len(key) > MAX_KEY:
+            return _error(400, f"key longer than {MAX_KEY} characters")
+        kit = self.node.kit
+        if kit.state.config is None:
+            return _error(503, "the cluster state is empty: not bootstrapped or not caught up yet")
+        p = kit.get_partition(key)
+        return _json({"key": key, "partition": p.id, "partition_number": p.number,
+                      "primary": self._node_doc(kit.get_primary(p)),
+                      "replicas": [self._node_doc(n) for n in kit.get_replicas(p)],
+                      "incoming": list(p.incoming)})
+
+    # ------------------------------------------------------------ consensus
+    async def leader(self, request: web.Request) -> web.Response:
+        node = self.node
+        raft = node.host.raft if node.host is not None else None
+        info = node.leader_info()
+        return _json({
+            "leader_id": info.id if info else None,
+            "leader_raft_addr": info.raft_addr if info else None,
+            "leader_http_addr": info.api_addr if info else None,
+            "is_leader": bool(raft and raft.is_leader),
+            "term": raft.term if raft else 0,
+            "elected_at": node.last_election if raft and raft.is_leader else None,
+        })
+
+    async def consensus_stats(self, request: web.Request) -> web.Response:
+        node = self.node
+        st = node.status()
+        transport = node.transport
+        st.update({
+            "elections_won": node.elections,
+            "dropped_proposals": node.host.raft.dropped_proposals if node.host and node.host.raft else 0,
+            "frame_errors": dict(transport.frame_errors) if transport else {},
+            "peers": {p: s.__dict__ for p, s in sorted(transport.stats.items())} if transport else {},
+            "uptime_seconds": round(time.monotonic() - node.started_at, 3),
+        })
+        return _json(st)
+
+    # ------------------------------------------------------------ health
+    async def health(self, request: web.Request) -> web.Response:
+        up = self.node.host is not None and self.node.host.raft is not None
+        return _json({"status": "healthy" if up else "down", "node_id": self.node.id}, status=200 if up else 503)
+
+    def _readiness(self) -> tuple[bool, str]:
+        host = self.node.host
+        raft = host.raft if host is not None else None
+        if raft is None:
+            return False, "not running"
+        if raft.leader is None:
+            return False, "no leader known"
+        if self.node.kit.state.config is None:
+            return False, "the cluster state is not bootstrapped or not caught up"
+        if raft.log.applied < raft.log.committed:
+            return False, f"applying: {raft.log.applied} of {raft.log.committed}"
+        return True, "ready"
+
+    async def ready(self, request: web.Request) -> web.Response:
+        ok, why = self._readiness()
+        return _json({"ready": ok, "reason": why, "node_id": self.node.id}, status=200 if ok else 503)
+
+    async def health_detailed(self, request: web.Request) -> web.Response:
+        ok, why = self._readiness()
+        node = self.node
+        state = node.kit.state
+        mine = node.kit.partitions_for_node() if state.config is not None else []
+        return _json({
+            "node_id": node.id,
+            "ready": ok,
+            "reason": why,
+            "raft": node.status(),
+            "cluster": {"epoch": state.epoch, "nodes": len(state.nodes), "migrating": state.migrating},
+            "partitions": {"primary": sum(1 for p in mine if p.primary == node.id),
+                           "replica": sum(1 for p in mine if node.id in p.replicas)},
+            "hook_errors": node.kit.hook_errors,
+            "uptime_seconds": round(time.monotonic() - node.started_at, 3),
+        })
+
+    async def metrics_route(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    # ------------------------------------------------------------ membership
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+        try:
+            doc = json.loads(await request.read() or b"{}")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _Bad(f"the body is not JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise _Bad("the body must be a JSON object")
+        return doc
+
+    async def _to_leader(self, path: str, doc: dict[str, Any], method: str = "POST") -> web.Response:
+        info = self.node.leader_info()
+        if info is None or not info.api_addr or info.id == self.node.id:
+            return _error(503, "no leader known yet: try again")
+        try:
+            status, answer = await forward(info.api_addr, path, doc, self.node.config.request_timeout, method)
+        except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            return _error(503, f"the leader {info.id} did not answer: {exc or type(exc).__name__}")
+        return _json(answer, status=status)
+
+    async def join(self, request: web.Request) -> web.Response:
+        try:
+            doc = await self._body(request)
+            info = NodeInfo.from_wire(doc.get("node"))
+            config = ClusterConfig.from_wire(doc.get("config"))
+        except _Bad as exc:
+            return _error(400, str(exc))
+        except CommandError as exc:
+            return _error(400, str(exc))
+        if not info.raft_addr:
+            return _error(400, "node.raft_addr is required")
+        node = self.node
+        if node.host is None or node.host.raft is None or not node.host.raft.is_leader:
+            return await self._to_leader("/join", doc)
+        mine = node.options.cluster_config()
+        problems = mine.conflicts(config)
+        if problems:
+            return _error(409, f"{info.id} can't join: " + "; ".join(problems))
+        known = node.kit.state.nodes.get(info.id)
+        if known is not None and known.raft_addr and known.raft_addr != info.raft_addr and known.status == "active":
+            return _error(409, f"node id {info.id} is already in use by {known.raft_addr}")
+        try:
+            await node.add_member(info.id, info.raft_addr)
+        except NotLeader:
+            return await self._to_leader("/join", doc)
+        except TimeoutError as exc:
+            return _error(503, str(exc))
+        return _json({"ok": True, "node_id": info.id, "leader": node.id})
+
+    async def leave(self, request: web.Request) -> web.Response:
+        try:
+            doc = await self._body(request)
+        except _Bad as exc:
+            return _error(400, str(exc))
+        node_id = doc.get("node_id", request.query.get("node_id", self.node.id))
+        if type(node_id) is not str or not node_id:
+            return _error(400, "node_id must be a non-empty string")
+        node = self.node
+        if node.host is None or node.host.raft is None or not node.host.raft.is_leader:
+            return await self._to_leader("/leave", {"node_id": node_id})
+        state = node.kit.state
+        if node_id not in state.nodes:
+            return _error(404, f"no node {node_id!r} in the cluster")
+        try:
+            await node.propose(leave_command(node_id))
+        except (RaftError, asyncio.TimeoutError) as exc:
+            return _error(503, f"leave not committed: {exc or type(exc).__name__}")
+        return _json({"ok": True, "node_id": node_id, "status": "leaving"})
+
+
+    # ------------------------------------------------------------ the replicated registers
+    async def register_get(self, request: web.Request) -> web.Response:
+        """A linearizable read of one register (ReadIndex on the leader, confirmed by a quorum)."""
+        key = request.match_info["key"]
+        if len(key) > MAX_KEY:
+            return _error(400, f"key longer than {MAX_KEY} characters")
+        try:
+            index = await self.node.linearizable_read()
+        except (RaftError, asyncio.TimeoutError) as exc:
+            return _error(503, f"no linearizable read possible now: {exc or type(exc).__name__}")
+        return _json({"key": key, "value": self.node.registers.get(key), "index": index})
+
+    async def register_put(self, request: web.Request) -> web.Response:
+        """Write one register through the log; answered once the write has applied on the leader."""
+        key = request.match_info["key"]
+        if len(key) > MAX_KEY:
+            return _error(400, f"key longer than {MAX_KEY} characters")
+        try:
+            doc = await self._body(request)
+        except _Bad as exc:
+            return _error(400, str(exc))
+        value = doc.get("value")
+        if type(value) is not str:
+            return _error(400, "the body must be {\"value\": \"...\"} with a string value")
+        node = self.node
+        if node.host is None or node.host.raft is None or not node.host.raft.is_leader:
+            return await self._to_leader_put(key, doc)
+        try:
+            await node.propose(put_command(key, value))
+        except NotLeader:
+            return await self._to_leader_put(key, doc)
+        except RaftError as exc:
+            # "lost": another leader's entry took its place (it did not happen); anything else: unknown.
+            return _error(503 if str(exc).startswith("lost") else 500, str(exc))
+        except asyncio.TimeoutError:
+            return _error(504, "not committed in time: it may still happen")
+        return _json({"ok": True, "key": key, "value": value})
+
+    async def _to_leader_put(self, key: str, doc: dict[str, Any]) -> web.Response:
+        return await self._to_leader(f"/registers/{key}", doc, method="PUT")
+
+
+class _Bad(ValueError):
+    pass
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Unknown routes and methods as JSON; a handler bug as a 500 that keeps the node running."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason)
+        raise
+    except Exception:  # noqa: BLE001 - one request's failure must never take the node down
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, "internal error (logged on the node)")
+
+
+def make_app(node: NetNode) -> web.Application:
+    api = Api(node)
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
+    app["api"] = api
+    r = app.router
+    r.add_get("/cluster", api.cluster)  # add_get answers HEAD too (allow_head)
+    r.add_get("/nodes", api.nodes)
+    r.add_get("/partitions", api.partitions)
+    r.add_get("/partitions/stats", api.partition_stats)
+    r.add_get("/partitions/key", api.partition_for_key)
+    r.add_get("/consensus/leader", api.leader)
+    r.add_get("/consensus/stats", api.consensus_stats)
+    r.add_get("/health", api.health)
+    r.add_get("/health/detailed", api.health_detailed)
+    r.add_get("/ready", api.ready)
+    r.add_get("/metrics", api.metrics_route)
+    r.add_post("/join", api.join)
+    r.add_post("/leave", api.leave)
+    r.add_get("/registers/{key}", api.register_get)
+    r.add_put("/registers/{key}", api.register_put)
+    return app

@@ -1,0 +1,345 @@
+"""A real node: the core's node host driven by asyncio, over TCP, on a durable disk.
+
+This driver only moves bytes, time and disk syncs, like the simulator: the
+host runs the Ready loop. Ticks come from the event loop's clock; messages
+from :class:`~.transport.Transport`; a Ready's sync runs in a worker thread
+(``fsync`` would block the loop), and while it runs the node keeps taking
+messages and proposals, which the next Ready carries: group commit, one
+fsync per batch, before that batch's messages go out.
+
+Membership, as the seed describes it: the first node bootstraps (it is the
+only voter and proposes the cluster-state bootstrap once it leads); another
+node asks any node to ``POST /join`` (a non-leader forwards to the leader),
+is added as a Raft learner with its address, catches up, and then proposes
+its own cluster-state join. A node restarted on its data directory carries
+on where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import ssl
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from clusterkit.cluster_state import ACTIVE, NodeInfo
+from clusterkit.facade import ClusterKit, Hooks, Options
+from clusterkit.host import NodeHost
+from clusterkit.host.composite import Composite
+from clusterkit.host.registers import TAG, RegisterMap
+from clusterkit.raft.errors import NotLeader, RaftError
+from clusterkit.raft.messages import ConfState, Message
+from clusterkit.raft.ready import RaftConfig, Role
+
+from .disk import DiskStorage
+from .frames import DEFAULT_MAX_FRAME
+from .transport import Transport
+
+log = logging.getLogger("clusterkit.net")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """How a real node runs, beyond the facade's Options."""
+
+    tick: float = 0.1  # seconds per Raft tick: heartbeats every tick, elections after 10 to 20
+    election_ticks: int = 10
+    fail_after: float = 3.0  # the leader marks a node silent this long failed (0: never)
+    secret: bytes | None = None
+    server_ssl: ssl.SSLContext | None = None
+    client_ssl: ssl.SSLContext | None = None
+    max_frame: int = DEFAULT_MAX_FRAME
+    leave_on_stop: bool = False
+    request_timeout: float = 5.0
+    # A node with no application data has nothing to copy: it confirms the partitions it is
+    # given at once. An application that copies data (the KV store) turns this off and confirms
+    # each copy when it is done.
+    auto_confirm: bool = True
+
+
+class NetNode:
+    def __init__(self, options: Options, config: NodeConfig | None = None, hooks: Hooks | None = None) -> None:
+        self.config = config or NodeConfig()
+        fail_ticks = round(self.config.fail_after / self.config.tick) if self.config.fail_after else 0
+        self.options = replace(options, fail_after_ticks=fail_ticks).resolved()
+        self.kit = ClusterKit(self.options, hooks=hooks)
+        self.registers = RegisterMap()
+        self.raft_config = RaftConfig(election_ticks=self.config.election_ticks,
+                                      voter_down_ticks=max(30, 3 * self.config.election_ticks))
+        self.storage: DiskStorage | None = None
+        self.host: NodeHost | None = None
+        self.transport: Transport | None = None
+        self.started_at = 0.0
+        self.elections = 0
+        self.last_election: float | None = None
+        self.fsync_seconds: list[float] = []  # recent sync durations, for metrics
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._draining = False
+        self._stopping = False
+        self._leader_since: tuple[int, str] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    @property
+    def id(self) -> str:
+        return self.options.node_id
+
+    async def start(self) -> None:
+        directory = Path(self.options.data_dir)
+        fresh = not directory.exists() or not any(directory.iterdir())
+        bootstrap = bool(self.options.bootstrap) and fresh
+        conf = ConfState(voters=(self.id,)) if bootstrap else None
+        self.storage = DiskStorage(directory, conf)
+        joining = fresh and not bootstrap
+        seed = int.from_bytes(os.urandom(8), "big")  # real nodes need not replay: fresh randomness
+        self.host = NodeHost(
+            self.id,
+            self.storage,
+            Composite(self.kit, {TAG: self.registers}),
+            self.raft_config,
+            rng=random.Random(seed),
+            joining=joining,
+            address=self.options.raft_addr,
+            on_event=lambda text: log.info(text),
+        )
+        self.transport = Transport(
+            self.id,
+            self.options.cluster_name,
+            self.options.raft_addr,
+            self._on_message,
+            lambda peer: self.host.addresses.get(peer) if self.host is not None else None,
+            secret=self.config.secret,
+            server_ssl=self.config.server_ssl,
+            client_ssl=self.config.client_ssl,
+            max_frame=self.config.max_frame,
+            rng=random.Random(seed + 1),
+        )
+        await self.transport.start()
+        self.started_at = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._ticker()))
+        self._tasks.append(loop.create_task(self._membership()))
+        self._kick()
+        log.info("%s started (%s): raft %s, http %s, data %s", self.id,
+                 "bootstrap" if bootstrap else "joining" if joining else "restart",
+                 self.options.raft_addr, self.options.http_addr, directory)
+
+    async def stop(self) -> None:
+        """Stop cleanly: optionally leave the cluster first, then flush and close everything."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self.config.leave_on_stop:
+            await self._leave_gracefully()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.host is not None and self.host.raft is not None:
+            self.host.stop()
+        if self.storage is not None:
+            self.storage.close()
+        log.info("%s stopped", self.id)
+
+    async def __aenter__(self) -> NetNode:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------ driving the host
+    def _on_message(self, msg: Message) -> None:
+        if self.host is not None and not self._stopping:
+            self.host.step(msg)
+            self._kick()
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            next_tick += self.config.tick
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            assert self.host is not None
+            self.host.tick()
+            self._kick()
+
+    def _kick(self) -> None:
+        if self._draining or self.host is None or not self.host.has_ready():
+            return
+        self._draining = True
+        self._tasks.append(asyncio.get_running_loop().create_task(self._drain()))
+
+    async def _drain(self) -> None:
+        host, storage, transport = self.host, self.storage, self.transport
+        assert host is not None and storage is not None and transport is not None
+        try:
+            while (rd := host.begin()) is not None:
+                if rd.must_sync():
+                    t0 = time.perf_counter()
+                    await asyncio.to_thread(storage.sync)  # the loop keeps taking messages meanwhile
+                    self._note_fsync(time.perf_counter() - t0)
+                for m in host.finish(rd):
+                    transport.send(m)
+                self._note_role()
+        finally:
+            self._draining = False
+            self._tasks = [t for t in self._tasks if not t.done()]
+        self._kick()  # whatever arrived during the last sync
+
+    def _note_fsync(self, seconds: float) -> None:
+        self.fsync_seconds.append(seconds)
+        if len(self.fsync_seconds) > 1024:
+            del self.fsync_seconds[:512]
+
+    def _note_role(self) -> None:
+        raft = self.host.raft if self.host is not None else None
+        if raft is not None and raft.role is Role.LEADER and self._leader_since != (raft.term, self.id):
+            self._leader_since = (raft.term, self.id)
+            self.elections += 1
+            self.last_election = time.time()  # the host logs the event itself
+
+    # ------------------------------------------------------------ requests
+    async def propose(self, data: bytes, timeout: float | None = None) -> Any:
+        """Propose on this node, which must lead (NotLeader otherwise); the entry's result."""
+        assert self.host is not None
+        proposal = self.host.propose(data)
+        self._kick()
+        done = asyncio.get_running_loop().create_future()
+        proposal.add_done_callback(lambda p: done.done() or done.set_result(p))
+        p = await asyncio.wait_for(done, timeout or self.config.request_timeout)
+        if not p.ok:
+            raise RaftError(p.error or "proposal failed")
+        return p.result
+
+    async def linearizable_read(self, timeout: float | None = None) -> int:
+        """Wait until this node may serve a linearizable read; the read index."""
+        assert self.host is not None
+        req = self.host.read()
+        self._kick()
+        done = asyncio.get_running_loop().create_future()
+        req.add_done_callback(lambda r: done.done() or done.set_result(r))
+        r = await asyncio.wait_for(done, timeout or self.config.request_timeout)
+        if not r.ok:
+            raise RaftError(r.error or "read failed")
+        return r.index
+
+    async def add_member(self, node_id: str, raft_addr: str) -> None:
+        """On the leader: add ``node_id`` as a Raft learner (idempotent); returns once committed."""
+        assert self.host is not None
+        deadline = time.monotonic() + self.config.request_timeout
+        while time.monotonic() < deadline:
+            raft = self.host.raft
+            if raft is None or not raft.is_leader:
+                raise NotLeader(self.id, self.host.leader)
+            if node_id in raft.voters + raft.learners and raft.log.committed >= raft.log.last_index():
+                return
+            if node_id not in raft.voters + raft.learners:
+                try:
+                    raft.add_learner(node_id, context=raft_addr.encode())
+                    self._kick()
+                except RaftError:
+                    pass  # another change in flight: try again shortly
+            await asyncio.sleep(self.config.tick)
+        raise TimeoutError(f"{node_id} was not added within {self.config.request_timeout} s")
+
+    async def remove_member(self, node_id: str) -> None:
+        assert self.host is not None and self.host.raft is not None
+        raft = self.host.raft
+        if not raft.is_leader:
+            raise NotLeader(self.id, self.host.leader)
+        if node_id in raft.voters + raft.learners:
+            raft.remove_node(node_id)
+            self._kick()
+
+    # ------------------------------------------------------------ membership
+    def leader_info(self) -> NodeInfo | None:
+        """The leader as the cluster state knows it (its HTTP address, to forward requests to)."""
+        leader = self.host.leader if self.host is not None else None
+        if leader is None:
+            return None
+        return self.kit.state.nodes.get(leader) or NodeInfo(leader, raft_addr=self.host.addresses.get(leader, ""))
+
+    async def _membership(self) -> None:
+        """Bootstrap the cluster state once leading; or ask to join; then keep our entry active."""
+        from .join import request_join
+
+        assert self.host is not None
+        joined_raft = self.host.raft is not None and (self.host.raft.voters or self.host.raft.learners)
+        while True:
+            await asyncio.sleep(self.config.tick * 5)
+            host, kit = self.host, self.kit
+            raft = host.raft
+            if raft is None:
+                continue
+            if not joined_raft:
+                if self.id in raft.voters + raft.learners:
+                    joined_raft = True
+                elif self.options.join_addr:
+                    await request_join(self)
+                    continue
+            state = kit.state
+            if state.config is None:
+                if self.options.bootstrap and raft.is_leader:
+                    try:
+                        host.propose(kit.bootstrap_command())
+                        self._kick()
+                    except RaftError:
+                        pass
+                continue
+            info = state.nodes.get(self.id)
+            if self.config.auto_confirm and info is not None and info.status == ACTIVE:
+                for p in range(len(state.owners)):
+                    if self.id in state.incoming(p):
+                        try:
+                            kit.confirm_copy(p)
+                            self._kick()
+                        except RaftError:
+                            pass
+            if info is None or info.status not in (ACTIVE, "leaving"):
+                if info is None or info.status != "failed":  # a failed node is let back by the leader
+                    try:
+                        kit.propose(kit.join_command())
+                        self._kick()
+                    except RaftError:
+                        pass
+
+    async def _leave_gracefully(self) -> None:
+        """Leave the cluster state (our data moves away first), then Raft (handing leadership over)."""
+        deadline = time.monotonic() + 4 * self.config.request_timeout
+        while time.monotonic() < deadline:
+            info = self.kit.state.nodes.get(self.id)
+            if info is None:
+                break
+            if info.status == ACTIVE:
+                try:
+                    self.kit.leave()
+                    self._kick()
+                except RaftError:
+                    pass
+            await asyncio.sleep(0.2)
+        raft = self.host.raft if self.host is not None else None
+        if raft is not None and self.id in raft.voters + raft.learners:
+            try:
+                raft.remove_node(self.id)
+                self._kick()
+            except RaftError:
+                pass
+            end = time.monotonic() + self.config.request_timeout
+            while time.monotonic() < end and raft.id in raft.voters + raft.learners and not raft.removed:
+                await asyncio.sleep(0.1)
+        log.info("%s left the cluster", self.id)
+
+    # ------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        raft = self.host.raft if self.host is not None else None
+        out: dict[str, Any] = {"node_id": self.id, "up": raft is not None}
+        if raft is not None:
+            out.update(raft.status())
+            out.pop("progress", None)
+        return out

@@ -1,0 +1,79 @@
+"""Run one node as a process: the Raft node, its HTTP API, clean shutdown on SIGTERM and Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from clusterkit.facade import Options
+
+from .http import make_app
+from .node import NetNode, NodeConfig
+from .transport import split_addr
+
+log = logging.getLogger("clusterkit.net")
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: str
+    key: str
+    ca: str | None = None
+
+    def contexts(self) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+        """(server, client) contexts: peers present the certificate; with a CA, both sides verify."""
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.ca)
+        server.load_cert_chain(self.cert, self.key)
+        if self.ca:
+            server.verify_mode = ssl.CERT_REQUIRED  # mutual TLS: only nodes with a CA-signed cert get in
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca)
+        client.load_cert_chain(self.cert, self.key)
+        if not self.ca:
+            client.check_hostname = False
+            client.verify_mode = ssl.CERT_NONE  # encryption only: say so in the docs
+        return server, client
+
+
+def http_bind(addr: str) -> tuple[str, int]:
+    """``:8080`` binds every interface, as in the Go version; ``127.0.0.1:8080`` only loopback."""
+    host, port = split_addr(addr)
+    return ("0.0.0.0" if addr.startswith(":") else host), port
+
+
+async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None = None,
+                http_ssl: ssl.SSLContext | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then shut down cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests): the caller stops us
+            pass
+    node = NetNode(options, config)
+    await node.start()
+    runner = web.AppRunner(make_app(node), access_log=None)
+    await runner.setup()
+    host, port = http_bind(node.options.http_addr)
+    site = web.TCPSite(runner, host, port, ssl_context=http_ssl)
+    try:
+        await site.start()
+        log.info("%s: HTTP API on %s:%d", node.id, host, port)
+        await stop.wait()
+        log.info("%s: stopping", node.id)
+    finally:
+        await node.stop()
+        await runner.cleanup()
+
+
+def read_secret(path: str) -> bytes:
+    data = Path(path).read_bytes().strip()
+    if len(data) < 16:
+        raise ValueError(f"the cluster secret in {path} is too short: use at least 16 bytes")
+    return data

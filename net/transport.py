@@ -1,0 +1,261 @@
+"""Raft messages between nodes over TCP (optionally TLS): connections, handshake, reconnects.
+
+Each node sends on connections it dials and receives on connections it
+accepts: one stream per direction between two nodes, as etcd's rafthttp
+does, so neither side ever waits for the other to dial (a learner the
+leader just added is reached at once; it answers on its own connection, to
+the address the leader's hello gave). A peer's outbound connection is made
+when there is something to send, kept, and redialled with jittered
+exponential backoff when it breaks; messages queued meanwhile are bounded
+and dropped when the queue is full or the peer unreachable (Raft resends).
+Writes are coalesced: everything queued for a peer goes out in one write.
+
+Every inbound frame is checked (see :mod:`.frames`): a bad one closes that
+connection with a logged reason and a counter per reason; the node keeps
+running and nothing it acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import ssl
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from clusterkit.raft.messages import Message
+
+from .frames import (
+    DEFAULT_MAX_FRAME,
+    FrameError,
+    auth_frame,
+    check_auth,
+    check_length,
+    decode_body,
+    hello_frame,
+    parse_hello,
+    parse_raft,
+    raft_frame,
+)
+
+log = logging.getLogger("clusterkit.net.transport")
+
+HANDSHAKE_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 3.0
+BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return (host.strip("[]") or "127.0.0.1"), int(port)
+
+
+@dataclass
+class PeerStats:
+    messages_sent: int = 0
+    bytes_sent: int = 0
+    messages_received: int = 0
+    bytes_received: int = 0
+    dropped: int = 0  # queue full, or no address for the peer
+    connects: int = 0
+
+
+@dataclass
+class _Peer:
+    id: str
+    queue: deque[bytes] = field(default_factory=deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+async def read_frame(reader: asyncio.StreamReader, max_frame: int) -> tuple[list, int]:
+    header = await reader.readexactly(4)
+    length = check_length(header, max_frame)
+    data = await reader.readexactly(length)
+    return decode_body(data), length + 4
+
+
+class Transport:
+    def __init__(
+        self,
+        node_id: str,
+        cluster: str,
+        listen_addr: str,
+        on_message: Callable[[Message], None],
+        address_of: Callable[[str], str | None],
+        *,
+        secret: bytes | None = None,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        queue_limit: int = 4096,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.cluster = cluster
+        self.listen_addr = listen_addr
+        self.on_message = on_message
+        self.address_of = address_of
+        self.secret = secret
+        self.server_ssl = server_ssl
+        self.client_ssl = client_ssl
+        self.max_frame = max_frame
+        self.queue_limit = queue_limit
+        self.rng = rng or random.Random()
+        self.stats: dict[str, PeerStats] = {}
+        self.frame_errors: Counter[str] = Counter()  # reason -> connections closed for it
+        self.hints: dict[str, str] = {}  # peer -> the raft address its hello gave
+        self._peers: dict[str, _Peer] = {}
+        self._server: asyncio.Server | None = None
+        self._inbound: set[asyncio.Task[None]] = set()
+        self._running = False
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        host, port = split_addr(self.listen_addr)
+        self._running = True
+        self._server = await asyncio.start_server(self._accept, host, port, ssl=self.server_ssl)
+
+    async def stop(self) -> None:
+        self._running = False
+        if self._server is not None:
+            self._server.close()
+        tasks = [p.task for p in self._peers.values() if p.task is not None] + list(self._inbound)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def peer_stats(self, peer: str) -> PeerStats:
+        stats = self.stats.get(peer)
+        if stats is None:
+            stats = self.stats[peer] = PeerStats()
+        return stats
+
+    # ------------------------------------------------------------ sending
+    def send(self, msg: Message) -> None:
+        """Queue ``msg`` for its destination; never blocks. Dropped when the queue is full."""
+        peer = self._peers.get(msg.dst)
+        if peer is None:
+            peer = self._peers[msg.dst] = _Peer(msg.dst)
+        if len(peer.queue) >= self.queue_limit:
+            self.peer_stats(msg.dst).dropped += 1
+            return
+        peer.queue.append(raft_frame(msg))
+        peer.wakeup.set()
+        if peer.task is None and self._running:
+            peer.task = asyncio.get_running_loop().create_task(self._writer(peer))
+
+    async def _writer(self, peer: _Peer) -> None:
+        backoff = BACKOFF_MIN
+        stats = self.peer_stats(peer.id)
+        while self._running:
+            await peer.wakeup.wait()
+            addr = self.address_of(peer.id) or self.hints.get(peer.id)
+            if not addr:
+                stats.dropped += len(peer.queue)
+                peer.queue.clear()
+                peer.wakeup.clear()
+                continue
+            writer: asyncio.StreamWriter | None = None
+            try:
+                host, port = split_addr(addr)
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port, ssl=self.client_ssl,
+                                            server_hostname=host if self.client_ssl else None),
+                    CONNECT_TIMEOUT,
+                )
+                hello = await asyncio.wait_for(self._handshake(reader, writer), HANDSHAKE_TIMEOUT)
+                if hello.node_id != peer.id:
+                    raise FrameError(f"dialled {peer.id} at {addr} but {hello.node_id} answered")
+                stats.connects += 1
+                backoff = BACKOFF_MIN
+                while self._running:
+                    if not peer.queue:
+                        peer.wakeup.clear()
+                        await peer.wakeup.wait()
+                    batch = list(peer.queue)
+                    peer.queue.clear()
+                    data = b"".join(batch)
+                    writer.write(data)  # coalesced: one write for everything queued
+                    await writer.drain()
+                    stats.messages_sent += len(batch)
+                    stats.bytes_sent += len(data)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, FrameError, ssl.SSLError) as exc:
+                if isinstance(exc, FrameError):
+                    self._frame_error(peer.id, exc)
+                else:
+                    log.debug("%s: connection to %s at %s: %s", self.node_id, peer.id, addr, exc)
+                stats.dropped += len(peer.queue)
+                peer.queue.clear()  # Raft resends what matters; stale messages only slow a reconnect
+                await asyncio.sleep(backoff * (0.5 + self.rng.random()))
+                backoff = min(backoff * 2, BACKOFF_MAX)
+            finally:
+                if writer is not None:
+                    writer.close()
+
+    # ------------------------------------------------------------ handshake
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        """Both directions do the same: hello, then (with a secret) the proof. Returns the peer's hello."""
+        nonce = os.urandom(16)
+        writer.write(hello_frame(self.cluster, self.node_id, self.listen_addr, nonce))
+        await writer.drain()
+        body, _ = await read_frame(reader, self.max_frame)
+        hello = parse_hello(body, self.cluster)
+        if self.secret is not None:
+            writer.write(auth_frame(self.secret, hello.nonce, self.node_id))
+            await writer.drain()
+            body, _ = await read_frame(reader, self.max_frame)
+            check_auth(body, self.secret, nonce, hello.node_id)
+        return hello
+
+    # ------------------------------------------------------------ receiving
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inbound.add(task)
+        peer = "?"
+        try:
+            hello = await asyncio.wait_for(self._handshake(reader, writer), HANDSHAKE_TIMEOUT)
+            peer = hello.node_id
+            if hello.raft_addr:
+                self.hints[peer] = hello.raft_addr
+            stats = self.peer_stats(peer)
+            while self._running:
+                body, size = await read_frame(reader, self.max_frame)
+                msg = parse_raft(body, peer, self.node_id)
+                stats.messages_received += 1
+                stats.bytes_received += size
+                self.on_message(msg)
+        except asyncio.CancelledError:
+            pass  # shutting down: end quietly (asyncio would log a cancelled handler as an error)
+        except FrameError as exc:
+            self._frame_error(peer, exc)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, ssl.SSLError, OSError) as exc:
+            log.debug("%s: inbound connection from %s closed: %s", self.node_id, peer, exc)
+        except Exception:  # noqa: BLE001 - a handler bug must close one connection, never the node
+            self.frame_errors["internal"] += 1
+            log.exception("%s: dropping a connection from %s", self.node_id, peer)
+        finally:
+            writer.close()
+            if task is not None:
+                self._inbound.discard(task)
+
+    def _frame_error(self, peer: str, exc: FrameError) -> None:
+        text = str(exc)
+        kind = (
+            "handshake" if text.startswith("handshake")
+            else "oversized" if "exceeds the maximum" in text
+            else "malformed" if "msgpack" in text or "array" in text
+            else "unknown-kind" if "unknown frame kind" in text
+            else "forged" if "arrived" in text
+            else "invalid"
+        )
+        self.frame_errors[kind] += 1
+        log.warning("%s: closed a connection from %s: %s", self.node_id, peer, exc)
