@@ -1,1 +1,8 @@
-"""clusterkit.net: the asyncio driver (msgpack TCP frames, on-disk log, HTTP API). Coming in its own issue."""
+"""clusterkit.net: real nodes. The core's node host driven by asyncio over msgpack TCP frames, on a
+durable log, serving the seed's HTTP API; the facade as a node (``ClusterKit`` with start/stop, and
+``BlockingClusterKit`` for synchronous programs)."""
+
+from .facade import BlockingClusterKit, ClusterKit
+from .node import NetNode, NodeConfig
+
+__all__ = ["BlockingClusterKit", "ClusterKit", "NetNode", "NodeConfig"]

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("clusterkit.net.http")
 MAX_BODY = 64 << 10  # join and leave bodies are small: refuse anything larger at the door
 MAX_KEY = 4096
+API_KEY: web.AppKey["Api"] = web.AppKey("api")
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -329,7 +330,7 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
 def make_app(node: NetNode) -> web.Application:
     api = Api(node)
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
-    app["api"] = api
+    app[API_KEY] = api
     r = app.router
     r.add_get("/cluster", api.cluster)  # add_get answers HEAD too (allow_head)
     r.add_get("/nodes", api.nodes)

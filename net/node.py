@@ -62,12 +62,24 @@ class NodeConfig:
     auto_confirm: bool = True
 
 
+def node_options(options: Options, config: NodeConfig) -> Options:
+    """The facade's options for a real node: failure detection in ticks of this node's clock."""
+    fail_ticks = round(config.fail_after / config.tick) if config.fail_after else 0
+    return replace(options, fail_after_ticks=fail_ticks).resolved()
+
+
 class NetNode:
-    def __init__(self, options: Options, config: NodeConfig | None = None, hooks: Hooks | None = None) -> None:
+    def __init__(
+        self,
+        options: Options,
+        config: NodeConfig | None = None,
+        hooks: Hooks | None = None,
+        kit: ClusterKit | None = None,
+    ) -> None:
+        """``kit``: the facade this node serves (the application's object); made here when not given."""
         self.config = config or NodeConfig()
-        fail_ticks = round(self.config.fail_after / self.config.tick) if self.config.fail_after else 0
-        self.options = replace(options, fail_after_ticks=fail_ticks).resolved()
-        self.kit = ClusterKit(self.options, hooks=hooks)
+        self.options = node_options(options, self.config)
+        self.kit = kit if kit is not None else ClusterKit(self.options, hooks=hooks)
         self.registers = RegisterMap()
         self.raft_config = RaftConfig(election_ticks=self.config.election_ticks,
                                       voter_down_ticks=max(30, 3 * self.config.election_ticks))

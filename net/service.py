@@ -1,0 +1,55 @@
+"""A node with its HTTP API, started and stopped as one: what a process (or an application) runs."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+from aiohttp import web
+
+from clusterkit.facade import ClusterKit, Hooks, Options
+
+from .http import make_app
+from .node import NetNode, NodeConfig
+from .transport import split_addr
+
+log = logging.getLogger("clusterkit.net")
+
+
+def http_bind(addr: str) -> tuple[str, int]:
+    """``:8080`` binds every interface, as in the Go version; ``127.0.0.1:8080`` only loopback."""
+    host, port = split_addr(addr)
+    return ("0.0.0.0" if addr.startswith(":") else host), port
+
+
+class NodeService:
+    def __init__(
+        self,
+        options: Options,
+        config: NodeConfig | None = None,
+        *,
+        hooks: Hooks | None = None,
+        kit: ClusterKit | None = None,
+        http_ssl: ssl.SSLContext | None = None,
+    ) -> None:
+        self.node = NetNode(options, config, hooks=hooks, kit=kit)
+        self.http_ssl = http_ssl
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        await self.node.start()
+        try:
+            self._runner = web.AppRunner(make_app(self.node), access_log=None)
+            await self._runner.setup()
+            host, port = http_bind(self.node.options.http_addr)
+            await web.TCPSite(self._runner, host, port, ssl_context=self.http_ssl).start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("%s: HTTP API on %s", self.node.id, self.node.options.http_addr)
+
+    async def stop(self) -> None:
+        await self.node.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
