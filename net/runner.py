@@ -9,13 +9,10 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
 from clusterkit.facade import Options
 
-from .http import make_app
-from .node import NetNode, NodeConfig
-from .transport import split_addr
+from .node import NodeConfig
+from .service import NodeService
 
 log = logging.getLogger("clusterkit.net")
 
@@ -40,12 +37,6 @@ class TlsFiles:
         return server, client
 
 
-def http_bind(addr: str) -> tuple[str, int]:
-    """``:8080`` binds every interface, as in the Go version; ``127.0.0.1:8080`` only loopback."""
-    host, port = split_addr(addr)
-    return ("0.0.0.0" if addr.startswith(":") else host), port
-
-
 async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None = None,
                 http_ssl: ssl.SSLContext | None = None) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``), then shut down cleanly."""
@@ -56,20 +47,13 @@ async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests): the caller stops us
             pass
-    node = NetNode(options, config)
-    await node.start()
-    runner = web.AppRunner(make_app(node), access_log=None)
-    await runner.setup()
-    host, port = http_bind(node.options.http_addr)
-    site = web.TCPSite(runner, host, port, ssl_context=http_ssl)
+    service = NodeService(options, config, http_ssl=http_ssl)
+    await service.start()
     try:
-        await site.start()
-        log.info("%s: HTTP API on %s:%d", node.id, host, port)
         await stop.wait()
-        log.info("%s: stopping", node.id)
+        log.info("%s: stopping", service.node.id)
     finally:
-        await node.stop()
-        await runner.cleanup()
+        await service.stop()
 
 
 def read_secret(path: str) -> bytes:
