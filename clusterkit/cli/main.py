@@ -14,7 +14,7 @@ from .codes import EXIT_BROKEN_PIPE, EXIT_CODES_HELP, EXIT_INTERRUPTED
 
 # Modules of this package that each add one subcommand with ``add_parser(subparsers)``, in the
 # order ``--help`` lists them. A new subcommand (sim, node, cluster) is a module plus a name here.
-SUBCOMMANDS: tuple[str, ...] = ("node", "demo", "sim", "partitions", "check")
+SUBCOMMANDS: tuple[str, ...] = ("node", "cluster", "demo", "sim", "partitions", "check")
 
 
 def build_parser() -> argparse.ArgumentParser:
