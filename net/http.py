@@ -238,6 +238,11 @@ class Api:
         known = node.kit.state.nodes.get(info.id)
         if known is not None and known.raft_addr and known.raft_addr != info.raft_addr and known.status == "active":
             return _error(409, f"node id {info.id} is already in use by {known.raft_addr}")
+        transport = node.transport
+        if transport is not None and transport.authenticates:
+            problem = await transport.verify_peer(info.id, info.raft_addr)
+            if problem is not None:
+                return _error(403, f"{info.id} can't join: no peer handshake with it at {info.raft_addr}: {problem}")
         try:
             await node.add_member(info.id, info.raft_addr)
         except NotLeader:
@@ -261,9 +266,11 @@ class Api:
         if node_id not in state.nodes:
             return _error(404, f"no node {node_id!r} in the cluster")
         try:
-            await node.propose(leave_command(node_id))
+            result = await node.propose(leave_command(node_id))
         except (RaftError, asyncio.TimeoutError) as exc:
             return _error(503, f"leave not committed: {exc or type(exc).__name__}")
+        if not result.ok:
+            return _error(409, f"leave refused: {result.error}")
         return _json({"ok": True, "node_id": node_id, "status": "leaving"})
 
 

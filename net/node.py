@@ -79,7 +79,13 @@ class NetNode:
         """``kit``: the facade this node serves (the application's object); made here when not given."""
         self.config = config or NodeConfig()
         self.options = node_options(options, self.config)
+        self._leaving = False  # this node was asked to leave: it doesn't rejoin by itself
+        self._was_member = False  # the log has our cluster-state join (replayed after a restart too)
         self.kit = kit if kit is not None else ClusterKit(self.options, hooks=hooks)
+        # Our own membership as the log tells it, in log order (a state read every half second can
+        # miss a short-lived status: a leave whose copies are confirmed at once).
+        self.kit.on_node_join(self._member_event)
+        self.kit.on_node_leave(self._member_event)
         self.registers = RegisterMap()
         self.raft_config = RaftConfig(election_ticks=self.config.election_ticks,
                                       voter_down_ticks=max(30, 3 * self.config.election_ticks))
@@ -94,6 +100,14 @@ class NetNode:
         self._draining = False
         self._stopping = False
         self._leader_since: tuple[int, str] | None = None
+
+    def _member_event(self, event: Any) -> None:
+        if event.node.id != self.id:
+            return
+        if event.kind == "join":
+            self._was_member = True
+        elif event.kind == "leave":
+            self._leaving = True  # asked to leave: never rejoin on our own
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -279,50 +293,68 @@ class NetNode:
 
     async def _membership(self) -> None:
         """Bootstrap the cluster state once leading; or ask to join; then keep our entry active."""
+        assert self.host is not None
+        self._joined_raft = bool(self.host.raft is not None and (self.host.raft.voters or self.host.raft.learners))
+        while True:
+            await asyncio.sleep(self.config.tick * 5)
+            try:
+                await self._membership_step()
+            except Exception:  # noqa: BLE001 - a bug here must be seen, and must not stop the node
+                log.exception("%s: membership step failed", self.id)
+
+    async def _membership_step(self) -> None:
         from .join import request_join
 
         assert self.host is not None
-        joined_raft = self.host.raft is not None and (self.host.raft.voters or self.host.raft.learners)
-        while True:
-            await asyncio.sleep(self.config.tick * 5)
-            host, kit = self.host, self.kit
-            raft = host.raft
-            if raft is None:
-                continue
-            if not joined_raft:
-                if self.id in raft.voters + raft.learners:
-                    joined_raft = True
-                elif self.options.join_addr:
-                    await request_join(self)
-                    continue
-            state = kit.state
-            if state.config is None:
-                if self.options.bootstrap and raft.is_leader:
+        host, kit = self.host, self.kit
+        raft = host.raft
+        if raft is None:
+            return
+        if not self._joined_raft:
+            if self.id in raft.voters + raft.learners:
+                self._joined_raft = True
+            elif self.options.join_addr:
+                await request_join(self)
+                return
+        state = kit.state
+        if state.config is None:
+            if self.options.bootstrap and raft.is_leader:
+                try:
+                    host.propose(kit.bootstrap_command())
+                    self._kick()
+                except RaftError:
+                    pass
+            return
+        info = state.nodes.get(self.id)
+        if info is None and self._was_member:
+            self._leaving = True  # we were a member and are gone: we left
+        if self._leaving:
+            if info is None and raft.id in raft.voters + raft.learners:
+                try:
+                    raft.remove_node(self.id)  # our data has moved: out of Raft too (a leader hands over)
+                    self._kick()
+                except RaftError:
+                    pass
+            return
+        if self.config.auto_confirm and info is not None and info.status == ACTIVE:
+            for p in range(len(state.owners)):
+                if self.id in state.incoming(p):
                     try:
-                        host.propose(kit.bootstrap_command())
+                        kit.confirm_copy(p)
                         self._kick()
                     except RaftError:
                         pass
-                continue
-            info = state.nodes.get(self.id)
-            if self.config.auto_confirm and info is not None and info.status == ACTIVE:
-                for p in range(len(state.owners)):
-                    if self.id in state.incoming(p):
-                        try:
-                            kit.confirm_copy(p)
-                            self._kick()
-                        except RaftError:
-                            pass
-            if info is None or info.status not in (ACTIVE, "leaving"):
-                if info is None or info.status != "failed":  # a failed node is let back by the leader
-                    try:
-                        kit.propose(kit.join_command())
-                        self._kick()
-                    except RaftError:
-                        pass
+        if info is None or info.status != ACTIVE:
+            if info is None or info.status != "failed":  # a failed node is let back by the leader
+                try:
+                    kit.propose(kit.join_command())
+                    self._kick()
+                except RaftError:
+                    pass
 
     async def _leave_gracefully(self) -> None:
         """Leave the cluster state (our data moves away first), then Raft (handing leadership over)."""
+        self._leaving = True
         deadline = time.monotonic() + 4 * self.config.request_timeout
         while time.monotonic() < deadline:
             info = self.kit.state.nodes.get(self.id)
@@ -354,4 +386,5 @@ class NetNode:
         if raft is not None:
             out.update(raft.status())
             out.pop("progress", None)
+            out["removed"] = raft.removed  # out of the Raft group for good (it left)
         return out

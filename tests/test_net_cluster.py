@@ -119,3 +119,16 @@ def test_etag_changes_with_every_change_and_304_otherwise(cluster: LocalCluster)
     c.wait(lambda: new.node_id in c.active_members(), 20, "node-4 to join")
     with urllib.request.urlopen(url, timeout=5) as resp:
         assert resp.headers["ETag"] != etag
+
+
+def test_a_node_asked_to_leave_moves_its_data_and_leaves_raft_for_good(cluster: LocalCluster) -> None:
+    c = cluster
+    assert _put(c, "node-1", "kept", "yes") == 200
+    status, doc = http_json(c.nodes["node-2"].url + "/leave", "POST", {"node_id": "node-3"})
+    assert status == 200 and doc["status"] == "leaving"
+    c.wait(lambda: c.get("node-3", "/consensus/stats")[1].get("removed") is True, 20, "node-3 to leave Raft")
+    status, doc = c.get("node-1", "/nodes")
+    assert [n["id"] for n in doc["nodes"]] == ["node-1", "node-2"]
+    status, stats = c.get("node-1", "/consensus/stats")
+    assert "node-3" not in stats["voters"] + stats["learners"]
+    assert _put(c, "node-2", "after", "leave") == 200 and _get(c, "node-1", "kept") == "yes"
