@@ -13,11 +13,17 @@ The handshake, on every connection, in both directions:
    checks the version and the cluster name (a node of another cluster is
    refused), and learns the peer's id and address.
 2. With a cluster secret, ``[AUTH, proof]`` where proof is
-   HMAC-SHA256(secret, "clusterkit-auth" | the peer's nonce | own id): it
-   proves knowledge of the secret without sending it, and a recorded proof
-   is useless on another connection (fresh nonces). Without a secret on
-   either side no AUTH is sent; a node with a secret refuses a peer without
-   one.
+   HMAC-SHA256(secret, "clusterkit-auth" | role | dialler's id | acceptor's
+   id | dialler's nonce | acceptor's nonce), role "dial" or "accept": it
+   proves knowledge of the secret without sending it. The dialler proves
+   first; the acceptor checks that proof before it sends its own. Binding
+   the role, both ids and both nonces makes a proof useless anywhere else:
+   a recorded one on another connection (fresh nonces), and one a node was
+   made to compute on a connection an attacker opened (a node asked to
+   prove itself to a stranger would otherwise hand over the very proof the
+   stranger needs to pass for that node at another node). Without a secret
+   on either side no AUTH is sent; a node with a secret refuses a peer
+   without one.
 3. Then ``[RAFT, message]`` frames, the message in the core codec's wire form.
 """
 
@@ -44,7 +50,15 @@ _AUTH_LABEL = b"clusterkit-auth"
 
 
 class FrameError(ValueError):
-    """A frame that can't be accepted: oversized, malformed, of an unknown kind, or a failed handshake."""
+    """A frame that can't be accepted: oversized, malformed, of an unknown kind, or a failed handshake.
+
+    ``reason`` is the counter it goes to (the label of ``clusterkit_frame_errors_total``): set where
+    the error is raised, never guessed from the message, which quotes what the peer sent.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -64,9 +78,9 @@ def frame(body: list[Any]) -> bytes:
 def check_length(header: bytes, max_frame: int) -> int:
     (length,) = HEADER.unpack(header)
     if length == 0:
-        raise FrameError("empty frame")
+        raise FrameError("empty frame", "invalid")
     if length > max_frame:
-        raise FrameError(f"frame of {length} bytes exceeds the maximum of {max_frame}")
+        raise FrameError(f"frame of {length} bytes exceeds the maximum of {max_frame}", "oversized")
     return length
 
 
@@ -74,9 +88,9 @@ def decode_body(data: bytes) -> list[Any]:
     try:
         body = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise FrameError(f"malformed msgpack: {exc}") from None
+        raise FrameError(f"malformed msgpack: {exc}", "malformed") from None
     if type(body) is not list or not body or type(body[0]) is not int:
-        raise FrameError("a frame must be an array starting with its kind")
+        raise FrameError("a frame must be an array starting with its kind", "malformed")
     return body
 
 
@@ -87,32 +101,49 @@ def hello_frame(cluster: str, node_id: str, raft_addr: str, nonce: bytes) -> byt
 
 def parse_hello(body: list[Any], cluster: str) -> Hello:
     if body[0] != HELLO or len(body) != 6:
-        raise FrameError("handshake: expected a hello frame")
+        raise FrameError("handshake: expected a hello frame", "handshake")
     _, version, their_cluster, node_id, raft_addr, nonce = body
     if type(version) is not int or version != PROTOCOL_VERSION:
-        raise FrameError(f"handshake: protocol version {version!r}, this node speaks {PROTOCOL_VERSION}")
+        raise FrameError(f"handshake: protocol version {version!r}, this node speaks {PROTOCOL_VERSION}",
+                         "handshake")
     if type(their_cluster) is not str or their_cluster != cluster:
-        raise FrameError(f"handshake: the peer belongs to cluster {their_cluster!r}, not {cluster!r}")
+        raise FrameError(f"handshake: the peer belongs to cluster {their_cluster!r}, not {cluster!r}", "handshake")
     if type(node_id) is not str or not node_id or type(raft_addr) is not str or type(nonce) is not bytes:
-        raise FrameError("handshake: malformed hello")
+        raise FrameError("handshake: malformed hello", "handshake")
     if len(nonce) < 16:
-        raise FrameError("handshake: nonce too short")
+        raise FrameError("handshake: nonce too short", "handshake")
     return Hello(version, their_cluster, node_id, raft_addr, nonce)
 
 
-def proof(secret: bytes, peer_nonce: bytes, own_id: str) -> bytes:
-    return hmac.new(secret, _AUTH_LABEL + peer_nonce + own_id.encode(), hashlib.sha256).digest()
+DIAL, ACCEPT = "dial", "accept"
 
 
-def auth_frame(secret: bytes, peer_nonce: bytes, own_id: str) -> bytes:
-    return frame([AUTH, proof(secret, peer_nonce, own_id)])
+@dataclass(frozen=True)
+class Transcript:
+    """What both sides of one connection know after the hellos; every proof is bound to all of it."""
+
+    dialer_id: str
+    acceptor_id: str
+    dialer_nonce: bytes
+    acceptor_nonce: bytes
 
 
-def check_auth(body: list[Any], secret: bytes, own_nonce: bytes, peer_id: str) -> None:
+def proof(secret: bytes, role: str, t: Transcript) -> bytes:
+    # msgpack keeps the fields apart: no two transcripts encode to the same bytes.
+    data = msgpack.packb([role, t.dialer_id, t.acceptor_id, t.dialer_nonce, t.acceptor_nonce], use_bin_type=True)
+    return hmac.new(secret, _AUTH_LABEL + data, hashlib.sha256).digest()
+
+
+def auth_frame(secret: bytes, role: str, t: Transcript) -> bytes:
+    return frame([AUTH, proof(secret, role, t)])
+
+
+def check_auth(body: list[Any], secret: bytes, role: str, t: Transcript) -> None:
+    """Check the peer's proof; ``role`` is the peer's (DIAL when we accepted the connection)."""
     if body[0] != AUTH or len(body) != 2 or type(body[1]) is not bytes:
-        raise FrameError("handshake: this cluster needs a secret; the peer sent no proof of it")
-    if not hmac.compare_digest(body[1], proof(secret, own_nonce, peer_id)):
-        raise FrameError("handshake: wrong cluster secret")
+        raise FrameError("handshake: this cluster needs a secret; the peer sent no proof of it", "handshake")
+    if not hmac.compare_digest(body[1], proof(secret, role, t)):
+        raise FrameError("handshake: wrong cluster secret", "handshake")
 
 
 # ------------------------------------------------------------------ Raft messages
@@ -122,14 +153,14 @@ def raft_frame(msg: Message) -> bytes:
 
 def parse_raft(body: list[Any], peer_id: str, own_id: str) -> Message:
     if body[0] != RAFT or len(body) != 2:
-        raise FrameError(f"unknown frame kind {body[0]!r}")
+        raise FrameError(f"unknown frame kind {body[0]!r}", "unknown-kind")
     try:
         msg = from_wire(body[1])
     except CodecError as exc:
-        raise FrameError(str(exc)) from None
+        raise FrameError(str(exc), "invalid") from None
     # A peer speaks for itself only: a message claiming another sender (or for another node) is forged.
     if msg.src != peer_id:
-        raise FrameError(f"a message from {msg.src!r} arrived on {peer_id!r}'s connection")
+        raise FrameError(f"a message from {msg.src!r} arrived on {peer_id!r}'s connection", "forged")
     if msg.dst != own_id:
-        raise FrameError(f"a message for {msg.dst!r} arrived at {own_id!r}")
+        raise FrameError(f"a message for {msg.dst!r} arrived at {own_id!r}", "forged")
     return msg

@@ -81,6 +81,7 @@ class NetNode:
         self.options = node_options(options, self.config)
         self._leaving = False  # this node was asked to leave: it doesn't rejoin by itself
         self._was_member = False  # the log has our cluster-state join (replayed after a restart too)
+        self._joined_raft = False  # in the Raft group (bootstrap, restart, or added after POST /join)
         self.kit = kit if kit is not None else ClusterKit(self.options, hooks=hooks)
         # Our own membership as the log tells it, in log order (a state read every half second can
         # miss a short-lived status: a leave whose copies are confirmed at once).

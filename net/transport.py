@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from clusterkit.raft.messages import Message
 
 from .frames import (
+    ACCEPT,
     DEFAULT_MAX_FRAME,
+    DIAL,
     FrameError,
+    Transcript,
     auth_frame,
     check_auth,
     check_length,
@@ -117,7 +120,9 @@ class Transport:
     async def start(self) -> None:
         host, port = split_addr(self.listen_addr)
         self._running = True
-        self._server = await asyncio.start_server(self._accept, host, port, ssl=self.server_ssl)
+        # TLS is started in _accept, not here: a failed TLS handshake (a plain-TCP peer, a client
+        # without a certificate) is then counted like any other refused connection.
+        self._server = await asyncio.start_server(self._accept, host, port)
 
     async def stop(self) -> None:
         self._running = False
@@ -169,9 +174,7 @@ class Transport:
                                             server_hostname=host if self.client_ssl else None),
                     CONNECT_TIMEOUT,
                 )
-                hello = await asyncio.wait_for(self._handshake(reader, writer), HANDSHAKE_TIMEOUT)
-                if hello.node_id != peer.id:
-                    raise FrameError(f"dialled {peer.id} at {addr} but {hello.node_id} answered")
+                await asyncio.wait_for(self._handshake(reader, writer, dialled=peer.id), HANDSHAKE_TIMEOUT)
                 stats.connects += 1
                 backoff = BACKOFF_MIN
                 while self._running:
@@ -201,18 +204,31 @@ class Transport:
                     writer.close()
 
     # ------------------------------------------------------------ handshake
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        """Both directions do the same: hello, then (with a secret) the proof. Returns the peer's hello."""
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         dialled: str | None = None):
+        """Hellos both ways, then (with a secret) the proofs: the dialler's first, checked before the
+        acceptor sends its own, so a stranger gets no proof out of a node. ``dialled``: the peer this
+        side dialled (None on an accepted connection). Returns the peer's hello."""
         nonce = os.urandom(16)
         writer.write(hello_frame(self.cluster, self.node_id, self.listen_addr, nonce))
         await writer.drain()
         body, _ = await read_frame(reader, self.max_frame)
         hello = parse_hello(body, self.cluster)
+        if dialled is not None and hello.node_id != dialled:
+            raise FrameError(f"handshake: dialled {dialled} but {hello.node_id} answered", "handshake")
         if self.secret is not None:
-            writer.write(auth_frame(self.secret, hello.nonce, self.node_id))
-            await writer.drain()
-            body, _ = await read_frame(reader, self.max_frame)
-            check_auth(body, self.secret, nonce, hello.node_id)
+            if dialled is not None:
+                t = Transcript(self.node_id, hello.node_id, nonce, hello.nonce)
+                writer.write(auth_frame(self.secret, DIAL, t))
+                await writer.drain()
+                body, _ = await read_frame(reader, self.max_frame)
+                check_auth(body, self.secret, ACCEPT, t)
+            else:
+                t = Transcript(hello.node_id, self.node_id, hello.nonce, nonce)
+                body, _ = await read_frame(reader, self.max_frame)
+                check_auth(body, self.secret, DIAL, t)
+                writer.write(auth_frame(self.secret, ACCEPT, t))
+                await writer.drain()
         return hello
 
     # ------------------------------------------------------------ receiving
@@ -222,6 +238,14 @@ class Transport:
             self._inbound.add(task)
         peer = "?"
         try:
+            if self.server_ssl is not None:
+                try:
+                    await writer.start_tls(self.server_ssl, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+                except (ssl.SSLError, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+                    self.frame_errors["tls"] += 1
+                    log.warning("%s: closed a connection from %s: TLS handshake failed: %s", self.node_id,
+                                writer.get_extra_info("peername"), exc or type(exc).__name__)
+                    return
             hello = await asyncio.wait_for(self._handshake(reader, writer), HANDSHAKE_TIMEOUT)
             peer = hello.node_id
             if hello.raft_addr:
@@ -247,15 +271,39 @@ class Transport:
             if task is not None:
                 self._inbound.discard(task)
 
+    @property
+    def authenticates(self) -> bool:
+        """Peers must prove something (the cluster secret, a certificate) before they are heard."""
+        return self.secret is not None or self.client_ssl is not None
+
+    async def verify_peer(self, node_id: str, addr: str) -> str | None:
+        """Dial ``addr`` and run the handshake as with any peer, expecting ``node_id``, then hang up.
+
+        For a join: a node is only added once it has shown it can talk to the cluster (knows the
+        secret, has a certificate), so a stranger can't put itself in the Raft configuration. None
+        when it passed, else why not."""
+        writer: asyncio.StreamWriter | None = None
+        try:
+            host, port = split_addr(addr)
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=self.client_ssl,
+                                        server_hostname=host if self.client_ssl else None),
+                CONNECT_TIMEOUT,
+            )
+            await asyncio.wait_for(self._handshake(reader, writer, dialled=node_id), HANDSHAKE_TIMEOUT)
+            return None
+        except FrameError as exc:
+            self._frame_error(node_id, exc)
+            return str(exc)
+        except asyncio.IncompleteReadError:  # it hung up on our proof: it holds another secret
+            self.frame_errors["handshake"] += 1
+            return "it closed the connection during the handshake (another cluster secret?)"
+        except (OSError, asyncio.TimeoutError, ssl.SSLError, ValueError) as exc:
+            return f"no handshake with {addr}: {exc or type(exc).__name__}"
+        finally:
+            if writer is not None:
+                writer.close()
+
     def _frame_error(self, peer: str, exc: FrameError) -> None:
-        text = str(exc)
-        kind = (
-            "handshake" if text.startswith("handshake")
-            else "oversized" if "exceeds the maximum" in text
-            else "malformed" if "msgpack" in text or "array" in text
-            else "unknown-kind" if "unknown frame kind" in text
-            else "forged" if "arrived" in text
-            else "invalid"
-        )
-        self.frame_errors[kind] += 1
-        log.warning("%s: closed a connection from %s: %s", self.node_id, peer, exc)
+        self.frame_errors[exc.reason] += 1
+        log.warning("%s: closed a connection with %s: %s", self.node_id, peer, exc)
