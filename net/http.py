@@ -23,7 +23,7 @@ from clusterkit.cluster_state import ClusterConfig, CommandError, NodeInfo, leav
 from clusterkit.host.registers import put_command
 from clusterkit.raft.errors import NotLeader, RaftError
 
-from .join import forward
+from .join import forward, http_base
 from .metrics import NodeMetrics
 
 if TYPE_CHECKING:
@@ -207,12 +207,16 @@ class Api:
             raise _Bad("the body must be a JSON object")
         return doc
 
-    async def _to_leader(self, path: str, doc: dict[str, Any], method: str = "POST") -> web.Response:
+    async def _to_leader(self, request: web.Request, path: str, doc: dict[str, Any],
+                         method: str = "POST") -> web.Response:
         info = self.node.leader_info()
         if info is None or not info.api_addr or info.id == self.node.id:
             return _error(503, "no leader known yet: try again")
+        base = http_base(info.api_addr)
+        if request.secure and base.startswith("http://"):  # this node serves https: so does the leader
+            base = "https://" + base[len("http://"):]
         try:
-            status, answer = await forward(info.api_addr, path, doc, self.node.config.request_timeout, method)
+            status, answer = await forward(base, path, doc, self.node.config.request_timeout, method)
         except (OSError, asyncio.TimeoutError, ValueError) as exc:
             return _error(503, f"the leader {info.id} did not answer: {exc or type(exc).__name__}")
         return _json(answer, status=status)
@@ -230,7 +234,7 @@ class Api:
             return _error(400, "node.raft_addr is required")
         node = self.node
         if node.host is None or node.host.raft is None or not node.host.raft.is_leader:
-            return await self._to_leader("/join", doc)
+            return await self._to_leader(request, "/join", doc)
         mine = node.options.cluster_config()
         problems = mine.conflicts(config)
         if problems:
@@ -246,7 +250,7 @@ class Api:
         try:
             await node.add_member(info.id, info.raft_addr)
         except NotLeader:
-            return await self._to_leader("/join", doc)
+            return await self._to_leader(request, "/join", doc)
         except TimeoutError as exc:
             return _error(503, str(exc))
         return _json({"ok": True, "node_id": info.id, "leader": node.id})
@@ -261,7 +265,7 @@ class Api:
             return _error(400, "node_id must be a non-empty string")
         node = self.node
         if node.host is None or node.host.raft is None or not node.host.raft.is_leader:
-            return await self._to_leader("/leave", {"node_id": node_id})
+            return await self._to_leader(request, "/leave", {"node_id": node_id})
         state = node.kit.state
         if node_id not in state.nodes:
             return _error(404, f"no node {node_id!r} in the cluster")
@@ -300,11 +304,11 @@ class Api:
             return _error(400, "the body must be {\"value\": \"...\"} with a string value")
         node = self.node
         if node.host is None or node.host.raft is None or not node.host.raft.is_leader:
-            return await self._to_leader_put(key, doc)
+            return await self._to_leader_put(request, key, doc)
         try:
             await node.propose(put_command(key, value))
         except NotLeader:
-            return await self._to_leader_put(key, doc)
+            return await self._to_leader_put(request, key, doc)
         except RaftError as exc:
             # "lost": another leader's entry took its place (it did not happen); anything else: unknown.
             return _error(503 if str(exc).startswith("lost") else 500, str(exc))
@@ -312,8 +316,8 @@ class Api:
             return _error(504, "not committed in time: it may still happen")
         return _json({"ok": True, "key": key, "value": value})
 
-    async def _to_leader_put(self, key: str, doc: dict[str, Any]) -> web.Response:
-        return await self._to_leader(f"/registers/{key}", doc, method="PUT")
+    async def _to_leader_put(self, request: web.Request, key: str, doc: dict[str, Any]) -> web.Response:
+        return await self._to_leader(request, f"/registers/{key}", doc, method="PUT")
 
 
 class _Bad(ValueError):

@@ -36,6 +36,14 @@ class TlsFiles:
             client.verify_mode = ssl.CERT_NONE  # encryption only: say so in the docs
         return server, client
 
+    def http_context(self) -> ssl.SSLContext:
+        """For the HTTP API: the same certificate, and no client certificate asked for. Its clients
+        (curl, browsers, scripts, a joining node's HTTP client) present none; the peer port's mutual
+        TLS context would refuse them all, /join included, so no node could ever join."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
 
 async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None = None,
                 http_ssl: ssl.SSLContext | None = None) -> None:

@@ -295,9 +295,9 @@ class Transport:
         except FrameError as exc:
             self._frame_error(node_id, exc)
             return str(exc)
-        except asyncio.IncompleteReadError:  # it hung up on our proof: it holds another secret
+        except asyncio.IncompleteReadError:  # it hung up on our proof: it holds another secret, or none
             self.frame_errors["handshake"] += 1
-            return "it closed the connection during the handshake (another cluster secret?)"
+            return "it closed the connection during the handshake (no cluster secret, or another one)"
         except (OSError, asyncio.TimeoutError, ssl.SSLError, ValueError) as exc:
             return f"no handshake with {addr}: {exc or type(exc).__name__}"
         finally:

@@ -106,9 +106,11 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
             replication_factor=int(args.replication_factor),
         ).resolved()
         secret = read_secret(args.cluster_secret_file) if args.cluster_secret_file else None
-        server_ssl = client_ssl = None
+        server_ssl = client_ssl = http_ssl = None
         if args.tls_cert:
-            server_ssl, client_ssl = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca).contexts()
+            tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca)
+            server_ssl, client_ssl = tls.contexts()
+            http_ssl = tls.http_context()
     except (ConfigError, ValueError, OSError) as exc:
         return error(PROG, str(exc), EXIT_BAD_INPUT if isinstance(exc, OSError) else EXIT_USAGE)
     config = NodeConfig(tick=args.tick, fail_after=args.fail_after, secret=secret, server_ssl=server_ssl,
@@ -116,7 +118,7 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
     from clusterkit.raft.errors import StorageError
 
     try:
-        asyncio.run(serve(options, config, http_ssl=server_ssl))
+        asyncio.run(serve(options, config, http_ssl=http_ssl))
     except (OSError, StorageError) as exc:  # the port is taken, the data dir is locked or damaged...
         return error(PROG, str(exc), EXIT_BAD_INPUT)
     return EXIT_OK
