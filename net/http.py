@@ -212,11 +212,10 @@ class Api:
         info = self.node.leader_info()
         if info is None or not info.api_addr or info.id == self.node.id:
             return _error(503, "no leader known yet: try again")
-        base = http_base(info.api_addr)
-        if request.secure and base.startswith("http://"):  # this node serves https: so does the leader
-            base = "https://" + base[len("http://"):]
+        tls = self.node.config.client_ssl
+        base = http_base(info.api_addr, tls=tls is not None or request.secure)  # a TLS cluster serves https
         try:
-            status, answer = await forward(base, path, doc, self.node.config.request_timeout, method)
+            status, answer = await forward(base, path, doc, self.node.config.request_timeout, method, tls)
         except (OSError, asyncio.TimeoutError, ValueError) as exc:
             return _error(503, f"the leader {info.id} did not answer: {exc or type(exc).__name__}")
         return _json(answer, status=status)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -21,12 +22,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("clusterkit.net")
 
 
-def http_base(addr: str) -> str:
-    """``:8080`` -> ``http://127.0.0.1:8080``; ``localhost:8080`` -> ``http://localhost:8080``."""
+def http_base(addr: str, tls: bool = False) -> str:
+    """``:8080`` -> ``http://127.0.0.1:8080``; ``localhost:8080`` -> ``http://localhost:8080``
+    (``https://`` on a TLS cluster); an address given with its scheme is kept."""
     if addr.startswith(("http://", "https://")):
         return addr.rstrip("/")
     host, _, port = addr.rpartition(":")
-    return f"http://{host or '127.0.0.1'}:{port}"
+    return f"{'https' if tls else 'http'}://{host or '127.0.0.1'}:{port}"
 
 
 def join_request(node: NetNode) -> dict[str, Any]:
@@ -35,11 +37,13 @@ def join_request(node: NetNode) -> dict[str, Any]:
 
 async def request_join(node: NetNode) -> bool:
     """One attempt to join through ``join_addr``; True once the cluster accepted us."""
-    url = http_base(node.options.join_addr) + "/join"
+    tls = node.config.client_ssl
+    url = http_base(node.options.join_addr, tls=tls is not None) + "/join"
     timeout = aiohttp.ClientTimeout(total=node.config.request_timeout + 2)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.post(url, json=join_request(node)) as resp:
+            # On a TLS cluster the node's client context verifies the API's certificate with the CA.
+            async with session.post(url, json=join_request(node), ssl=tls if tls is not None else True) as resp:
                 body = await resp.json(content_type=None)
                 if resp.status == 200:
                     log.info("%s: joined through %s", node.id, node.options.join_addr)
@@ -52,9 +56,12 @@ async def request_join(node: NetNode) -> bool:
 
 
 async def forward(
-    leader_http: str, path: str, payload: dict[str, Any], timeout: float, method: str = "POST"
+    leader_http: str, path: str, payload: dict[str, Any], timeout: float, method: str = "POST",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Send ``payload`` to the leader's HTTP API; its status and JSON answer."""
+    url = http_base(leader_http, tls=ssl_context is not None) + path
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        async with session.request(method, http_base(leader_http) + path, json=payload) as resp:
+        async with session.request(method, url, json=payload,
+                                   ssl=ssl_context if ssl_context is not None else True) as resp:
             return resp.status, await resp.json(content_type=None)
