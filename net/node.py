@@ -47,7 +47,7 @@ log = logging.getLogger("clusterkit.net")
 class NodeConfig:
     """How a real node runs, beyond the facade's Options."""
 
-    tick: float = 0.1  # seconds per Raft tick: heartbeats every tick, elections after 10 to 20
+    tick: float = 0.05  # seconds per Raft tick: heartbeats every tick, elections after 10 to 20 (0.5-1 s)
     election_ticks: int = 10
     fail_after: float = 3.0  # the leader marks a node silent this long failed (0: never)
     secret: bytes | None = None
@@ -159,9 +159,9 @@ class NetNode:
         """Stop cleanly: optionally leave the cluster first, then flush and close everything."""
         if self._stopping:
             return
-        self._stopping = True
         if self.config.leave_on_stop:
-            await self._leave_gracefully()
+            await self._leave_gracefully()  # still taking messages: the leave goes through the log
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -167,6 +167,7 @@ class Transport:
                 peer.wakeup.clear()
                 continue
             writer: asyncio.StreamWriter | None = None
+            eof_watch: asyncio.Future[bytes] | None = None
             try:
                 host, port = split_addr(addr)
                 reader, writer = await asyncio.wait_for(
@@ -177,10 +178,19 @@ class Transport:
                 await asyncio.wait_for(self._handshake(reader, writer, dialled=peer.id), HANDSHAKE_TIMEOUT)
                 stats.connects += 1
                 backoff = BACKOFF_MIN
+                # The peer never writes on a connection we dialled: EOF (or anything at all) on it means
+                # the connection is gone, e.g. the peer restarted. Without watching for it, frames
+                # written to a dead socket "succeed" locally and vanish until a later write fails.
+                closed = asyncio.ensure_future(reader.read(1))
+                eof_watch = closed
                 while self._running:
                     if not peer.queue:
                         peer.wakeup.clear()
-                        await peer.wakeup.wait()
+                        woken = asyncio.ensure_future(peer.wakeup.wait())
+                        await asyncio.wait({woken, closed}, return_when=asyncio.FIRST_COMPLETED)
+                        woken.cancel()
+                    if closed.done():
+                        raise ConnectionResetError(f"{peer.id} closed the connection")
                     batch = list(peer.queue)
                     peer.queue.clear()
                     data = b"".join(batch)
@@ -200,6 +210,9 @@ class Transport:
                 await asyncio.sleep(backoff * (0.5 + self.rng.random()))
                 backoff = min(backoff * 2, BACKOFF_MAX)
             finally:
+                if eof_watch is not None:
+                    eof_watch.cancel()
+                    eof_watch = None
                 if writer is not None:
                     writer.close()
 

@@ -102,6 +102,12 @@ def test_etag_changes_with_every_change_and_304_otherwise(cluster: LocalCluster)
     import urllib.request
 
     c = cluster
+
+    def settled() -> bool:  # the joins' partition copies all confirmed: nothing changes until we act
+        status, doc = c.get("node-2", "/partitions")
+        return status == 200 and bool(doc["partitions"]) and not any(p["incoming"] for p in doc["partitions"].values())
+
+    c.wait(settled, 20, "the joins' migrations to finish")
     url = c.nodes["node-2"].url + "/cluster"
     with urllib.request.urlopen(url, timeout=5) as resp:
         etag = resp.headers["ETag"]
@@ -132,3 +138,17 @@ def test_a_node_asked_to_leave_moves_its_data_and_leaves_raft_for_good(cluster: 
     status, stats = c.get("node-1", "/consensus/stats")
     assert "node-3" not in stats["voters"] + stats["learners"]
     assert _put(c, "node-2", "after", "leave") == 200 and _get(c, "node-1", "kept") == "yes"
+
+
+def test_five_nodes_form_and_a_node_stopped_with_leave_on_stop_leaves_cleanly(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path / "five", size=5, extra_args=["--leave-on-stop"]) as c:
+        c.start_all()
+        status, stats = c.get("node-1", "/consensus/stats")
+        assert len(stats["voters"]) == 5  # all five vote (max_voters is 5)
+        assert _put(c, "node-4", "five", "ok") == 200
+        assert c.terminate("node-5") == 0  # SIGTERM: it leaves first (data moves, Raft removal), then exits 0
+        c.wait(lambda: c.active_members() == {"node-1", "node-2", "node-3", "node-4"}, 20, "node-5 to be gone")
+        status, stats = c.get(c.leader(), "/consensus/stats")
+        assert "node-5" not in stats["voters"] + stats["learners"]
+        assert "left the cluster" in c.logs("node-5")
+        assert _get(c, "node-2", "five") == "ok"

@@ -52,6 +52,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _tick(text: str) -> float:
+    value = _seconds(text)
+    if value < 0.001:
+        raise argparse.ArgumentTypeError(f"a tick must be at least 0.001 s, got {text!r}")
+    return value
+
+
 def add_parser(sub: Any) -> None:
     env = os.environ
     p = sub.add_parser(
@@ -77,7 +84,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("--tls-ca", help="CA bundle: verify peers (mutual TLS)")
     p.add_argument("--fail-after", type=_seconds, default=3.0, help="mark a node failed after this long unheard (0: never)")
-    p.add_argument("--tick", type=_seconds, default=0.1, help="seconds per Raft tick (heartbeat); elections after 10-20")
+    p.add_argument("--tick", type=_tick, default=0.05, help="seconds per Raft tick (heartbeat); elections after 10-20 ticks")
     p.add_argument("--leave-on-stop", action="store_true", help="on SIGTERM, leave the cluster gracefully first")
     p.add_argument("--log-level", default=env.get("LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_run)
