@@ -21,10 +21,13 @@ demo: $(STAMP)
 	$(VENV)/bin/clusterkit demo
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'   # PySyncObj, for bench/net_raft.py's comparison
 	$(PY) bench/raft_core.py
 	$(PY) bench/lincheck.py
 	$(PY) bench/assigner.py
 	$(PY) bench/sim_speed.py
+	$(PY) bench/disk_storage.py
+	$(PY) bench/net_raft.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
