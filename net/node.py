@@ -235,26 +235,24 @@ class NetNode:
     async def propose(self, data: bytes, timeout: float | None = None) -> Any:
         """Propose on this node, which must lead (NotLeader otherwise); the entry's result."""
         assert self.host is not None
-        proposal = self.host.propose(data)
-        self._kick()
-        done = asyncio.get_running_loop().create_future()
-        proposal.add_done_callback(lambda p: done.done() or done.set_result(p))
-        p = await asyncio.wait_for(done, timeout or self.config.request_timeout)
-        if not p.ok:
-            raise RaftError(p.error or "proposal failed")
-        return p.result
+        proposal = await self._until_done(self.host.propose(data), timeout)
+        return proposal.result
 
     async def linearizable_read(self, timeout: float | None = None) -> int:
         """Wait until this node may serve a linearizable read; the read index."""
         assert self.host is not None
-        req = self.host.read()
+        read = await self._until_done(self.host.read(), timeout)
+        return read.index
+
+    async def _until_done(self, request: Any, timeout: float | None) -> Any:
+        """Drive the host and wait for a host request (proposal or read) to end; RaftError if it failed."""
         self._kick()
         done = asyncio.get_running_loop().create_future()
-        req.add_done_callback(lambda r: done.done() or done.set_result(r))
-        r = await asyncio.wait_for(done, timeout or self.config.request_timeout)
-        if not r.ok:
-            raise RaftError(r.error or "read failed")
-        return r.index
+        request.add_done_callback(lambda r: done.done() or done.set_result(r))
+        ended = await asyncio.wait_for(done, timeout or self.config.request_timeout)
+        if not ended.ok:
+            raise RaftError(ended.error or "request failed")
+        return ended
 
     async def add_member(self, node_id: str, raft_addr: str) -> None:
         """On the leader: add ``node_id`` as a Raft learner (idempotent); returns once committed."""
