@@ -106,7 +106,8 @@ class SimCluster:
         monitor: RaftSafetyMonitor | None = None,
     ) -> None:
         self.env = simpy.Environment()
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self.rng = random.Random(seed)  # the network's and the disks' draws, in event order
         self.tick_seconds = tick
         self.raft_config = raft_config or RaftConfig()
         self.network = network or SimNetwork()
@@ -146,12 +147,15 @@ class SimCluster:
     def _add(self, nid: str, disk: MemoryStorage, joining: bool) -> SimNode:
         kit = ClusterKit(self._options(nid))
         registers = RegisterMap()
+        # Each node's randomness from its own stream: a node that joins mid-run must not shift the
+        # network's draws (or a replay without that join would differ everywhere).
+        node_rng = random.Random(f"node/{self.seed}/{nid}")
         host = NodeHost(
             nid,
             disk,
             Composite(kit, {TAG: registers}),
             self.raft_config,
-            rng=random.Random(self.rng.getrandbits(64)),
+            rng=random.Random(node_rng.getrandbits(64)),
             joining=joining,
             address=kit.options.raft_addr,
             on_applied=lambda e, nid=nid: self.monitor.applied_seen(nid, e),
@@ -163,7 +167,7 @@ class SimCluster:
         kit.on_node_leave(self._node_event_seen)
         kit.on_node_join(self._node_event_seen)
         # Each clock starts at its own phase, so ticks don't line up across nodes.
-        self.env.process(self._clock(node, self.rng.uniform(0, self.tick_seconds)))
+        self.env.process(self._clock(node, node_rng.uniform(0, self.tick_seconds)))
         self.start_copier(node)
         return node
 

@@ -9,6 +9,7 @@ is recorded as skipped.
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 from clusterkit.cluster_state import ACTIVE, fail_command
@@ -24,17 +25,24 @@ class Nemesis:
     def __init__(self, cluster: SimCluster) -> None:
         self.c = cluster
         self.env = cluster.env
-        self.rng = cluster.rng
-        self.applied: list[Fault] = []  # resolved: what really happened, replayable
+        # Its own stream: choosing targets and shapes must not shift the network's or the clients'
+        # draws, so a schedule replayed with its resolved targets gives the very same run.
+        self.rng = random.Random(f"nemesis/{cluster.seed}")
+        self.applied: list[Fault] = []  # resolved: what really happened
         self.skipped: list[Fault] = []
+        # Every fault in the order it fired, resolved where it applied and as given where it was
+        # skipped: replayed as a script, it gives the very same run (the skipped ones skip again).
+        self.record: list[Fault] = []
         self._killed: list[str] = []
         self._paused: list[str] = []
         self._next_id = len(cluster.nodes) + 1
 
     # ------------------------------------------------------------ scheduling
-    def schedule(self, faults: list[Fault]) -> None:
+    def schedule(self, faults: list[Fault], start: float) -> None:
+        """Fire each fault ``fault.at`` seconds after ``start``. Faults keep their offsets, so the
+        record replays with the very same float times (and so the very same run)."""
         for fault in sorted(faults, key=lambda f: f.at):
-            ev = self.env.timeout(max(0.0, fault.at - self.env.now))
+            ev = self.env.timeout(max(0.0, start + fault.at - self.env.now))
             ev.callbacks.append(lambda _e, f=fault: self.apply(f))
 
     def apply(self, fault: Fault) -> None:
@@ -44,16 +52,20 @@ class Nemesis:
             return
         done = getattr(self, "_" + fault.kind)(fault, node)
         if done is False:
-            self._skip(fault)
+            self._skip(replace(fault, node=node) if node else fault)  # resolved: it skips again on replay
             return
-        resolved = replace(fault, at=self.env.now, node=node or "")
+        resolved = replace(fault, node=node or "")
         if fault.kind == "partition" and done:
-            resolved = replace(resolved, shape="", groups=done)
+            resolved = replace(resolved, shape="", groups=(), cuts=done)
+        elif fault.kind == "kill" and isinstance(done, tuple):
+            resolved = replace(resolved, keep=done)
         self.applied.append(resolved)
+        self.record.append(resolved)
         self.c.trace.event(self.env.now, f"fault {resolved.describe().split('s ', 1)[1]}")
 
     def _skip(self, fault: Fault) -> None:
         self.skipped.append(fault)
+        self.record.append(fault)
         self.c.trace.event(self.env.now, f"skipped {fault.kind} {fault.node}".rstrip())
 
     def _resolve(self, fault: Fault) -> str | None:
@@ -87,14 +99,17 @@ class Nemesis:
         if not node.alive or node.removed:
             return False
         keep_writes = keep_entries = 0
-        if fault.torn and node.disk.unsynced_writes:
+        if fault.torn and fault.keep:
+            keep_writes, keep_entries = fault.keep
+            self.c.counters.torn_writes += 1
+        elif fault.torn and node.disk.unsynced_writes:
             keep_writes = self.rng.randrange(node.disk.unsynced_writes)
             keep_entries = self.rng.randrange(1, 4)
             self.c.counters.torn_writes += 1
         self._crash(node, keep_writes, keep_entries)
         self._killed.append(nid)
         self.c.counters.kills += 1
-        return True
+        return (keep_writes, keep_entries) if fault.torn else True
 
     def _crash(self, node: SimNode, keep_writes: int = 0, keep_entries: int = 0) -> None:
         node.host.crash(synced=False, keep_writes=keep_writes, keep_entries=keep_entries)
@@ -142,7 +157,9 @@ class Nemesis:
     def _partition(self, fault: Fault, _nid: str | None) -> tuple[tuple[str, ...], ...] | bool:
         c = self.c
         nodes = sorted(n for n in c.nodes if not c.nodes[n].removed)
-        if fault.groups:
+        if fault.cuts:
+            c.network.blocked = set(fault.cuts)
+        elif fault.groups:
             c.network.partition(fault.groups, nodes)
         else:
             shape = fault.shape
@@ -249,6 +266,10 @@ class Nemesis:
     def _leave(self, fault: Fault, nid: str) -> bool:
         if not self._permanent_removal_ok(nid) or not self.c.nodes[nid].alive:
             return False
+        lead = self.c.leader()
+        info = self.c.nodes[lead].kit.state.nodes.get(nid) if lead is not None else None
+        if info is None or info.status != ACTIVE:
+            return False  # not a member yet (its join may still be in flight): nothing to leave
         self.c.nodes[nid].removed = True  # no further faults pick it; it stops once out
         self.c.counters.leaves += 1
         self.env.process(self._leaving(self.c.nodes[nid], graceful=True))

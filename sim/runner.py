@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -155,15 +157,33 @@ def run_scenario(scenario: Scenario, seed: int, *, trace_messages: bool = False,
         return _run_scenario(scenario, seed, trace_messages, lincheck_budget)
 
 
+@dataclass
+class _Run:
+    """What a run has going, so a run stopped by a violation (or a crash) still reports its faults."""
+
+    start: float = 0.0
+    nemesis: Nemesis | None = None
+    clients: Clients | None = None
+
+
 def _run_scenario(scenario: Scenario, seed: int, trace_messages: bool, lincheck_budget: float) -> Report:
     started = time.perf_counter()
     report = Report(scenario.name, seed)
     trace = Trace(keep_messages=trace_messages)
     c = build_cluster(scenario, seed, trace)
+    run = _Run()
     try:
-        _run(c, scenario, seed, report)
+        _run(c, scenario, seed, report, run)
     except InvariantViolation as exc:
         c.violation(f"raft safety: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a crash in the core or the harness is a finding, not an abort
+        c.violation(f"crash: {type(exc).__name__}: {exc} ({_where(exc)})")
+    if run.nemesis is not None:
+        report.faults = [f.to_dict() for f in run.nemesis.record]
+        report.skipped = len(run.nemesis.skipped)
+    if run.clients is not None:
+        report.history = run.clients.history
+        report.operations = dict(run.clients.counts)
     report.problems = list(c.problems) + report.problems
     report.counters = c.counters.as_dict()
     report.digest = trace.digest()
@@ -177,30 +197,29 @@ def _run_scenario(scenario: Scenario, seed: int, trace_messages: bool, lincheck_
     return report
 
 
-def _run(c: SimCluster, scenario: Scenario, seed: int, report: Report) -> None:
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    last = frames[-1] if frames else None
+    return f"{Path(last.filename).name}:{last.lineno}" if last else "?"
+
+
+def _run(c: SimCluster, scenario: Scenario, seed: int, report: Report, run: _Run) -> None:
     if not _setup(c):
         c.violation(f"setup: no bootstrapped cluster within {SETUP_LIMIT} virtual seconds")
         return
     env = c.env
-    start = env.now
+    run.start = start = env.now
     faults = list(scenario.faults)
     if scenario.random is not None:
-        faults += scenario.random.generate(c.rng, scenario.duration)
-    nemesis = Nemesis(c)
-    nemesis.schedule([Fault(start + f.at, f.kind, f.node, f.shape, f.groups, f.rate, f.seconds, f.torn)
-                      for f in faults if f.at < scenario.duration])
-    clients = Clients(c, scenario.workload, stop_at=start + scenario.duration + scenario.quiet / 2)
+        faults += scenario.random.generate(random.Random(f"faults/{seed}"), scenario.duration)
+    run.nemesis = nemesis = Nemesis(c)
+    nemesis.schedule([f for f in faults if f.at < scenario.duration], start)
+    run.clients = clients = Clients(c, scenario.workload, stop_at=start + scenario.duration + scenario.quiet / 2)
     clients.start()
-    c.trace.event(env.now, f"faults begin: {len(faults)} scheduled")
+    c.trace.event(env.now, "faults begin")
     env.run(until=start + scenario.duration)
     nemesis.heal_everything()
     _quiet(c, scenario, report)
-    report.faults = [
-        {**f.to_dict(), "at": round(f.at - start, 6)} for f in nemesis.applied
-    ]
-    report.skipped = len(nemesis.skipped)
-    report.history = clients.history
-    report.operations = dict(clients.counts)
 
 
 def _quiet(c: SimCluster, scenario: Scenario, report: Report) -> None:

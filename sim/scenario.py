@@ -70,6 +70,10 @@ class Fault:
     rate: float = 1.0  # skew: clock speed factor
     seconds: float = 0.0  # stall: how long the disk hangs
     torn: bool = False  # kill: a torn write at the log's tail
+    # Resolved forms, recorded by the nemesis so a replay needs no luck: the one-way links a
+    # partition cut, and how many unsynced writes (and entries of the next) a torn kill kept.
+    cuts: tuple[tuple[str, str], ...] = ()
+    keep: tuple[int, ...] = ()
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Fault:
@@ -88,8 +92,18 @@ class Fault:
             isinstance(g, (list, tuple)) and all(type(n) is str for n in g) for g in groups
         ):
             raise ScenarioError(f"fault groups must be lists of node ids, got {groups!r}")
-        if kind == "partition" and not shape and not groups:
-            raise ScenarioError("a partition fault needs a shape or groups")
+        cuts = doc.get("cuts", ())
+        if not isinstance(cuts, (list, tuple)) or not all(
+            isinstance(c, (list, tuple)) and len(c) == 2 and all(type(n) is str for n in c) for c in cuts
+        ):
+            raise ScenarioError(f"fault cuts must be [from, to] pairs of node ids, got {cuts!r}")
+        keep = doc.get("keep", ())
+        if not isinstance(keep, (list, tuple)) or len(keep) not in (0, 2) or not all(
+            type(k) is int and k >= 0 for k in keep
+        ):
+            raise ScenarioError(f"fault keep must be [writes, entries], got {keep!r}")
+        if kind == "partition" and not shape and not groups and not cuts:
+            raise ScenarioError("a partition fault needs a shape, groups or cuts")
         torn = doc.get("torn", False)
         if type(torn) is not bool:
             raise ScenarioError(f"fault torn must be true or false, got {torn!r}")
@@ -102,10 +116,12 @@ class Fault:
             rate=_number(doc, "rate", 1.0, 0.01, 100.0),
             seconds=_number(doc, "seconds", 0.0, 0.0, 3600.0),
             torn=torn,
+            cuts=tuple((a, b) for a, b in cuts),
+            keep=tuple(keep),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"at": round(self.at, 6), "kind": self.kind}
+        out: dict[str, Any] = {"at": self.at, "kind": self.kind}  # exact: a replay fires at the same float time
         defaults = Fault(0.0, "heal")
         for name in ("node", "shape", "rate", "seconds", "torn"):
             value = getattr(self, name)
@@ -113,6 +129,10 @@ class Fault:
                 out[name] = value
         if self.groups:
             out["groups"] = [list(g) for g in self.groups]
+        if self.cuts:
+            out["cuts"] = [list(c) for c in self.cuts]
+        if self.keep:
+            out["keep"] = list(self.keep)
         return out
 
     def describe(self) -> str:

@@ -11,6 +11,7 @@ Values are unique, so the checker can tell every write apart.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from clusterkit.host.registers import put_command
@@ -26,7 +27,7 @@ class Clients:
     def __init__(self, cluster: SimCluster, workload: Workload, stop_at: float) -> None:
         self.c = cluster
         self.env = cluster.env
-        self.rng = cluster.rng
+        self.rng = random.Random(f"clients/{cluster.seed}")  # its own stream, as the nemesis has
         self.w = workload
         self.stop_at = stop_at
         self.history: list[dict[str, Any]] = []

@@ -139,7 +139,7 @@ def test_scenarios_round_trip_through_toml(tmp_path):
         ("nodes = 'five'", "nodes must be"),
         ("surprise = 1", "unknown field"),
         ("[[faults]]\nat = 1.0\nkind = 'explode'", "fault kind"),
-        ("[[faults]]\nat = 1.0\nkind = 'partition'", "needs a shape or groups"),
+        ("[[faults]]\nat = 1.0\nkind = 'partition'", "needs a shape, groups or cuts"),
         ("[[faults]]\nat = 1.0\nkind = 'partition'\nshape = 'triangle'", "shape must be"),
         ("[network]\nloss = 2", "loss must be"),
         ("[network]\nlatency = {dist = 'uniform', low = -1}", "latency low"),
@@ -147,6 +147,8 @@ def test_scenarios_round_trip_through_toml(tmp_path):
         ("[random]\nkinds = ['meteor']", "random kinds"),
         ("election_ticks = 3\nheartbeat_ticks = 3", "greater than heartbeat"),
         ("this is not toml", "not valid TOML"),
+        ("[[faults]]\nat = 1.0\nkind = 'partition'\ncuts = [['n1']]", "cuts must be"),
+        ("[[faults]]\nat = 1.0\nkind = 'kill'\nnode = 'n1'\nkeep = [1, -2]", "keep must be"),
     ],
 )
 def test_bad_scenarios_are_clear_errors(tmp_path, text, message):
@@ -254,3 +256,13 @@ def test_sweep_runs_on_a_dask_cluster():
         remote = sweep(scenario, range(1, 4), executor=client.get_executor())
     local = sweep(scenario, range(1, 4), jobs=1)
     assert [r.digest for r in remote] == [r.digest for r in local]
+
+
+def test_a_runs_resolved_faults_replay_it_exactly():
+    """The report's faults (targets resolved, partitions as the links cut, torn writes as what was
+    kept, skipped faults as skipped) replay as a script to the very same run: what shrinking needs."""
+    scenario = Scenario.load(ROOT / "scenarios" / "random-mix.toml")
+    for seed in (1, 2, 5):
+        first = run_scenario(scenario, seed)
+        again = run_scenario(resolved_scenario(scenario, first), seed)
+        assert again.digest == first.digest and again.history == first.history
