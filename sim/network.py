@@ -88,9 +88,10 @@ class SimNetwork:
         """The delays after which copies of one message arrive: [] when it is lost."""
         if (src, dst) in self.blocked:
             return []
-        # Draw in a fixed order whatever the outcome, so one message's fate never shifts the next's.
-        lost = rng.random() < self.loss
-        dup = rng.random() < self.duplicate
+        # Draw in a fixed order whatever the outcome, so one message's fate never shifts the next's
+        # (a fault that is off draws nothing: the hot path of a clean network is one draw).
+        lost = self.loss > 0 and rng.random() < self.loss
+        dup = self.duplicate > 0 and rng.random() < self.duplicate
         first = self.latency.sample(rng)
         extra = self.slow.get((src, dst), 0.0)
         if lost:

@@ -30,8 +30,12 @@ class Trace:
 
     def message(self, t: float, m: Any, copies: int) -> None:
         self.messages += 1
-        fate = "lost" if copies == 0 else ("dup" if copies > 1 else "")
-        self._add(f"{t:.6f} msg {m.src}>{m.dst} {type(m).__name__} t{m.term} {fate}".rstrip(), self.keep_messages)
+        # Into the digest as compact bytes (this runs per message); the readable line only when kept.
+        self._digest.update(b"%r %s>%s %s %d %d\n" % (t, m.src.encode(), m.dst.encode(),
+                                                       type(m).__name__.encode(), m.term, copies))
+        if self.keep_messages:
+            fate = "lost" if copies == 0 else ("dup" if copies > 1 else "")
+            self.lines.append(f"{t:.6f} msg {m.src}>{m.dst} {type(m).__name__} t{m.term} {fate}".rstrip())
 
     def digest(self) -> str:
         return self._digest.hexdigest()

@@ -143,16 +143,56 @@ _FAST: MappingProxyType[int, tuple[type, tuple[tuple[str, Callable[[Any], bool] 
 )
 
 
+_INLINE_CHECKS: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "int": "type({v}) is int and {v} >= 0",
+        "str": "type({v}) is str",
+        "bool": "type({v}) is bool",
+        "bytes": "type({v}) is bytes",
+        "str | None": "({v} is None or type({v}) is str)",
+        "list[str]": "(type({v}) is list and all(type(x) is str for x in {v}))",
+        "list[Entry]": "True",  # checked entry by entry in _entries_from_wire
+    }
+)
+
+
+def _compile(tag: int, cls: type, fields: tuple[tuple[str, str], ...]) -> tuple[Callable[[Any], list[Any]],
+                                                                              Callable[[list[Any]], Any]]:
+    """An encoder and a decoder for one message class, generated once (as dataclasses generates
+    __init__): every field's check inlined in one expression, no per-field calls or loops. Only a
+    message that fails the checks takes the generic path below, which names the field."""
+    enc = ", ".join(
+        f"[[e.term, e.index, e.data, e.type] for e in m.{n}]" if kind == "list[Entry]" else f"m.{n}"
+        for n, kind in fields
+    )
+    checks = " and ".join(_INLINE_CHECKS[kind].format(v=f"v{i}") for i, (_, kind) in enumerate(fields))
+    unpack = ", ".join(f"v{i}" for i in range(len(fields)))
+    entries = "".join(
+        f"    v{i} = _entries_from_wire(v{i}, '{cls.__name__}.{n}')\n"
+        for i, (n, kind) in enumerate(fields)
+        if kind == "list[Entry]"
+    )
+    source = (
+        f"def encode_{cls.__name__}(m):\n    return [{tag}, {enc}]\n"
+        f"def decode_{cls.__name__}(raw):\n"
+        f"    if len(raw) != {len(fields) + 1}:\n        return _from_wire_slow(raw)\n"
+        f"    _, {unpack}{',' if len(fields) == 1 else ''} = raw\n"
+        f"    if not ({checks or 'True'}):\n        return _from_wire_slow(raw)\n"
+        f"{entries}"
+        f"    return cls({unpack})\n"
+    )
+    namespace: dict[str, Any] = {"cls": cls, "_entries_from_wire": _entries_from_wire,
+                                 "_from_wire_slow": _from_wire_slow}
+    exec(compile(source, f"<codec for {cls.__name__}>", "exec"), namespace)  # noqa: S102 - our own source
+    return namespace[f"encode_{cls.__name__}"], namespace[f"decode_{cls.__name__}"]
+
+
 def to_wire(msg: Message) -> list[Any]:
     """The msgpack-ready array for ``msg`` (exposed for drivers that batch frames)."""
-    tag = _TAGS.get(type(msg))
-    if tag is None:
+    encoder = _ENCODERS.get(type(msg))
+    if encoder is None:
         raise CodecError(f"cannot encode {type(msg).__name__}: not a Raft message")
-    out: list[Any] = [tag]
-    for name, check in _FAST[tag][1]:
-        value = getattr(msg, name)
-        out.append(value if check is not None else [[e.term, e.index, e.data, e.type] for e in value])
-    return out
+    return encoder(msg)
 
 
 def from_wire(raw: Any) -> Message:
@@ -160,10 +200,15 @@ def from_wire(raw: Any) -> Message:
     if type(raw) is not list or not raw:
         raise CodecError("a message must be a non-empty array")
     tag = raw[0]
-    spec = _FAST.get(tag) if type(tag) is int else None
-    if spec is None:
+    decoder = _DECODERS.get(tag) if type(tag) is int else None
+    if decoder is None:
         raise CodecError(f"unknown message type tag {tag!r}")
-    cls, fields = spec
+    return decoder(raw)
+
+
+def _from_wire_slow(raw: list[Any]) -> Message:
+    """The generic path, for a message that failed the fast checks: the error names the field."""
+    cls, fields = _FAST[raw[0]]
     if len(raw) != len(fields) + 1:
         raise CodecError(
             f"{cls.__name__}: expected {len(fields)} fields, got {len(raw) - 1}"
@@ -174,11 +219,20 @@ def from_wire(raw: Any) -> Message:
         if check is None:
             values[i] = _entries_from_wire(value, f"{cls.__name__}.{name}")
         elif not check(value):
-            kind = dict(_SPECS[tag][1])[name]
+            kind = dict(_SPECS[raw[0]][1])[name]
             raise CodecError(
                 f"{cls.__name__}.{name}: expected {kind}, got {type(value).__name__} {value!r:.40}"
             )
     return cls(*values)
+
+
+_COMPILED = {tag: _compile(tag, cls, fields) for tag, (cls, fields) in _SPECS.items()}
+_ENCODERS: MappingProxyType[type, Callable[[Any], list[Any]]] = MappingProxyType(
+    {_SPECS[tag][0]: enc for tag, (enc, _) in _COMPILED.items()}
+)
+_DECODERS: MappingProxyType[int, Callable[[list[Any]], Any]] = MappingProxyType(
+    {tag: dec for tag, (_, dec) in _COMPILED.items()}
+)
 
 
 def encode(msg: Message) -> bytes:
