@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-yaml = pytest.importorskip("yaml")
+import yaml  # noqa: E402 - a test extra (pyyaml): the compose file is YAML
 
 from clusterkit.cli.main import build_parser  # noqa: E402
 from clusterkit.cli.node import ENV, _bool  # noqa: E402
