@@ -35,7 +35,7 @@ from clusterkit.raft.ready import RaftConfig
 from .cluster import SimCluster
 from .nemesis import Nemesis
 from .network import SimNetwork
-from .scenario import Fault, Scenario
+from .scenario import Scenario
 from .trace import Trace
 from .workload import Clients
 

@@ -17,7 +17,7 @@ from clusterkit.raft.node import RaftNode
 from clusterkit.sim import shapes
 from clusterkit.sim.network import Latency, ScenarioError, SimNetwork
 from clusterkit.sim.runner import run_scenario
-from clusterkit.sim.scenario import Fault, Scenario
+from clusterkit.sim.scenario import Scenario
 from clusterkit.sim.sweep import resolved_scenario, shrink, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
