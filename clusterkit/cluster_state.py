@@ -197,6 +197,9 @@ class ClusterState:
     epoch: int = 0
     rebalance_reason: str | None = None  # set while copies are outstanding
     rebalance_moves: int = 0
+    # Nodes a leader's failure detector marked failed (not an operator): only these it lets
+    # rejoin by itself when they are heard again.
+    detected: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------ queries
     def active(self) -> list[str]:
@@ -279,6 +282,7 @@ class ClusterState:
             return []  # a retried join
         joined = replace(node, status=ACTIVE)
         self.nodes[node.id] = joined
+        self.detected.discard(node.id)
         self.epoch += 1
         return [NodeEvent("join", joined, self.epoch), *self._reassign("join")]
 
@@ -297,6 +301,8 @@ class ClusterState:
         self.nodes[node_id] = replace(known, status=status)
         if status == FAILED:
             self.holders = [tuple(h for h in hs if h != node_id) for hs in self.holders]
+            if doc.get("by_detector") is True:
+                self.detected.add(node_id)
         self.epoch += 1
         kind = "leave" if status == LEAVING else "failure"
         events: list[Event] = [NodeEvent(kind, self.nodes[node_id], self.epoch)]
@@ -413,6 +419,7 @@ class ClusterState:
             "holders": [list(h) for h in self.holders],
             "epoch": self.epoch,
             "rebalance": [self.rebalance_reason, self.rebalance_moves],
+            "detected": sorted(self.detected),
         }
         return msgpack.packb(doc, use_bin_type=True)
 
@@ -443,6 +450,9 @@ class ClusterState:
         state.epoch = epoch
         reason, moves = doc.get("rebalance", [None, 0])
         state.rebalance_reason, state.rebalance_moves = reason, moves
+        detected = doc.get("detected", [])
+        _require(isinstance(detected, list) and all(type(n) is str for n in detected), "bad detected list")
+        state.detected = set(detected)
         return state
 
     def to_dict(self) -> dict[str, Any]:
@@ -487,8 +497,10 @@ def leave_command(node_id: str) -> bytes:
     return encode_command("leave", node_id=node_id)
 
 
-def fail_command(node_id: str) -> bytes:
-    return encode_command("fail", node_id=node_id)
+def fail_command(node_id: str, by_detector: bool = False) -> bytes:
+    """Mark ``node_id`` failed; ``by_detector``: the leader's failure detector did, so the node
+    may rejoin by itself once heard again (an operator's failure stands until a join)."""
+    return encode_command("fail", node_id=node_id, by_detector=by_detector)
 
 
 def rebalance_command() -> bytes:

@@ -163,6 +163,8 @@ class Host(Protocol):
 
     def peer_silence(self, node_id: str) -> int | None: ...
 
+    def peer_heard(self, node_id: str) -> bool: ...
+
 
 class ClusterKit:
     """One node's view of the cluster, and its handle to change it."""
@@ -233,15 +235,16 @@ class ClusterKit:
         for node_id, info in sorted(self.state.nodes.items()):
             silent = host.peer_silence(node_id) if node_id != self.options.node_id else None
             if silent is None:
-                continue  # ourselves, or a node Raft doesn't track (not in the group yet)
+                continue  # ourselves, a node Raft doesn't track, or one this leader hasn't heard yet
             asked = self._failure_asked.get(node_id)
             if asked is not None and self._ticks - asked < limit:
                 continue  # asked recently: give the log time (and ask again if it was lost)
             if info.status == ACTIVE and silent >= limit:
                 log.warning("%s silent for %d ticks: marking it failed", node_id, silent)
                 self._failure_asked[node_id] = self._ticks
-                self.propose(fail_command(node_id))
-            elif info.status == FAILED and silent < 2:
+                self.propose(fail_command(node_id, by_detector=True))
+            elif (info.status == FAILED and node_id in self.state.detected  # not an operator's failure
+                  and silent < 2 and host.peer_heard(node_id)):
                 log.warning("%s is back: it rejoins", node_id)
                 self._failure_asked[node_id] = self._ticks
                 self.propose(join_command(cfg, replace(info, status=ACTIVE)))

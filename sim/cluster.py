@@ -82,7 +82,8 @@ class SimNode:
     inbox: list[Any] = field(default_factory=list)  # delivered while paused
     stall_until: float = 0.0
     copying: set[int] = field(default_factory=set)  # partitions this life is copying
-    removed: bool = False  # left or failed for good: never restarted
+    removed: bool = False  # leaving or failed for good: never restarted, never a fault's target
+    gone: bool = False  # its process has exited for good (out of Raft, or failed): no more ticks
 
 
 class SimCluster:
@@ -158,7 +159,7 @@ class SimCluster:
             rng=random.Random(node_rng.getrandbits(64)),
             joining=joining,
             address=kit.options.raft_addr,
-            on_applied=lambda e, nid=nid: self.monitor.applied_seen(nid, e),
+            on_applied=lambda e, nid=nid: self._applied(nid, e),
         )
         node = SimNode(nid, host, kit, registers, disk)
         self.nodes[nid] = node
@@ -173,7 +174,7 @@ class SimCluster:
 
     def _clock(self, node: SimNode, phase: float):  # a SimPy process
         yield self.env.timeout(phase)
-        while not node.removed:
+        while not node.gone:  # a leaving node ticks until it is out: it may lead, or hold the newest log
             yield self.env.timeout(self.tick_seconds / node.rate)
             if node.alive and not node.paused:
                 node.host.tick()
@@ -215,6 +216,12 @@ class SimCluster:
             self._send(m)
         self._drain(node, generation)
 
+    def _applied(self, nid: str, entry: Any) -> None:
+        self.monitor.applied_seen(nid, entry)
+        node = self.nodes.get(nid)
+        if node is not None and node.kit.state.epoch > self._epoch_checked:
+            self._check_partition_map(node)  # the first node to apply a change checks it, one at a time
+
     def _observe(self, node: SimNode) -> None:
         raft = node.host.raft
         if raft is None:
@@ -225,14 +232,15 @@ class SimCluster:
                 self._leaders_seen.add((raft.term, node.id))
                 self.counters.elections += 1
                 self.trace.event(self.env.now, f"{node.id} leads term {raft.term}")
-            self._check_partition_map(node)
 
     def _check_partition_map(self, node: SimNode) -> None:
-        """After every cluster-state change the leader applies: owners distinct and known, and no
-        partition's data on fewer live holders than min(RF, what it had) (migration safety)."""
+        """After every cluster-state change, one command at a time (checked by the first node to
+        apply it; every node applies the same commands in the same order): owners distinct and
+        known, and no partition's data on fewer live holders than min(RF, what it had, the
+        members left) (migration safety)."""
         state = node.kit.state
         if state.config is None or state.epoch <= self._epoch_checked:
-            return  # seen already, or a new leader still applying what an earlier one had applied
+            return  # checked already (by a node that applied it first)
         self._epoch_checked = state.epoch
         problems = []
         for p, owners in enumerate(state.owners):

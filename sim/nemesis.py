@@ -227,9 +227,19 @@ class Nemesis:
         raft = c.nodes[lead].host.raft if lead is not None else None
         if raft is None:
             return False  # no leader to replace voters: wait
-        voters = raft.voters
-        live = [v for v in voters if v != nid and v in c.nodes and not c.nodes[v].removed]
-        return len(live) >= len(voters) // 2 + 1
+        # Both the newest configuration and the committed one (the newest may be undone by a new
+        # leader) must keep a live quorum.
+        for voters in (raft.voters, raft.committed_conf_state().voters):
+            live = [v for v in voters if v != nid and v in c.nodes and not c.nodes[v].removed]
+            if len(live) < len(voters) // 2 + 1:
+                return False
+        return True
+
+    def _active_member(self, nid: str) -> bool:
+        """In the leader's cluster state as an active member (not a join still in flight)."""
+        lead = self.c.leader()
+        info = self.c.nodes[lead].kit.state.nodes.get(nid) if lead is not None else None
+        return info is not None and info.status == ACTIVE
 
     def _join(self, fault: Fault, nid: str) -> bool:
         c = self.c
@@ -266,9 +276,7 @@ class Nemesis:
     def _leave(self, fault: Fault, nid: str) -> bool:
         if not self._permanent_removal_ok(nid) or not self.c.nodes[nid].alive:
             return False
-        lead = self.c.leader()
-        info = self.c.nodes[lead].kit.state.nodes.get(nid) if lead is not None else None
-        if info is None or info.status != ACTIVE:
+        if not self._active_member(nid):
             return False  # not a member yet (its join may still be in flight): nothing to leave
         self.c.nodes[nid].removed = True  # no further faults pick it; it stops once out
         self.c.counters.leaves += 1
@@ -276,12 +284,12 @@ class Nemesis:
         return True
 
     def _fail(self, fault: Fault, nid: str) -> bool:
-        if not self._permanent_removal_ok(nid):
-            return False
+        if not self._permanent_removal_ok(nid) or not self._active_member(nid):
+            return False  # (a node whose join is in flight would be made active, dead, by it)
         node = self.c.nodes[nid]
         if node.alive:
             self._crash(node)
-        node.removed = True
+        node.removed = node.gone = True
         self.c.counters.failures += 1
         self.env.process(self._leaving(node, graceful=False))
         return True
@@ -303,7 +311,7 @@ class Nemesis:
                             node.kit.leave()
                         c._kick(node)
                     else:
-                        c.submit(fail_command(node.id))
+                        c.submit(fail_command(node.id, by_detector=False))
                 except RaftError:
                     pass
             yield self.env.timeout(1.0)
@@ -329,3 +337,4 @@ class Nemesis:
         if node.alive:
             self._crash(node)  # out of both: the process exits
             c.trace.event(self.env.now, f"{node.id} left")
+        node.gone = True

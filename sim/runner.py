@@ -227,13 +227,13 @@ def _quiet(c: SimCluster, scenario: Scenario, report: Report) -> None:
     env = c.env
     end = env.now + scenario.quiet
     committed: list[bool] = []
-    probe_sent = False
+    probe_at: float | None = None
     while env.now < end:
         env.run(until=min(end, env.now + 0.25))
-        if not committed and c.leader() is not None and not probe_sent:
-            probe_sent = c.submit(put_command("probe", "quiet"), lambda p: committed.append(p.ok))
-        elif not committed and probe_sent and c.leader() is None:
-            probe_sent = False
+        # (Re)propose the probe until one commits: one can be lost to a leader change.
+        if not any(committed) and (probe_at is None or env.now - probe_at >= 1.0) and c.leader() is not None:
+            if c.submit(put_command("probe", "quiet"), lambda p: committed.append(p.ok)):
+                probe_at = env.now
     lead = c.leader()
     if lead is None:
         report.problems.append(f"liveness: no leader {scenario.quiet:g} s after healing")

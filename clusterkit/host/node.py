@@ -247,6 +247,13 @@ class NodeHost:
         pr = raft.progress.get(node_id)
         return pr.inactive_ticks if pr is not None else None
 
+    def peer_heard(self, node_id: str) -> bool:
+        """On the leader: ``node_id`` has answered since this node became leader. A new leader's
+        progress starts at 0 silent ticks, which must not pass for having heard a dead node."""
+        raft = self.raft
+        pr = raft.progress.get(node_id) if raft is not None and raft.is_leader else None
+        return pr is not None and pr.heard
+
     @property
     def applied_index(self) -> int:
         return self.raft.log.applied if self.raft is not None else 0
@@ -293,6 +300,8 @@ class NodeHost:
                 req.index = rs.index
                 self._confirmed.append(req)
         raft.advance(rd)
+        if self._proposals and (rd.entries or rd.snapshot is not None):
+            self._drop_truncated(raft)
         if self._confirmed:
             self._serve_reads()
         if rd.soft_state is not None:
@@ -314,6 +323,14 @@ class NodeHost:
         self._emit(f"{self.id} installed a snapshot at {index}")
         for i in [i for i in self._proposals if i <= index]:
             self._proposals.pop(i)._finish(False, "unknown: a snapshot replaced the log")
+
+    def _drop_truncated(self, raft: RaftNode) -> None:
+        """End the proposals whose entry our log no longer holds. A log loses an entry only to a
+        leader whose log doesn't have it, so it can never commit: ending them now matters when
+        no later entry ever takes that index (an idle cluster), or they would wait forever."""
+        log = raft.log
+        for index in [i for i, p in self._proposals.items() if i > log.offset and log.term(i) != p.term]:
+            self._proposals.pop(index)._finish(False, f"lost: a new leader's log has no entry {index}")
 
     def _apply(self, e: Entry) -> None:
         result: Any = None

@@ -165,6 +165,10 @@ class RaftNode:
     def conf_state(self) -> ConfState:
         return ConfState(self.voters, self.learners)
 
+    def committed_conf_state(self) -> ConfState:
+        """The membership as of the commit index (``conf_state`` may hold an uncommitted change)."""
+        return self._conf_at(self.log.committed)
+
     @property
     def removed(self) -> bool:
         """This node's removal from the group has committed: its driver may shut it down."""
@@ -868,6 +872,7 @@ class RaftNode:
         if pr is None:
             return  # not a member (removed, or a stray message)
         pr.inactive_ticks = 0
+        pr.heard = True
         if isinstance(m, AppendResponse):
             pr.recent_active = True
             if pr.state is ProgressState.SNAPSHOT:

@@ -38,6 +38,7 @@ class Progress:
         "snapshot_progress",
         "snapshot_resync",
         "inactive_ticks",
+        "heard",
         "acked_round",
         "acked_round_sent",
     )
@@ -56,6 +57,7 @@ class Progress:
         self.snapshot_progress = False  # SNAPSHOT: the offset moved since the last heartbeat answer
         self.snapshot_resync = False  # SNAPSHOT: a chunk was resent; believe the next answer's offset
         self.inactive_ticks = 0  # leader ticks since this peer last answered (membership manager)
+        self.heard = False  # any answer from this peer since this leadership began
         self.acked_round = 0  # newest heartbeat round this peer answered (reads)
         self.acked_round_sent = -1  # leader tick at which that round was sent, -1 if unknown (lease)
 
