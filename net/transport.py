@@ -169,13 +169,7 @@ class Transport:
             writer: asyncio.StreamWriter | None = None
             eof_watch: asyncio.Future[bytes] | None = None
             try:
-                host, port = split_addr(addr)
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port, ssl=self.client_ssl,
-                                            server_hostname=host if self.client_ssl else None),
-                    CONNECT_TIMEOUT,
-                )
-                await asyncio.wait_for(self._handshake(reader, writer, dialled=peer.id), HANDSHAKE_TIMEOUT)
+                reader, writer = await self._dial(addr, peer.id)
                 stats.connects += 1
                 backoff = BACKOFF_MIN
                 # The peer never writes on a connection we dialled: EOF (or anything at all) on it means
@@ -284,6 +278,20 @@ class Transport:
             if task is not None:
                 self._inbound.discard(task)
 
+    async def _dial(self, addr: str, peer_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect to ``addr`` and complete the handshake expecting ``peer_id`` (the caller closes)."""
+        host, port = split_addr(addr)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=self.client_ssl, server_hostname=host if self.client_ssl else None),
+            CONNECT_TIMEOUT,
+        )
+        try:
+            await asyncio.wait_for(self._handshake(reader, writer, dialled=peer_id), HANDSHAKE_TIMEOUT)
+        except BaseException:
+            writer.close()
+            raise
+        return reader, writer
+
     @property
     def authenticates(self) -> bool:
         """Peers must prove something (the cluster secret, a certificate) before they are heard."""
@@ -297,13 +305,7 @@ class Transport:
         when it passed, else why not."""
         writer: asyncio.StreamWriter | None = None
         try:
-            host, port = split_addr(addr)
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=self.client_ssl,
-                                        server_hostname=host if self.client_ssl else None),
-                CONNECT_TIMEOUT,
-            )
-            await asyncio.wait_for(self._handshake(reader, writer, dialled=node_id), HANDSHAKE_TIMEOUT)
+            _, writer = await self._dial(addr, node_id)
             return None
         except FrameError as exc:
             self._frame_error(node_id, exc)

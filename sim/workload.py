@@ -62,21 +62,28 @@ class Clients:
             if target is None:
                 continue
             key = f"k{self.rng.randrange(self.w.keys)}"
-            node = self.c.nodes[target]
+            value: str | None = None
             if self.rng.random() < self.w.write_ratio:
                 serial += 1
                 value = f"{pid}.{serial}"
-                self._record(pid, "invoke", "put", key, value)
-                kind, hint = yield from self._put(node, key, value)
-                self._record(pid, kind, "put", key, value)
-            else:
-                self._record(pid, "invoke", "get", key, None)
-                kind, value_read, hint = yield from self._get(node, key)
-                self._record(pid, kind, "get", key, value_read)
+            kind, hint = yield from self.operation(pid, self.c.nodes[target], key, value)
             if hint is not None and hint in self.c.nodes:
                 target = hint  # the node named the leader: ask it next
             elif kind != "ok":
                 target = None  # pick another node next time
+
+    def operation(self, pid: int, node: SimNode, key: str, value: str | None):  # a SimPy generator
+        """One recorded operation: a put of ``value``, or a get when it is None. Returns (how it
+        ended, the leader the node named, if any)."""
+        if value is not None:
+            self._record(pid, "invoke", "put", key, value)
+            kind, hint = yield from self._put(node, key, value)
+            self._record(pid, kind, "put", key, value)
+        else:
+            self._record(pid, "invoke", "get", key, None)
+            kind, value_read, hint = yield from self._get(node, key)
+            self._record(pid, kind, "get", key, value_read)
+        return kind, hint
 
     def _wait(self, request: Any):
         """Wait for a request to end or the client's timeout; True if it ended in time."""
