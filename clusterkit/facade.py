@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from .raft.errors import ConfigError
+from .raft.errors import ConfigError, RaftError
 from .raft.messages import Entry, EntryType
 from .cluster_state import (
     ACTIVE,
@@ -242,12 +242,12 @@ class ClusterKit:
             if info.status == ACTIVE and silent >= limit:
                 log.warning("%s silent for %d ticks: marking it failed", node_id, silent)
                 self._failure_asked[node_id] = self._ticks
-                self.propose(fail_command(node_id, by_detector=True))
+                self._propose_from_tick(fail_command(node_id, by_detector=True))
             elif (info.status == FAILED and node_id in self.state.detected  # not an operator's failure
                   and silent < 2 and host.peer_heard(node_id)):
                 log.warning("%s is back: it rejoins", node_id)
                 self._failure_asked[node_id] = self._ticks
-                self.propose(join_command(cfg, replace(info, status=ACTIVE)))
+                self._propose_from_tick(join_command(cfg, replace(info, status=ACTIVE)))
 
     def _time_out_copies(self) -> None:
         limit = self.options.copy_timeout_ticks
@@ -260,7 +260,16 @@ class ClusterKit:
         for (p, node), age in self._incoming_age.items():
             if age % limit == 0:  # and again every ``limit`` ticks, in case the proposal was lost
                 log.warning("copy of partition %d to %s not confirmed in %d ticks; confirming it", p, node, limit)
-                self.propose(confirm_command(p, node))
+                self._propose_from_tick(confirm_command(p, node))
+
+    def _propose_from_tick(self, command: bytes) -> None:
+        """A command the facade proposes on its own, from a tick: refused now (a leadership
+        transfer, a full backlog, no leader), it is simply asked again at its next due tick, and
+        never raises into the driver's tick."""
+        try:
+            self.propose(command)
+        except RaftError as exc:
+            log.info("%s: not proposed now (%s); will retry", self.options.node_id, exc)
 
     def _fire(self, event: Event) -> None:
         if isinstance(event, PartitionChange):
