@@ -34,8 +34,7 @@ A second test breaks the cluster state (an old owner's copy is released
 before the new owner confirmed its own) and shows the machine finds it. The
 last tests are deterministic reproductions of what the machine found: bugs in
 the quiet phase, the node host, the failure detector, the nemesis and the
-simulator's checks, fixed since and kept as regression tests, and one still
-open (an expected failure).
+simulator's checks, fixed since and kept as regression tests.
 """
 
 from __future__ import annotations
@@ -66,7 +65,6 @@ from clusterkit.check.linearizability import Verdict, check_operations
 from clusterkit.check.models import model_for
 from clusterkit.cluster_state import FAILED, ClusterState, NodeInfo, join_command, leave_command
 from clusterkit.host.registers import put_command
-from clusterkit.raft.errors import ProposalDropped
 from clusterkit.sim.cluster import SimCluster, SimNode
 from clusterkit.sim.nemesis import Nemesis
 from clusterkit.sim.runner import Report, _quiet, _setup, build_cluster
@@ -139,7 +137,7 @@ class SimClusterMachine(RuleBasedStateMachine):
         self.scenario: Scenario | None = None
         self.nemesis: Nemesis | None = None
         self.history: list[dict[str, Any]] = []
-        self.clients: Clients | None = None  # single operations go through its _put/_get
+        self.clients: Clients | None = None  # single operations go through its operation()
         self.next_pid = 0
         self.writes = 0
         self.bursts = 0
@@ -281,29 +279,20 @@ class SimClusterMachine(RuleBasedStateMachine):
             self._fault("fail", target)
 
     # ------------------------------------------------------------ clients
-    def _operation(self, nid: str, f: str, key: str):  # a SimPy process
-        clients, pid = self.clients, self.next_pid
-        self.next_pid += 1
-        node = self.c.nodes[nid]
-        if f == "put":
-            self.writes += 1
-            value = f"w{self.writes}"
-            clients._record(pid, "invoke", "put", key, value)
-            kind, _hint = yield from clients._put(node, key, value)
-            clients._record(pid, kind, "put", key, value)
-        else:
-            clients._record(pid, "invoke", "get", key, None)
-            kind, read, _hint = yield from clients._get(node, key)
-            clients._record(pid, kind, "get", key, read)
-
     @rule(node=NODE, key=st.integers(0, KEYS - 1), write=st.booleans())
     @_step
     def client_op(self, node: int | str, key: int, write: bool) -> None:
         """One put or get, asked of a node (the leader, or any live one: followers refuse writes,
         paused ones time out); it completes as virtual time advances."""
         nid = self.c.leader() if node == "leader" else self._pick(self.c.live(), node)
-        if nid is not None:
-            self.c.env.process(self._operation(nid, "put" if write else "get", f"k{key}"))
+        if nid is None:
+            return
+        value = None
+        if write:
+            self.writes += 1
+            value = f"w{self.writes}"  # unique, as the workload's values are
+        self.next_pid += 1
+        self.c.env.process(self.clients.operation(self.next_pid - 1, self.c.nodes[nid], f"k{key}", value))
 
     @rule(clients=st.integers(1, 3), tenths=st.integers(2, 15))
     @_step
@@ -414,7 +403,7 @@ def test_the_machine_finds_a_copy_released_too_early(monkeypatch: pytest.MonkeyP
 
 # ---------------------------------------------------------------- found by the machine
 # What this machine found, as deterministic reproductions (each failed the same way for every
-# seed tried). Fixed in b7ad208 and kept as regression tests, but for the last one, still open.
+# seed tried), fixed since (b7ad208, 81817f1) and kept as regression tests.
 
 
 def test_quiet_phase_retries_a_lost_probe() -> None:
@@ -570,14 +559,12 @@ def test_map_check_sees_one_command_at_a_time() -> None:
     assert c.problems == []
 
 
-@pytest.mark.xfail(raises=ProposalDropped, strict=False,
-                   reason="the failure detector proposes from tick() and a transferring leader refuses")
 def test_the_detector_survives_a_leadership_transfer() -> None:
     """With failure detection on, a follower dies and the leader starts handing leadership to a
     node it can't reach (as the nemesis does for a leaving leader). When the dead node has been
     silent long enough, the detector's proposal is refused (ProposalDropped: leadership is being
-    transferred) and the exception escapes ``ClusterKit.tick`` through ``NodeHost.tick``: the
-    node's driver dies with it."""
+    transferred): it must be retried later, not raised through ``ClusterKit.tick`` and
+    ``NodeHost.tick`` into the node's driver (fixed in 81817f1)."""
     m = SimClusterMachine()
     m._start(5, 3, 0, fail_after=3.0)
     c = m.c
