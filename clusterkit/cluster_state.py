@@ -195,6 +195,9 @@ class ClusterState:
     owners: list[tuple[str, ...]] = field(default_factory=list)
     holders: list[tuple[str, ...]] = field(default_factory=list)
     epoch: int = 0
+    # Per partition, the epoch at which its owners or holders last changed: a data layer fences
+    # requests made against an older placement of that partition (and only that partition).
+    changed: list[int] = field(default_factory=list)
     rebalance_reason: str | None = None  # set while copies are outstanding
     rebalance_moves: int = 0
     # Nodes a leader's failure detector marked failed (not an operator): only these it lets
@@ -250,10 +253,21 @@ class ClusterState:
             handler = _HANDLERS.get(op) if isinstance(op, str) else None
             _require(handler is not None, f"unknown command {op!r}")
             _require(op == "bootstrap" or self.config is not None, "the cluster is not bootstrapped yet")
+            before = (self.epoch, list(self.owners), list(self.holders))
             events = handler(self, doc)
         except CommandError as exc:
             return ApplyResult(False, self.epoch, str(exc))
+        if self.epoch != before[0]:
+            self._mark_changed(before[1], before[2])
         return ApplyResult(True, self.epoch, None, tuple(events))
+
+    def _mark_changed(self, owners: list[tuple[str, ...]], holders: list[tuple[str, ...]]) -> None:
+        if len(self.changed) != len(self.owners):
+            self.changed = [self.epoch] * len(self.owners)  # bootstrap: every partition is new
+            return
+        for p, (o, h) in enumerate(zip(self.owners, self.holders)):
+            if o != owners[p] or h != holders[p]:
+                self.changed[p] = self.epoch
 
     def _bootstrap(self, doc: dict[str, Any]) -> list[Event]:
         config = ClusterConfig.from_wire(doc.get("config"))
@@ -418,6 +432,7 @@ class ClusterState:
             "owners": [list(o) for o in self.owners],
             "holders": [list(h) for h in self.holders],
             "epoch": self.epoch,
+            "changed": self.changed,
             "rebalance": [self.rebalance_reason, self.rebalance_moves],
             "detected": sorted(self.detected),
         }
@@ -448,6 +463,13 @@ class ClusterState:
         epoch = doc.get("epoch")
         _require(type(epoch) is int and epoch >= 0, "bad epoch")
         state.epoch = epoch
+        changed = doc.get("changed", [epoch] * count)
+        _require(
+            isinstance(changed, list) and len(changed) == count
+            and all(type(e) is int and 0 <= e <= epoch for e in changed),
+            "bad per-partition epochs",
+        )
+        state.changed = changed
         reason, moves = doc.get("rebalance", [None, 0])
         state.rebalance_reason, state.rebalance_moves = reason, moves
         detected = doc.get("detected", [])
@@ -469,6 +491,7 @@ class ClusterState:
                 "owners": list(self.owners[p]),
                 "holders": list(self.holders[p]),
                 "incoming": self.incoming(p),
+                "epoch": self.changed[p] if p < len(self.changed) else self.epoch,
             }
             for p in range(cfg.partition_count)
         }

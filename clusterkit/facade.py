@@ -132,6 +132,18 @@ class Partition:
     primary: str
     replicas: tuple[str, ...]
     incoming: tuple[str, ...] = ()  # owners still copying the data
+    outgoing: tuple[str, ...] = ()  # old owners still holding the data until every copy is confirmed
+    epoch: int = 0  # the cluster epoch at which this partition's owners or holders last changed
+
+    @property
+    def holders(self) -> tuple[str, ...]:
+        """The nodes holding a complete copy: every serving node but the incoming ones."""
+        return tuple(n for n in (self.primary, *self.replicas) if n not in self.incoming)
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        """Where the partition is going: every serving node but the outgoing ones."""
+        return tuple(n for n in (self.primary, *self.replicas) if n not in self.outgoing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +376,8 @@ class ClusterKit:
             serving[0],
             tuple(serving[1:]),
             tuple(self.state.incoming(number)),
+            tuple(self.state.outgoing(number)),
+            self.state.changed[number],
         )
 
     def get_partition(self, key: str | bytes) -> Partition:

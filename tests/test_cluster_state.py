@@ -219,3 +219,22 @@ def test_migration_never_loses_a_copy_it_could_keep(rf, p_count, script) -> None
                 has_data = len(s.live_holders(e.number)) > 0
                 assert bool(e.copy_from) == has_data
     assert ClusterState.restore(s.snapshot()) == s
+
+
+def test_per_partition_epoch_moves_only_for_partitions_whose_placement_changed() -> None:
+    s = _cluster(3)
+    before, placement = list(s.changed), list(zip(s.owners, s.holders))
+    assert all(e <= s.epoch for e in before)
+    assert s.apply(join_command(CFG, _node(4))).ok
+    moved = {p for p in range(CFG.partition_count) if (s.owners[p], s.holders[p]) != placement[p]}
+    assert moved, "a join moves some partitions"
+    for p in range(CFG.partition_count):
+        assert s.changed[p] == (s.epoch if p in moved else before[p]), p
+    assert len(moved) < CFG.partition_count
+    p = next(p for p in sorted(moved) if s.incoming(p))
+    incoming = s.incoming(p)[0]
+    assert s.apply(confirm_command(p, incoming)).ok
+    assert s.changed[p] == s.epoch
+    assert sum(e == s.epoch for e in s.changed) == 1  # a confirm touches one partition
+    restored = ClusterState.restore(s.snapshot())
+    assert restored.changed == s.changed and restored.to_dict() == s.to_dict()
