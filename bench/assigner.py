@@ -10,7 +10,8 @@ For a sweep of (P, N, RF) it prints, for each algorithm:
 
 The Go ClusterKit scores every node per partition with md5(partitionID + nodeID)
 (first 4 bytes, big-endian), sorts ascending, and takes the first RF as
-primary and replicas; it is re-implemented here from that description.
+primary and replicas; clusterkit.partitioning.rendezvous re-implements it from
+that description.
 
     .venv/bin/python bench/assigner.py [--quick]
 """
@@ -26,16 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clusterkit.partitioning.assigner import assign, fewest_copy_moves, movement  # noqa: E402
-from clusterkit.partitioning.hashing import md5_32  # noqa: E402
-
-
-def rendezvous(nodes: list[str], partition_count: int, rf: int) -> tuple[tuple[str, ...], ...]:
-    out = []
-    for p in range(partition_count):
-        pid = f"partition-{p}"
-        ranked = sorted(nodes, key=lambda n: md5_32((pid + n).encode()))
-        out.append(tuple(ranked[: min(rf, len(nodes))]))
-    return tuple(out)
+from clusterkit.partitioning.rendezvous import rendezvous  # noqa: E402
 
 
 def balance(m, nodes: list[str], rf: int) -> tuple[float, float]:

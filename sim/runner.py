@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from clusterkit.check.history import read_history
 from clusterkit.check.linearizability import check_operations
@@ -36,10 +36,14 @@ from .cluster import SimCluster
 from .nemesis import Nemesis
 from .network import SimNetwork
 from .scenario import Scenario
-from .trace import Trace
+from .trace import Timeline, Trace
 from .workload import Clients
 
 SETUP_LIMIT = 30.0  # virtual seconds for the first leader and the cluster-state bootstrap
+# Messages recorded (for a Lamport diagram) around the first scheduled fault when asked for
+# "first-fault": a little before it, and long enough after it for an election (10-20 ticks) to end.
+FIRST_FAULT_WINDOW = (0.5, 4.0)
+MessageWindow = tuple[float, float] | Literal["first-fault"] | None
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Report:
     wall_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list, repr=False)
     trace: str = field(default="", repr=False)
+    timeline: Timeline = field(default_factory=Timeline, repr=False)  # for plots (clusterkit.plot)
 
     def summary(self) -> str:
         verdict = "PASS" if self.ok else "FAIL"
@@ -78,7 +83,7 @@ class Report:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("history", "trace")}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("history", "trace", "timeline")}
         return out
 
     def write(self, out_dir: Path) -> list[Path]:
@@ -92,7 +97,24 @@ class Report:
         return paths
 
 
-def build_cluster(scenario: Scenario, seed: int, trace: Trace) -> SimCluster:
+class _DelayTap(SimNetwork):
+    """The scenario's network, handing the delays it draws for each message to the trace.
+
+    ``SimCluster._send`` asks ``fate`` and then tells the trace about the message, so the trace
+    pairs the two. Used only when messages are recorded: the delays drawn are the same, so the
+    run is too.
+    """
+
+    trace: Trace | None = None
+
+    def fate(self, src: str, dst: str, rng: random.Random) -> list[float]:
+        delays = super().fate(src, dst, rng)
+        if self.trace is not None:
+            self.trace.note_delays(delays)
+        return delays
+
+
+def build_cluster(scenario: Scenario, seed: int, trace: Trace, *, record_delays: bool = False) -> SimCluster:
     config = RaftConfig(
         election_ticks=scenario.election_ticks,
         heartbeat_ticks=scenario.heartbeat_ticks,
@@ -101,7 +123,12 @@ def build_cluster(scenario: Scenario, seed: int, trace: Trace) -> SimCluster:
         snapshot_threshold=200,  # small: the runs exercise compaction and InstallSnapshot
         snapshot_trailing=50,
     )
-    network = SimNetwork(scenario.latency, scenario.loss, scenario.duplicate)
+    network: SimNetwork
+    if record_delays:
+        network = _DelayTap(scenario.latency, scenario.loss, scenario.duplicate)
+        network.trace = trace
+    else:
+        network = SimNetwork(scenario.latency, scenario.loss, scenario.duplicate)
     return SimCluster(
         [f"n{i}" for i in range(1, scenario.nodes + 1)],
         seed,
@@ -152,9 +179,19 @@ def _quiet_logs() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def run_scenario(scenario: Scenario, seed: int, *, trace_messages: bool = False, lincheck_budget: float = 30.0) -> Report:
+def run_scenario(
+    scenario: Scenario,
+    seed: int,
+    *,
+    trace_messages: bool = False,
+    lincheck_budget: float = 30.0,
+    message_window: MessageWindow = None,
+) -> Report:
+    """Run ``scenario`` with ``seed``. ``message_window`` keeps the messages sent in it, with their
+    delays, in ``report.timeline.messages``: (start, end) in virtual seconds, or "first-fault" for
+    half a second before the first scheduled fault to four seconds after it."""
     with _quiet_logs():
-        return _run_scenario(scenario, seed, trace_messages, lincheck_budget)
+        return _run_scenario(scenario, seed, trace_messages, lincheck_budget, message_window)
 
 
 @dataclass
@@ -164,14 +201,22 @@ class _Run:
     start: float = 0.0
     nemesis: Nemesis | None = None
     clients: Clients | None = None
+    timeline: Timeline = field(default_factory=Timeline)
+    message_window: MessageWindow = None
 
 
-def _run_scenario(scenario: Scenario, seed: int, trace_messages: bool, lincheck_budget: float) -> Report:
+def _run_scenario(
+    scenario: Scenario, seed: int, trace_messages: bool, lincheck_budget: float, message_window: MessageWindow
+) -> Report:
     started = time.perf_counter()
     report = Report(scenario.name, seed)
     trace = Trace(keep_messages=trace_messages)
-    c = build_cluster(scenario, seed, trace)
-    run = _Run()
+    if isinstance(message_window, tuple):
+        trace.record_window = (float(message_window[0]), float(message_window[1]))
+    c = build_cluster(scenario, seed, trace, record_delays=message_window is not None)
+    timeline = Timeline(every=scenario.tick / 10, commit_every=scenario.tick)
+    run = _Run(timeline=timeline, message_window=message_window)
+    c.env.process(_sample(c, timeline))
     try:
         _run(c, scenario, seed, report, run)
     except InvariantViolation as exc:
@@ -189,12 +234,58 @@ def _run_scenario(scenario: Scenario, seed: int, trace_messages: bool, lincheck_
     report.digest = trace.digest()
     report.trace = trace.text()
     report.virtual_seconds = round(c.env.now, 6)
+    timeline.phases["end"] = report.virtual_seconds
+    timeline.messages = trace.records
+    timeline.message_window = trace.record_window
+    report.timeline = timeline
     if not report.problems:
         _check_history(report, lincheck_budget)
     _check_expectations(scenario, report)
     report.ok = not report.problems
     report.wall_seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _node_state(node: Any) -> tuple[str, int]:
+    """A node's state for the timeline: its Raft role (learner for a non-voting follower), or why
+    it has none."""
+    raft = node.host.raft
+    if not node.alive or raft is None:
+        return ("gone" if node.gone else "down"), 0
+    if node.paused:
+        return "paused", raft.term
+    role = raft.role.value
+    if role == "follower" and node.id not in raft.voters:
+        role = "learner"
+    return role, raft.term
+
+
+def _sample(c: SimCluster, timeline: Timeline):  # a SimPy process that only reads the cluster
+    """Every ``timeline.every`` seconds note each node's state and the newest partition map; every
+    ``commit_every`` each commit index. Reading changes nothing and draws nothing, so the run is
+    the same with or without it."""
+    env = c.env
+    next_commit = 0.0
+    while True:
+        now = env.now
+        commits = now >= next_commit
+        if commits:
+            next_commit = now + timeline.commit_every
+        newest = None
+        for nid, node in c.nodes.items():
+            state, term = _node_state(node)
+            timeline.role(now, nid, state, term)
+            raft = node.host.raft
+            if raft is not None and node.alive:
+                if commits:
+                    timeline.commit(now, nid, raft.log.committed)
+                if newest is None or node.kit.state.epoch > newest.epoch:
+                    newest = node.kit.state
+        if newest is not None and newest.config is not None:
+            if not timeline.maps or newest.epoch > timeline.maps[-1].epoch:
+                holders = tuple(tuple(newest.live_holders(p)) for p in range(len(newest.owners)))
+                timeline.partition_map(now, newest.epoch, tuple(newest.owners), holders, tuple(newest.active()))
+        yield env.timeout(timeline.every)
 
 
 def _where(exc: BaseException) -> str:
@@ -213,12 +304,19 @@ def _run(c: SimCluster, scenario: Scenario, seed: int, report: Report, run: _Run
     if scenario.random is not None:
         faults += scenario.random.generate(random.Random(f"faults/{seed}"), scenario.duration)
     run.nemesis = nemesis = Nemesis(c)
-    nemesis.schedule([f for f in faults if f.at < scenario.duration], start)
+    scheduled = [f for f in faults if f.at < scenario.duration]
+    nemesis.schedule(scheduled, start)
+    run.timeline.phases["faults"] = round(start, 6)
+    if run.message_window == "first-fault":
+        first = start + min((f.at for f in scheduled), default=0.0)
+        before, after = FIRST_FAULT_WINDOW
+        c.trace.record_window = (round(max(start, first - before), 6), round(first + after, 6))
     run.clients = clients = Clients(c, scenario.workload, stop_at=start + scenario.duration + scenario.quiet / 2)
     clients.start()
     c.trace.event(env.now, "faults begin")
     env.run(until=start + scenario.duration)
     nemesis.heal_everything()
+    run.timeline.phases["heal"] = round(env.now, 6)
     _quiet(c, scenario, report)
 
 
