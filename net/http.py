@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import time
+import zlib
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from clusterkit.host.registers import put_command
 from clusterkit.raft.errors import NotLeader, RaftError
 
 from .join import forward, http_base
+from .kv_service import KV_ADDR_KEY
 from .metrics import NodeMetrics
 
 if TYPE_CHECKING:
@@ -52,7 +54,14 @@ class Api:
     # ------------------------------------------------------------ cluster views
     def _etag(self) -> str:
         state = self.node.kit.state
-        return f'"{self.node.options.cluster_name}-{state.epoch}"'
+        kv = self._kv_addrs()  # KV addresses are in /cluster too: a change of one is a new ETag
+        tag = f"-{zlib.crc32(json.dumps(kv, sort_keys=True).encode()):08x}" if kv else ""
+        return f'"{self.node.options.cluster_name}-{state.epoch}{tag}"'
+
+    def _kv_addrs(self) -> dict[str, str]:
+        """Each node's KV data address, as published in the replicated registers (see net/kv_service.py)."""
+        values = self.node.registers.values
+        return {k[len(KV_ADDR_KEY):]: v for k, v in values.items() if k.startswith(KV_ADDR_KEY) and v}
 
     def cluster_doc(self) -> dict[str, Any]:
         state = self.node.kit.state
@@ -70,10 +79,13 @@ class Api:
         }
         return doc
 
-    @staticmethod
-    def _node_doc(info: NodeInfo) -> dict[str, Any]:
-        return {"id": info.id, "name": info.name, "raft_addr": info.raft_addr, "http_addr": info.api_addr,
-                "zone": info.zone, "status": info.status}
+    def _node_doc(self, info: NodeInfo) -> dict[str, Any]:
+        doc = {"id": info.id, "name": info.name, "raft_addr": info.raft_addr, "http_addr": info.api_addr,
+               "zone": info.zone, "status": info.status}
+        kv_addr = self.node.registers.get(KV_ADDR_KEY + info.id)
+        if kv_addr:
+            doc["kv_addr"] = kv_addr
+        return doc
 
     def _partitions(self) -> dict[str, Any]:
         kit = self.node.kit
@@ -83,7 +95,7 @@ class Api:
         for number in range(kit.state.config.partition_count):
             p = kit.partition(number)
             out[p.id] = {"id": p.id, "primary_node": p.primary, "replica_nodes": list(p.replicas),
-                         "incoming": list(p.incoming)}
+                         "incoming": list(p.incoming), "outgoing": list(p.outgoing), "epoch": p.epoch}
         return out
 
     async def cluster(self, request: web.Request) -> web.StreamResponse:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from clusterkit.facade import Options
 
+from .kv_service import KVOptions
 from .node import NodeConfig
 from .service import NodeService
 
@@ -46,7 +47,7 @@ class TlsFiles:
 
 
 async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None = None,
-                http_ssl: ssl.SSLContext | None = None) -> None:
+                http_ssl: ssl.SSLContext | None = None, kv: KVOptions | None = None) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``), then shut down cleanly."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -55,7 +56,7 @@ async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests): the caller stops us
             pass
-    service = NodeService(options, config, http_ssl=http_ssl)
+    service = NodeService(options, config, http_ssl=http_ssl, kv=kv)
     await service.start()
     try:
         await stop.wait()

@@ -10,6 +10,7 @@ from aiohttp import web
 from clusterkit.facade import ClusterKit, Hooks, Options
 
 from .http import make_app
+from .kv_service import KVOptions, KVService
 from .node import NetNode, NodeConfig
 from .transport import split_addr
 
@@ -31,15 +32,26 @@ class NodeService:
         hooks: Hooks | None = None,
         kit: ClusterKit | None = None,
         http_ssl: ssl.SSLContext | None = None,
+        kv: KVOptions | None = None,
     ) -> None:
+        """``kv``: also run the KV store (its data path on ``kv.addr``, its routes on the HTTP API)."""
         self.node = NetNode(options, config, hooks=hooks, kit=kit)
         self.http_ssl = http_ssl
+        self.kv_options = kv
+        self.kv: KVService | None = None
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         await self.node.start()
         try:
-            self._runner = web.AppRunner(make_app(self.node), access_log=None)
+            app = make_app(self.node)
+            if self.kv_options is not None:
+                from .kv_http import add_kv_routes
+
+                self.kv = KVService(self.node, self.kv_options)
+                await self.kv.start()
+                add_kv_routes(app, self.kv)
+            self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             host, port = http_bind(self.node.options.http_addr)
             await web.TCPSite(self._runner, host, port, ssl_context=self.http_ssl).start()
@@ -49,6 +61,8 @@ class NodeService:
         log.info("%s: HTTP API on %s", self.node.id, self.node.options.http_addr)
 
     async def stop(self) -> None:
+        if self.kv is not None:
+            await self.kv.stop()
         await self.node.stop()
         if self._runner is not None:
             await self._runner.cleanup()

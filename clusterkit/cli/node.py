@@ -86,6 +86,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fail-after", type=_seconds, default=3.0, help="mark a node failed after this long unheard (0: never)")
     p.add_argument("--tick", type=_tick, default=0.05, help="seconds per Raft tick (heartbeat); elections after 10-20 ticks")
     p.add_argument("--leave-on-stop", action="store_true", help="on SIGTERM, leave the cluster gracefully first")
+    kv = p.add_argument_group("KV store", "run the reference KV store on this node (off unless --kv-addr or KV_PORT)")
+    kv.add_argument("--kv-addr", default=env.get("KV_ADDR") or (f":{env['KV_PORT']}" if env.get("KV_PORT") else None),
+                    help="address of the KV data port, e.g. :9080 or 127.0.0.1:0 for any free port"
+                         " [KV_ADDR, or :$KV_PORT]")
+    kv.add_argument("--kv-strategy", default=env.get("KV_STRATEGY", "sync"), choices=["sync", "async", "server-side"],
+                    help="replication strategy [KV_STRATEGY] (default sync)")
+    kv.add_argument("--kv-w", type=bounded_int(0, 16), default=env.get("KV_W", "0"),
+                    help="write quorum W (0: a majority of the replication factor) [KV_W]")
+    kv.add_argument("--kv-r", type=bounded_int(0, 16), default=env.get("KV_R", "0"),
+                    help="read quorum R (0: a majority of the replication factor) [KV_R]")
     p.add_argument("--log-level", default=env.get("LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_run)
 
@@ -118,14 +128,31 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
             tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca)
             server_ssl, client_ssl = tls.contexts()
             http_ssl = tls.http_context()
+        kv = _kv_options(args, options)
     except (ConfigError, ValueError, OSError) as exc:
         return error(PROG, str(exc), EXIT_BAD_INPUT if isinstance(exc, OSError) else EXIT_USAGE)
+    # With the KV store a node confirms each copy once its data is pulled, never at once.
     config = NodeConfig(tick=args.tick, fail_after=args.fail_after, secret=secret, server_ssl=server_ssl,
-                        client_ssl=client_ssl, leave_on_stop=args.leave_on_stop)
+                        client_ssl=client_ssl, leave_on_stop=args.leave_on_stop, auto_confirm=kv is None)
     from clusterkit.raft.errors import StorageError
 
     try:
-        asyncio.run(serve(options, config, http_ssl=http_ssl))
+        asyncio.run(serve(options, config, http_ssl=http_ssl, kv=kv))
     except (OSError, StorageError) as exc:  # the port is taken, the data dir is locked or damaged...
         return error(PROG, str(exc), EXIT_BAD_INPUT)
     return EXIT_OK
+
+
+def _kv_options(args: argparse.Namespace, options: Any) -> Any:
+    """The KV store's options from the flags (None: no KV store); ValueError for a bad combination."""
+    if not args.kv_addr:
+        return None
+    from clusterkit.facade import _split_host_port
+    from clusterkit.kv.quorum import Quorums
+    from clusterkit.kv.server import ServerConfig
+    from clusterkit.net.kv_service import BREAK_MIGRATION_ENV, KVOptions
+
+    _split_host_port(args.kv_addr if not args.kv_addr.endswith(":0") else args.kv_addr[:-1] + "1", "kv_addr")
+    server = ServerConfig(strategy=args.kv_strategy, w=int(args.kv_w), r=int(args.kv_r))
+    Quorums(options.replication_factor, server.w, server.r)  # W and R must fit the replication factor
+    return KVOptions(args.kv_addr, server, break_migration=os.environ.get(BREAK_MIGRATION_ENV) == "1")

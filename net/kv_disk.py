@@ -1,0 +1,179 @@
+"""The KV store's data on disk: an append-only, CRC-checked log of :class:`~clusterkit.kv.data.KVData`
+entries, with group commit, replay on restart, a torn tail cut, and compaction by rewriting.
+
+The record format is :mod:`.disk`'s (``mark | length | crc32 | payload`` after a 16-byte header of
+magic and salt; the CRC covers the salt, the length and the payload), with its own magic so a Raft
+log can never be opened as a KV log. A record's payload is a msgpack list of log entries: one
+:meth:`KVLog.append` is one record and one ``fdatasync`` (the driver calls it once per batch of
+server output, before that batch's answers go out). Recovery follows :mod:`.disk`'s rules: a bad
+record with nothing valid after it is a torn write (that batch's sync never returned, so nothing
+acknowledged is lost) and is cut; a bad record followed by a valid one is corruption of synced data
+and refuses to open (:class:`~clusterkit.raft.errors.StorageError`).
+
+Compaction: once the file is larger than ``rewrite_bytes`` and more than ``dead_ratio`` times the
+size of the live data, :meth:`KVLog.rewrite` writes ``KVData.compacted()`` to ``log.tmp`` (fsync,
+rename, directory fsync): a crash at any point leaves either the old log or the new one.
+
+Not thread-safe: one driver at a time (``append`` may run in a worker thread while the event loop
+only queues more entries).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from clusterkit.kv.data import LogEntry
+from clusterkit.raft.errors import StorageError
+
+from .disk import _datasync, _frame, _fsync_dir, _next_valid_record, _record_at, _write_all
+
+log = logging.getLogger("clusterkit.net.kv_disk")
+
+MAGIC = b"CKKVL\x00\x00\x01"
+SALT_BYTES = 8
+HEADER_BYTES = len(MAGIC) + SALT_BYTES
+_RECORD_HEADER = 12
+
+
+class KVLog:
+    def __init__(self, directory: str | os.PathLike[str], *, rewrite_bytes: int = 8 << 20, dead_ratio: float = 4.0) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / "log"
+        self.rewrite_bytes = rewrite_bytes
+        self.dead_ratio = dead_ratio
+        self.size = 0
+        self.records = 0
+        self.syncs = 0
+        self.rewrites = 0
+        self.torn_bytes = 0
+        self._fd: int | None = None
+        self._salt = b""
+        self._lock_fd: int | None = None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock()
+
+    # ------------------------------------------------------------ open
+    def _lock(self) -> None:
+        fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StorageError(f"{self.directory} is already open (another node process?)") from None
+        self._lock_fd = fd
+
+    def load(self) -> list[LogEntry]:
+        """Every synced entry, in order (a torn tail cut first). Creates an empty log when none exists."""
+        tmp = self.path.with_name("log.tmp")
+        if tmp.exists():
+            log.info("%s: removing log.tmp, left by an interrupted rewrite", self.directory)
+            tmp.unlink()
+        if not self.path.exists():
+            self._write_new([])
+            return []
+        raw = self.path.read_bytes()
+        data = memoryview(raw)
+        if len(raw) < HEADER_BYTES or raw[: len(MAGIC)] != MAGIC:
+            raise StorageError(f"{self.path}: not a clusterkit KV log (bad header)")
+        salt = raw[len(MAGIC) : HEADER_BYTES]
+        entries: list[LogEntry] = []
+        pos, records = HEADER_BYTES, 0
+        while pos < len(raw):
+            end = _record_at(data, pos, salt)
+            if end is None:
+                later = _next_valid_record(data, raw, pos + 1, salt)
+                if later is not None:
+                    raise StorageError(f"{self.path}: corrupt record at byte {pos} followed by a valid record at"
+                                       f" byte {later}: synced data is damaged; refusing to start and lose it")
+                log.warning("%s: torn tail after %d records: cutting %d bytes at byte %d", self.path, records,
+                            len(raw) - pos, pos)
+                self.torn_bytes = len(raw) - pos
+                fd = os.open(self.path, os.O_WRONLY)
+                try:
+                    os.ftruncate(fd, pos)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                break
+            try:
+                batch = msgpack.unpackb(data[pos + _RECORD_HEADER : end], raw=False, use_list=True)
+            except (ValueError, TypeError, msgpack.UnpackException) as exc:
+                raise StorageError(f"{self.path}: record at byte {pos} is unreadable: {exc!r}") from exc
+            if not isinstance(batch, list) or not all(_valid(e) for e in batch):
+                raise StorageError(f"{self.path}: record at byte {pos} holds something that is not a KV log entry")
+            entries.extend(batch)
+            records += 1
+            pos = end
+        self._salt, self.size, self.records = salt, pos, records
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        return entries
+
+    # ------------------------------------------------------------ write
+    def append(self, entries: list[LogEntry]) -> None:
+        """One record holding ``entries``, written and fdatasync'd: durable when this returns."""
+        if not entries:
+            return
+        assert self._fd is not None, "load() first"
+        blob = _frame(msgpack.packb(entries, use_bin_type=True), self._salt)
+        _write_all(self._fd, blob)
+        _datasync(self._fd)
+        self.size += len(blob)
+        self.records += 1
+        self.syncs += 1
+
+    def wants_rewrite(self, live_entries: int, live_bytes_hint: int) -> bool:
+        live = max(live_bytes_hint, 64 * live_entries) + HEADER_BYTES
+        return self.size >= self.rewrite_bytes and self.size > self.dead_ratio * live
+
+    def rewrite(self, entries: list[LogEntry]) -> None:
+        """Replace the log with one holding exactly ``entries`` (the live data)."""
+        self._write_new(entries)
+        self.rewrites += 1
+
+    def _write_new(self, entries: list[LogEntry]) -> None:
+        salt = os.urandom(SALT_BYTES)  # a new salt: the old file's records can never pass for this one's
+        blob = MAGIC + salt
+        if entries:
+            blob += _frame(msgpack.packb(entries, use_bin_type=True), salt)
+        tmp = self.path.with_name("log.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, blob)
+            os.fsync(fd)
+            os.replace(tmp, self.path)
+            _fsync_dir(self.directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        if self._fd is not None:
+            os.close(self._fd)
+        os.close(fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._salt, self.size, self.records = salt, len(blob), 1 if entries else 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def stats(self) -> dict[str, Any]:
+        return {"log_bytes": self.size, "log_records": self.records, "syncs": self.syncs, "rewrites": self.rewrites}
+
+
+def _valid(entry: Any) -> bool:
+    if not isinstance(entry, list) or not entry:
+        return False
+    if entry[0] == "put":
+        return len(entry) == 4 and type(entry[1]) is int and isinstance(entry[2], str) and isinstance(entry[3], list)
+    if entry[0] == "drop":
+        return len(entry) == 2 and type(entry[1]) is int
+    return False

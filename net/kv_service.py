@@ -1,0 +1,470 @@
+"""The KV store on a real node: a thin asyncio driver around the sans-IO
+:class:`~clusterkit.kv.server.KVServer`.
+
+It moves bytes, time and disk syncs, nothing else (quorums, fences and migrations are the core's):
+
+- **One TCP port** (``--kv-addr``/``KV_ADDR``) for node peers and SDK clients: length-prefixed
+  msgpack frames (:mod:`.frames`), each frame after the handshake one KV message in the core's
+  codec (:mod:`clusterkit.kv.messages`). A node peer opens with the Raft transport's hello (and,
+  with a cluster secret, the same HMAC proofs both ways); a client opens with
+  ``[CLIENT_HELLO, version, cluster]`` and is answered ``[CLIENT_HELLO, version, node_id]``. As the
+  Raft transport does, a node sends to a peer on a connection it dialled and receives on the ones
+  it accepted; a client gets its answers on its own connection. A connection that starts with an
+  HTTP method instead is handed to the node's HTTP API, so the seed's ``curl
+  http://localhost:9080/kv/set`` works on the KV port too.
+- **Durability**: every batch of server output is preceded by one append + ``fdatasync`` of the
+  data's new log entries (:class:`.kv_disk.KVLog`; group commit: while a sync runs, new requests
+  are handled and their entries wait for the next one); answers leave only after their sync.
+- **Time**: the server is ticked every ``tick`` seconds (0.1 s, as in the simulator).
+- **Discovery**: the node publishes its KV address through the replicated registers
+  (``kv/addr/<node id>``), so every node's ``/cluster`` lists every node's ``kv_addr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import count
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clusterkit.host.registers import put_command
+from clusterkit.kv.data import KVData
+from clusterkit.kv.messages import Message, ProtocolError, Pull, encode, from_doc
+from clusterkit.kv.server import KVServer, ServerConfig
+from clusterkit.raft.errors import RaftError
+
+from .frames import (
+    ACCEPT, DIAL, HEADER, HELLO, FrameError, Transcript, auth_frame, check_auth, frame, hello_frame, parse_hello,
+)
+from .kv_disk import KVLog
+from .transport import read_frame, split_addr
+
+if TYPE_CHECKING:
+    from .node import NetNode
+
+log = logging.getLogger("clusterkit.net.kv")
+
+KV_ADDR_KEY = "kv/addr/"  # + node id: the register holding a node's KV address
+CLIENT_HELLO = 20
+CLIENT_VERSION = 1
+KV_MAX_FRAME = 64 << 20
+HANDSHAKE_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 3.0
+MAX_CLIENT_BUFFER = 64 << 20  # a client that doesn't read its answers is cut off past this
+BREAK_MIGRATION_ENV = "CLUSTERKIT_KV_BREAK_MIGRATION"  # tests only: confirm copies without pulling
+_HTTP_FIRST = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")  # a frame's first byte is 0 (length < 16 MB)
+
+
+@dataclass(frozen=True)
+class KVOptions:
+    addr: str  # host:port to listen on (port 0: any free port, published through the registers)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    tick: float = 0.1
+    break_migration: bool = False  # tests only: see BREAK_MIGRATION_ENV
+
+
+def encode_frame(msg: Message) -> bytes:
+    data = encode(msg)
+    return HEADER.pack(len(data)) + data
+
+
+@dataclass
+class _Peer:
+    id: str
+    queue: list[bytes] = field(default_factory=list)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    dropped: int = 0
+
+
+class KVService:
+    def __init__(self, node: NetNode, options: KVOptions) -> None:
+        self.node = node
+        self.options = options
+        self.addr = options.addr
+        self.server: KVServer | None = None
+        self.kvlog: KVLog | None = None
+        self.broken = options.break_migration
+        self._server: asyncio.Server | None = None
+        self._peers: dict[str, _Peer] = {}
+        self._clients: dict[str, asyncio.StreamWriter] = {}
+        self._waiters: dict[str, asyncio.Future[Message]] = {}
+        self._hints: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._names = count(1)
+        self._flushing = False
+        self._failed: BaseException | None = None
+        self._running = False
+        self.sync_seconds: list[float] = []
+        self.frame_errors = 0
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        directory = Path(self.node.options.data_dir) / "kv"
+        self.kvlog = KVLog(directory)
+        entries = await asyncio.to_thread(self.kvlog.load)
+        data = KVData.replay(entries)
+        self.server = KVServer(self.node.kit, data, self.options.server)
+        host, port = split_addr(self.options.addr)
+        bind = "0.0.0.0" if self.options.addr.startswith(":") else host
+        self._server = await asyncio.start_server(self._accept, bind, port, limit=1 << 20)
+        real_port = self._server.sockets[0].getsockname()[1]
+        # ":9080" listens everywhere and is published with the host of this node's Raft address.
+        public = split_addr(self.node.options.raft_addr)[0] if self.options.addr.startswith(":") else host
+        self.addr = f"{'127.0.0.1' if public in ('0.0.0.0', '') else public}:{real_port}"
+        self._running = True
+        self._spawn(self._ticker())
+        self._spawn(self._publish())
+        log.info("%s: KV store (%s) on %s: %d keys replayed from %d log entries", self.node.id,
+                 self.options.server.strategy, self.addr, data.keys(), len(entries))
+
+    async def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._tasks) + [p.task for p in self._peers.values() if p.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for writer in list(self._clients.values()):
+            writer.close()
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self.kvlog is not None:
+            self.kvlog.close()
+        log.info("%s: KV store stopped", self.node.id)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------ driving the server
+    def _handle(self, src: str, msg: Message) -> None:
+        if self.server is None or self._failed is not None:
+            return
+        self.server.handle(src, msg)
+        self._kick()
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            next_tick += self.options.tick
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            assert self.server is not None
+            try:
+                self.server.tick()
+                if self.broken:
+                    self._confirm_without_copying()
+            except Exception:  # noqa: BLE001 - a bug must be seen, and must not stop the ticks
+                log.exception("%s: KV tick failed", self.node.id)
+            self._kick()
+
+    def _confirm_without_copying(self) -> None:
+        """The deliberately broken migration (tests): claim every copy done, pull nothing."""
+        kit = self.node.kit
+        if kit.state.config is None:
+            return
+        for p in range(kit.state.config.partition_count):
+            if self.node.id in kit.state.incoming(p):
+                try:
+                    kit.confirm_copy(p)
+                    self.node._kick()
+                except Exception:  # noqa: BLE001 - no leader now: next tick
+                    pass
+
+    def _kick(self) -> None:
+        if not self._flushing and self._running:
+            self._flushing = True
+            self._spawn(self._flush())
+
+    async def _flush(self) -> None:
+        """Persist, sync, then send: one fsync for everything handled since the last one."""
+        server, kvlog = self.server, self.kvlog
+        assert server is not None and kvlog is not None
+        try:
+            while True:
+                entries = server.data.take_unsynced()
+                out = server.take_outbox()
+                if not entries and not out:
+                    break
+                if entries:
+                    t0 = time.perf_counter()
+                    await asyncio.to_thread(kvlog.append, entries)
+                    self._note_sync(time.perf_counter() - t0)
+                    if kvlog.wants_rewrite(server.data.keys(), 0):
+                        compacted = server.data.compacted()
+                        await asyncio.to_thread(kvlog.rewrite, compacted)
+                        log.info("%s: KV log rewritten: %d live records", self.node.id, len(compacted))
+                self._route(out)
+        except Exception as exc:  # noqa: BLE001 - a failed sync: never answer what may not be durable
+            self._failed = exc
+            log.critical("%s: KV log write failed, the KV store stops answering: %s", self.node.id, exc)
+        finally:
+            self._flushing = False
+
+    def _note_sync(self, seconds: float) -> None:
+        self.sync_seconds.append(seconds)
+        if len(self.sync_seconds) > 1024:
+            del self.sync_seconds[:512]
+
+    def _route(self, out: list[tuple[str, Message]]) -> None:
+        frames: dict[str, list[bytes]] = {}
+        for dst, msg in out:
+            waiter = self._waiters.pop(dst, None)
+            if waiter is not None:
+                if not waiter.done():
+                    waiter.set_result(msg)
+                continue
+            if self.broken and isinstance(msg, Pull):
+                continue  # the broken migration never copies anything
+            frames.setdefault(dst, []).append(encode_frame(msg))
+        for dst, batch in frames.items():
+            writer = self._clients.get(dst)
+            if writer is not None:
+                if writer.transport.get_write_buffer_size() > MAX_CLIENT_BUFFER:
+                    log.warning("%s: client %s does not read its answers: disconnecting", self.node.id, dst)
+                    writer.close()
+                    continue
+                writer.write(b"".join(batch))
+            elif not dst.startswith(("client:", "http:")):
+                self._to_peer(dst, batch)
+
+    # ------------------------------------------------------------ local requests (the HTTP routes)
+    async def request(self, make: Callable[[int], Message], timeout: float = 10.0) -> Message:
+        """Hand the server one client request as a local endpoint; its answer (Result or Refused)."""
+        name = f"http:{next(self._names)}"
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiters[name] = fut
+        try:
+            self._handle(name, make(1))
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._waiters.pop(name, None)
+
+    # ------------------------------------------------------------ discovery
+    async def _publish(self) -> None:
+        """Keep our KV address in the replicated registers (re-proposed until it reads back)."""
+        key = KV_ADDR_KEY + self.node.id
+        while True:
+            host = self.node.host
+            raft = host.raft if host is not None else None
+            if (host is not None and raft is not None and self.node.registers.get(key) != self.addr
+                    and raft.leader is not None and self.node.id in raft.voters + raft.learners):
+                try:
+                    host.submit(put_command(key, self.addr))
+                    self.node._kick()
+                except RaftError as exc:
+                    log.debug("%s: KV address not proposed yet: %s", self.node.id, exc)
+            await asyncio.sleep(0.3 if self.node.registers.get(key) != self.addr else 2.0)
+
+    def peer_addr(self, node_id: str) -> str | None:
+        return self.node.registers.get(KV_ADDR_KEY + node_id) or self._hints.get(node_id)
+
+    # ------------------------------------------------------------ peers: sending
+    def _to_peer(self, dst: str, batch: list[bytes]) -> None:
+        peer = self._peers.get(dst)
+        if peer is None:
+            peer = self._peers[dst] = _Peer(dst)
+        if len(peer.queue) > 100_000:
+            peer.dropped += len(batch)  # the server retries what matters
+            return
+        peer.queue.extend(batch)
+        peer.wakeup.set()
+        if peer.task is None and self._running:
+            peer.task = asyncio.get_running_loop().create_task(self._peer_writer(peer))
+
+    async def _peer_writer(self, peer: _Peer) -> None:
+        backoff = 0.05
+        while self._running:
+            await peer.wakeup.wait()
+            addr = self.peer_addr(peer.id)
+            if not addr:
+                peer.dropped += len(peer.queue)
+                peer.queue.clear()
+                peer.wakeup.clear()
+                continue
+            writer: asyncio.StreamWriter | None = None
+            closed: asyncio.Future[bytes] | None = None
+            try:
+                reader, writer = await self._dial(addr, peer.id)
+                backoff = 0.05
+                closed = asyncio.ensure_future(reader.read(1))  # the peer never writes: EOF means gone
+                while self._running:
+                    if not peer.queue:
+                        peer.wakeup.clear()
+                        woken = asyncio.ensure_future(peer.wakeup.wait())
+                        await asyncio.wait({woken, closed}, return_when=asyncio.FIRST_COMPLETED)
+                        woken.cancel()
+                    if closed.done():
+                        raise ConnectionResetError(f"{peer.id} closed the KV connection")
+                    data = b"".join(peer.queue)
+                    peer.queue.clear()
+                    writer.write(data)
+                    await writer.drain()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, FrameError) as exc:
+                log.debug("%s: KV connection to %s at %s: %s", self.node.id, peer.id, addr, exc)
+                peer.dropped += len(peer.queue)
+                peer.queue.clear()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+            finally:
+                if closed is not None:
+                    closed.cancel()
+                if writer is not None:
+                    writer.close()
+
+    async def _dial(self, addr: str, peer_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        host, port = split_addr(addr)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+        try:
+            await asyncio.wait_for(self._dial_handshake(reader, writer, peer_id), HANDSHAKE_TIMEOUT)
+        except BaseException:
+            writer.close()
+            raise
+        return reader, writer
+
+    async def _dial_handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer_id: str) -> None:
+        nonce = os.urandom(16)
+        cluster = self.node.options.cluster_name
+        writer.write(hello_frame(cluster, self.node.id, self.addr, nonce))
+        await writer.drain()
+        body, _ = await read_frame(reader, KV_MAX_FRAME)
+        hello = parse_hello(body, cluster)
+        if hello.node_id != peer_id:
+            raise FrameError(f"handshake: dialled {peer_id} but {hello.node_id} answered", "handshake")
+        secret = self.node.config.secret
+        if secret is not None:
+            t = Transcript(self.node.id, hello.node_id, nonce, hello.nonce)
+            writer.write(auth_frame(secret, DIAL, t))
+            await writer.drain()
+            body, _ = await read_frame(reader, KV_MAX_FRAME)
+            check_auth(body, secret, ACCEPT, t)
+
+    # ------------------------------------------------------------ receiving
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        who = "?"
+        try:
+            first = await reader.readexactly(1)
+            if first[0] in _HTTP_FIRST:
+                await self._proxy_http(first, reader, writer)
+                return
+            header = first + await reader.readexactly(3)
+            from .frames import check_length, decode_body
+
+            length = check_length(header, KV_MAX_FRAME)
+            body = decode_body(await reader.readexactly(length))
+            if body[0] == CLIENT_HELLO:
+                who = f"client:{next(self._names)}"
+                await self._serve_client(who, body, reader, writer)
+            elif body[0] == HELLO:
+                who = await self._accept_peer(body, reader, writer)
+                await self._read_messages(who, reader)
+            else:
+                raise FrameError("the first frame must be a hello", "handshake")
+        except asyncio.CancelledError:
+            pass
+        except (FrameError, ProtocolError) as exc:
+            self.frame_errors += 1
+            log.warning("%s: closed a KV connection from %s: %s", self.node.id, who, exc)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, OSError) as exc:
+            log.debug("%s: KV connection from %s closed: %s", self.node.id, who, exc)
+        except Exception:  # noqa: BLE001 - a bug closes one connection, never the node
+            self.frame_errors += 1
+            log.exception("%s: dropping a KV connection from %s", self.node.id, who)
+        finally:
+            self._clients.pop(who, None)
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _accept_peer(self, body: list[Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+        cluster = self.node.options.cluster_name
+        hello = parse_hello(body, cluster)
+        nonce = os.urandom(16)
+        writer.write(hello_frame(cluster, self.node.id, self.addr, nonce))
+        await writer.drain()
+        secret = self.node.config.secret
+        if secret is not None:
+            t = Transcript(hello.node_id, self.node.id, hello.nonce, nonce)
+            auth, _ = await asyncio.wait_for(read_frame(reader, KV_MAX_FRAME), HANDSHAKE_TIMEOUT)
+            check_auth(auth, secret, DIAL, t)
+            writer.write(auth_frame(secret, ACCEPT, t))
+            await writer.drain()
+        if hello.raft_addr:
+            self._hints[hello.node_id] = hello.raft_addr  # our peers' hellos carry their KV address
+        return hello.node_id
+
+    async def _serve_client(self, name: str, body: list[Any], reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        if len(body) < 3 or body[1] != CLIENT_VERSION or body[2] != self.node.options.cluster_name:
+            writer.write(frame([CLIENT_HELLO, CLIENT_VERSION, "", f"refused: this is cluster "
+                                f"{self.node.options.cluster_name!r}, protocol {CLIENT_VERSION}"]))
+            await writer.drain()
+            raise FrameError(f"client hello for {body[1:3]!r}", "handshake")
+        writer.write(frame([CLIENT_HELLO, CLIENT_VERSION, self.node.id]))
+        await writer.drain()
+        self._clients[name] = writer
+        await self._read_messages(name, reader)
+
+    async def _read_messages(self, src: str, reader: asyncio.StreamReader) -> None:
+        while self._running:
+            body, _ = await read_frame(reader, KV_MAX_FRAME)
+            self._handle(src, from_doc(body))
+
+    async def _proxy_http(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """An HTTP request on the KV port (the seed's curl examples): pass it to the node's HTTP API."""
+        from .service import http_bind
+
+        host, port = http_bind(self.node.options.http_addr)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1" if host == "0.0.0.0" else host, port)
+        up_writer.write(first)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            finally:
+                if dst.can_write_eof():
+                    try:
+                        dst.write_eof()
+                    except OSError:
+                        pass
+
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        finally:
+            up_writer.close()
+
+    # ------------------------------------------------------------ stats
+    def stats(self) -> dict[str, Any]:
+        assert self.server is not None and self.kvlog is not None
+        syncs = sorted(self.sync_seconds)
+        return {
+            **self.server.stats_dict(),
+            "kv_addr": self.addr,
+            **self.kvlog.stats(),
+            "sync_p50_ms": round(1000 * syncs[len(syncs) // 2], 3) if syncs else None,
+            "clients": len(self._clients),
+            "peer_dropped": {p.id: p.dropped for p in self._peers.values() if p.dropped},
+            "frame_errors": self.frame_errors,
+            "failed": str(self._failed) if self._failed else None,
+        }
