@@ -83,7 +83,8 @@ class Report:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("history", "trace", "timeline")}
+        out = {k: v for k, v in self.__dict__.items()
+               if k not in ("history", "trace", "timeline")}
         return out
 
     def write(self, out_dir: Path) -> list[Path]:
@@ -226,6 +227,9 @@ def _run_scenario(
     if run.nemesis is not None:
         report.faults = [f.to_dict() for f in run.nemesis.record]
         report.skipped = len(run.nemesis.skipped)
+        applied = {id(f) for f in run.nemesis.applied}  # the record holds the very same objects
+        timeline.faults = [{**f.to_dict(), "t": round(run.start + f.at, 6), "applied": id(f) in applied}
+                           for f in run.nemesis.record]
     if run.clients is not None:
         report.history = run.clients.history
         report.operations = dict(run.clients.counts)
@@ -281,10 +285,10 @@ def _sample(c: SimCluster, timeline: Timeline):  # a SimPy process that only rea
                     timeline.commit(now, nid, raft.log.committed)
                 if newest is None or node.kit.state.epoch > newest.epoch:
                     newest = node.kit.state
-        if newest is not None and newest.config is not None:
-            if not timeline.maps or newest.epoch > timeline.maps[-1].epoch:
-                holders = tuple(tuple(newest.live_holders(p)) for p in range(len(newest.owners)))
-                timeline.partition_map(now, newest.epoch, tuple(newest.owners), holders, tuple(newest.active()))
+        fresh = newest is not None and (not timeline.maps or newest.epoch > timeline.maps[-1].epoch)
+        if fresh and newest.config is not None:
+            holders = tuple(tuple(newest.live_holders(p)) for p in range(len(newest.owners)))
+            timeline.partition_map(now, newest.epoch, tuple(newest.owners), holders, tuple(newest.active()))
         yield env.timeout(timeline.every)
 
 

@@ -51,7 +51,9 @@ class Timeline:
     follower), learner, or down, paused, gone (left or failed for good).
     ``commits`` holds (time, node, commit index) when the index moved, looked
     at every ``commit_every`` seconds. ``maps`` holds the partition map at
-    each new cluster-state epoch. ``phases`` gives when the fault phase began
+    each new cluster-state epoch. ``faults`` lists every fault the nemesis
+    fired (``Fault.to_dict()`` plus ``t``, the virtual time, and ``applied``:
+    False when it was skipped). ``phases`` gives when the fault phase began
     (``faults``), when everything was healed (``heal``) and the end
     (``end``). ``messages`` are the ones sent inside ``message_window``.
     """
@@ -61,6 +63,7 @@ class Timeline:
     roles: list[tuple[float, str, str, int]] = field(default_factory=list)
     commits: list[tuple[float, str, int]] = field(default_factory=list)
     maps: list[MapRecord] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     messages: list[MessageRecord] = field(default_factory=list)
     message_window: tuple[float, float] | None = None
@@ -85,6 +88,7 @@ class Timeline:
     def to_json(self) -> dict[str, Any]:
         return {
             "every": self.every, "commit_every": self.commit_every, "phases": dict(self.phases),
+            "faults": [dict(f) for f in self.faults],
             "roles": [list(r) for r in self.roles], "commits": [list(c) for c in self.commits],
             "maps": [{"t": m.t, "epoch": m.epoch, "owners": [list(o) for o in m.owners],
                       "holders": [list(h) for h in m.holders], "active": list(m.active)} for m in self.maps],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import shlex
 import sys
 import time
@@ -81,13 +82,37 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..sim.runner import run_scenario
 
+    write_plots = None
+    if args.plot:
+        try:
+            from ..plot.run_plots import write_run_plots as write_plots
+        except ImportError as exc:
+            return error(PROG + " run", f"--plot needs the plot extra ({exc.name} is missing): "
+                         "pip install 'clusterkit[plot]'", EXIT_USAGE)
     scenario = _load(args)
-    report = run_scenario(scenario, args.seed, trace_messages=args.trace_messages)
+    # Plots draw the messages of one window: the one asked for, or around the first fault.
+    window = args.window or ("first-fault" if args.plot else None)
+    report = run_scenario(scenario, args.seed, trace_messages=args.trace_messages, message_window=window)
     print(report.summary() if not args.quiet else report.summary().splitlines()[0])
     if args.out:
         paths = report.write(Path(args.out))
         print("wrote " + ", ".join(str(p) for p in paths))
+    if write_plots is not None:
+        started = time.monotonic()
+        plots = write_plots(report, Path(args.plot), window=args.window)
+        print(f"plotted {', '.join(str(p) for p in plots)} in {time.monotonic() - started:.1f} s")
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _window(text: str) -> tuple[float, float]:
+    """START:END in virtual seconds, START < END, both finite."""
+    try:
+        start, end = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:END in virtual seconds, got {text!r}") from None
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+        raise argparse.ArgumentTypeError(f"need 0 <= START < END, both finite, got {text!r}")
+    return start, end
 
 
 # ------------------------------------------------------------------ sweep
@@ -229,6 +254,11 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=1, help="the seed (default 1)")
     q.add_argument("--out", help="write the trace, the history (JSON lines) and a JSON report here")
     q.add_argument("--trace-messages", action="store_true", help="keep every message in the trace file")
+    q.add_argument("--plot", metavar="DIR", help="write PNG plots here: the run's timeline, a message diagram, "
+                   "the partition map around its biggest change and its migration graph, movement per "
+                   "membership change against the Go ClusterKit's, a non-linearizable history's window")
+    q.add_argument("--window", type=_window, metavar="START:END", help="with --plot: the message diagram's "
+                   "window, in virtual seconds (default: the first election after the first fault)")
     q.set_defaults(func=_guard(_cmd_run))
 
     q = simsub.add_parser("sweep", help="run many seeds across processes; print failing seeds with replay commands")
