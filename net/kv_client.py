@@ -1,0 +1,548 @@
+"""The KV store's client SDK: a smart client that routes by the cluster's map, and a simple one.
+
+:class:`KVClient` fetches ``/cluster`` from any node (seed HTTP addresses), computes each key's
+partition with the cluster's own ``hash_config``, and talks msgpack frames straight to the nodes'
+KV ports (the ``kv_addr`` of each node in ``/cluster``). It polls ``/cluster`` with
+``If-None-Match`` and refreshes at once when a node answers ``stale`` or a connection breaks.
+
+How a request goes, by the cluster's strategy (``strategy=``, the nodes' ``--kv-strategy``):
+
+- ``sync``: the client coordinates: each read or write is an ABD operation
+  (:class:`clusterkit.kv.operation.Operation`, the same code the nodes run) against the partition's
+  owners, done on W acknowledgements (R answers for reads, with write-back);
+- ``async``: the request goes to the partition's primary, which acknowledges once it has written
+  locally and replicates in the background;
+- ``server-side``: the request goes to the primary, which runs the quorum operation (any node
+  would do: a non-owner forwards).
+
+``smart=False`` makes the simple client: every request goes to one node (any), which routes it.
+
+Outcomes: a read returns the value (None: never written, or deleted); a write returns its
+:class:`~clusterkit.kv.records.Record`. :class:`KVFailed` means nothing was written;
+:class:`KVUnknown` that the write may or may not have happened (a timeout, a connection lost
+after sending): like any distributed store's indeterminate result, retry or read to find out.
+A write is never resent by the SDK once it may have been applied, so it can't take effect twice.
+
+Async API (``async with KVClient([...]) as kv: await kv.set(...)``) and a blocking wrapper
+(:class:`BlockingKVClient`, with the same methods).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any, TypeVar
+
+import aiohttp
+
+from clusterkit.kv.messages import Get, Message, Refused, Result, Set, from_doc
+from clusterkit.kv.operation import Operation
+from clusterkit.kv.quorum import Placement, Quorums
+from clusterkit.kv.records import Record, Value
+from clusterkit.kv.server import STRATEGIES, check_request
+from clusterkit.partitioning.hashing import HashConfig
+
+from .frames import check_length, decode_body, frame
+from .kv_service import CLIENT_HELLO, CLIENT_VERSION, KV_MAX_FRAME, encode_frame
+from .transport import split_addr
+
+log = logging.getLogger("clusterkit.net.kv_client")
+T = TypeVar("T")
+
+
+class KVError(Exception):
+    """A KV request that did not succeed."""
+
+
+class KVFailed(KVError):
+    """Nothing was written (or the read found no quorum)."""
+
+
+class KVUnknown(KVError):
+    """The write may or may not have taken effect (a timeout, or a connection lost after sending)."""
+
+
+class KVBadRequest(KVError):
+    """A bad key, value or quorum: refused before anything happened."""
+
+
+@dataclass(frozen=True)
+class NodeDoc:
+    id: str
+    http_addr: str
+    kv_addr: str | None
+    status: str
+
+
+@dataclass
+class Topology:
+    epoch: int = -1
+    etag: str | None = None
+    nodes: dict[str, NodeDoc] = field(default_factory=dict)
+    placements: dict[int, Placement] = field(default_factory=dict)
+    hash: HashConfig | None = None
+    rf: int = 3
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], etag: str | None) -> Topology:
+        cluster = doc["cluster"]
+        if doc.get("hash_config") is None:
+            raise ValueError("the cluster is not bootstrapped yet")
+        hc = doc["hash_config"]
+        hash_config = HashConfig(hc["algorithm"], int(hc["modulo"]), hc.get("format", "partition-%d"), int(hc.get("seed", 0)))
+        prefix = hash_config.format.split("%d")[0]
+        nodes = {n["id"]: NodeDoc(n["id"], n.get("http_addr", ""), n.get("kv_addr"), n.get("status", ""))
+                 for n in cluster["nodes"]}
+        placements = {}
+        for pid, p in cluster["partition_map"]["partitions"].items():
+            number = int(pid[len(prefix):])
+            serving = (p["primary_node"], *p["replica_nodes"])
+            incoming, outgoing = tuple(p.get("incoming", ())), tuple(p.get("outgoing", ()))
+            placements[number] = Placement(number, int(p.get("epoch", cluster["epoch"])), p["primary_node"], serving,
+                                           tuple(n for n in serving if n not in incoming),
+                                           tuple(n for n in serving if n not in outgoing), incoming)
+        rf = int((cluster.get("config") or {}).get("replication_factor", 3))
+        return cls(int(cluster["epoch"]), etag, nodes, placements, hash_config, rf)
+
+
+class _Conn:
+    """One pipelined connection to one node's KV port: frames queued within a loop turn go out in one write."""
+
+    def __init__(self, client: KVClient, node_id: str, addr: str) -> None:
+        self.client = client
+        self.node_id = node_id
+        self.addr = addr
+        self.buffer: list[bytes] = []
+        self.writer: asyncio.StreamWriter | None = None
+        self.closed = False
+        self._scheduled = False
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def send(self, msg: Message) -> None:
+        if self.closed:
+            return
+        self.buffer.append(encode_frame(msg))
+        if self.writer is not None and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self.buffer and self.writer is not None and not self.closed:
+            data, self.buffer = b"".join(self.buffer), []
+            self.writer.write(data)
+
+    async def _run(self) -> None:
+        try:
+            host, port = split_addr(self.addr)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 3.0)
+            self.writer = writer
+            writer.write(frame([CLIENT_HELLO, CLIENT_VERSION, self.client.cluster_name]))
+            body = await asyncio.wait_for(self._read(reader), 5.0)
+            if body[0] != CLIENT_HELLO or len(body) < 3 or body[2] != self.node_id:
+                raise ConnectionError(f"{self.addr} is not {self.node_id}'s KV port: {body[:4]!r}")
+            self._flush()
+            while True:
+                msg = from_doc(await self._read(reader))
+                self.client._on_message(self.node_id, msg)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - any failure ends this connection; the client reconnects
+            log.debug("KV connection to %s at %s ended: %s", self.node_id, self.addr, exc)
+        finally:
+            self.closed = True
+            if self.writer is not None:
+                self.writer.close()
+            self.client._on_conn_lost(self)
+
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader) -> list[Any]:
+        length = check_length(await reader.readexactly(4), KV_MAX_FRAME)
+        return decode_body(await reader.readexactly(length))
+
+
+class KVClient:
+    def __init__(
+        self,
+        seeds: list[str],
+        *,
+        strategy: str = "sync",
+        w: int = 0,
+        r: int = 0,
+        smart: bool = True,
+        cluster_name: str = "clusterkit-cluster",
+        timeout: float = 5.0,
+        poll: float = 1.0,
+        retry: float = 0.25,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        if not seeds:
+            raise ValueError("give the HTTP address of at least one node")
+        self.seeds = list(seeds)
+        self.strategy = strategy
+        self.w, self.r = w, r
+        self.smart = smart
+        self.cluster_name = cluster_name
+        self.timeout = timeout
+        self.poll = poll
+        self.retry = retry
+        self.id = f"c{os.urandom(4).hex()}"  # write versions are (counter, this id + serial): unique
+        self.topo = Topology()
+        self.quorums: Quorums | None = None
+        self.refreshes = 0
+        self._serials = count(1)
+        self._rids = count(1)
+        self._handlers: dict[int, Callable[[str, Message], None]] = {}
+        self._lost: dict[int, tuple[str, Callable[[], None]]] = {}  # rid -> (node, what to do if its link breaks)
+        self._conns: dict[str, _Conn] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Task[bool] | None = None
+        self._home: str | None = None  # the simple client's node
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self, wait: float = 10.0) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3.0))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not await self.refresh() or not self.topo.placements:
+            if loop.time() > deadline:
+                await self.close()
+                raise KVError(f"no cluster map from {', '.join(self.seeds)} within {wait} s")
+            await asyncio.sleep(0.1)
+        self._poller = loop.create_task(self._poll())
+
+    async def close(self) -> None:
+        tasks = [c.task for c in self._conns.values()]
+        if self._poller is not None:
+            tasks.append(self._poller)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._conns.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> KVClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ the map
+    async def refresh(self) -> bool:
+        """Fetch /cluster now (concurrent callers share one fetch); True when the map changed."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self._fetch())
+        return await asyncio.shield(self._refreshing)
+
+    async def _fetch(self) -> bool:
+        assert self._session is not None
+        candidates = list(dict.fromkeys([*self.seeds, *(n.http_addr for n in self.topo.nodes.values()
+                                                        if n.status == "active" and n.http_addr)]))
+        for addr in candidates:
+            headers = {"If-None-Match": self.topo.etag} if self.topo.etag else {}
+            try:
+                async with self._session.get(f"http://{addr}/cluster", headers=headers) as resp:
+                    if resp.status == 304:
+                        return False
+                    if resp.status != 200:
+                        continue
+                    doc = json.loads(await resp.read())
+                    topo = Topology.from_doc(doc, resp.headers.get("ETag"))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, KeyError, TypeError) as exc:
+                log.debug("no map from %s: %s", addr, exc)
+                continue
+            if topo.epoch < self.topo.epoch:
+                continue  # that node is behind us: ask another
+            changed = topo.etag != self.topo.etag
+            self.topo = topo
+            self.quorums = Quorums(topo.rf, self.w, self.r)
+            self.refreshes += changed
+            for nid, conn in list(self._conns.items()):
+                node = topo.nodes.get(nid)
+                if node is None or node.kv_addr != conn.addr:
+                    conn.task.cancel()
+            return changed
+        return False
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll)
+            try:
+                await self.refresh()
+            except Exception:  # noqa: BLE001 - a failed poll is retried at the next one
+                log.debug("map poll failed", exc_info=True)
+
+    def placement(self, key: str | bytes) -> Placement:
+        assert self.topo.hash is not None, "start() first"
+        return self.topo.placements[self.topo.hash.number(key)]
+
+    # ------------------------------------------------------------ connections
+    def _conn(self, node_id: str) -> _Conn | None:
+        conn = self._conns.get(node_id)
+        if conn is not None and not conn.closed:
+            return conn
+        node = self.topo.nodes.get(node_id)
+        if node is None or not node.kv_addr:
+            return None
+        conn = self._conns[node_id] = _Conn(self, node_id, node.kv_addr)
+        return conn
+
+    def _send(self, node_id: str, msg: Message) -> bool:
+        conn = self._conn(node_id)
+        if conn is None:
+            return False
+        conn.send(msg)
+        return True
+
+    def _on_message(self, src: str, msg: Message) -> None:
+        handler = self._handlers.get(getattr(msg, "rid", -1))
+        if handler is not None:
+            handler(src, msg)
+
+    def _on_conn_lost(self, conn: _Conn) -> None:
+        if self._conns.get(conn.node_id) is conn:
+            del self._conns[conn.node_id]
+        for rid, (node, lost) in list(self._lost.items()):
+            if node == conn.node_id:
+                del self._lost[rid]
+                lost()
+
+    def _next_rid(self) -> int:
+        return next(self._rids)
+
+    # ------------------------------------------------------------ the API
+    async def set(self, key: str, value: Value, quorum: int | None = None) -> Record:
+        """Write ``value``; ``quorum`` raises W for this write (the seed's ``set(key, value, quorum=3)``)."""
+        if value is None:
+            raise KVBadRequest("value must not be None (use delete)")
+        return await self._write(key, value, quorum)
+
+    async def delete(self, key: str, quorum: int | None = None) -> Record:
+        """Delete ``key`` (a tombstone with its own version: an older copy can't bring it back)."""
+        return await self._write(key, None, quorum)
+
+    async def get(self, key: str) -> Value | None:
+        record = await self.get_record(key)
+        return record.value if record is not None else None
+
+    async def get_record(self, key: str) -> Record | None:
+        self._check(key, None)
+        if self.strategy == "sync" and self.smart:
+            op = await self._abd(key, False, None, None)
+            return op.result
+        answer = await self._request(key, False, lambda rid: Get(rid, key))
+        return answer.record
+
+    async def _write(self, key: str, value: Value | None, quorum: int | None) -> Record:
+        self._check(key, value)
+        if quorum is not None and self.quorums is not None:
+            try:
+                self.quorums.with_w(quorum)
+            except ValueError as exc:
+                raise KVBadRequest(str(exc)) from None
+        if self.strategy == "sync" and self.smart:
+            op = await self._abd(key, True, value, quorum)
+            assert op.result is not None
+            return op.result
+        answer = await self._request(key, True, lambda rid: Set(rid, key, value, quorum))
+        assert answer.record is not None
+        return answer.record
+
+    @staticmethod
+    def _check(key: Any, value: Any) -> None:
+        problem = check_request(key, value)
+        if problem is not None:
+            raise KVBadRequest(problem)
+
+    # ------------------------------------------------------------ SYNC: the client runs ABD
+    async def _abd(self, key: str, write: bool, value: Value | None, quorum: int | None) -> Operation:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        assert self.quorums is not None
+        op = Operation(key, self.placement(key), self.quorums.with_w(quorum) if write else self.quorums,
+                       f"{self.id}#{next(self._serials)}", self._next_rid, write=write, value=value)
+        wake = asyncio.Event()
+        rids: list[int] = []
+
+        def on_message(src: str, msg: Message) -> None:
+            send(op.on_message(src, msg))
+            if op.outcome is not None or op.stale:
+                wake.set()
+
+        def send(out: list[tuple[str, Message]]) -> None:
+            if out and op.rid not in self._handlers:
+                self._handlers[op.rid] = on_message
+                rids.append(op.rid)
+            for dst, msg in out:
+                self._send(dst, msg)
+
+        try:
+            send(op.start())
+            while op.outcome is None:
+                wake.clear()
+                try:
+                    await asyncio.wait_for(wake.wait(), self.retry)
+                except asyncio.TimeoutError:
+                    pass
+                if op.outcome is not None:
+                    break
+                if loop.time() >= deadline:
+                    op.expire()
+                    break
+                if op.stale:
+                    await self.refresh()
+                    newer = self.topo.placements.get(op.placement.number)
+                    if newer is not None and newer.epoch > op.placement.epoch:
+                        send(op.refresh(newer))
+                    else:
+                        await asyncio.sleep(0.02)  # our map is no newer yet: ask again shortly
+                        op.stale = False
+                        send(op.retry())
+                else:
+                    send(op.retry())
+        finally:
+            for rid in rids:
+                self._handlers.pop(rid, None)
+        if op.outcome == "fail":
+            raise KVFailed(f"{key!r}: {op.detail}")
+        if op.outcome == "info":
+            raise KVUnknown(f"{key!r}: {op.detail}")
+        return op
+
+    # ------------------------------------------------------------ ASYNC and SERVER-SIDE: ask a node
+    def _target(self, key: str) -> str | None:
+        if not self.smart:
+            live = [n for n in self.topo.nodes.values() if n.kv_addr and n.status == "active"]
+            if self._home not in {n.id for n in live}:
+                self._home = live[next(self._serials) % len(live)].id if live else None
+            return self._home
+        return self.placement(key).primary
+
+    async def _request(self, key: str, write: bool, make: Callable[[int], Message]) -> Result:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise (KVUnknown if write else KVFailed)(f"{key!r}: no answer within {self.timeout} s")
+            target = self._target(key)
+            rid = next(self._rids)
+            answer: asyncio.Future[Message | None] = loop.create_future()
+
+            def done(src: str, msg: Message | None, fut: asyncio.Future[Message | None] = answer) -> None:
+                if not fut.done():
+                    fut.set_result(msg)
+
+            self._handlers[rid] = done
+            sent = target is not None and self._send(target, make(rid))
+            if sent:
+                assert target is not None
+                self._lost[rid] = (target, lambda fut=answer: done("", None, fut))
+            try:
+                msg = await asyncio.wait_for(answer, remaining) if sent else None
+            except asyncio.TimeoutError:
+                raise (KVUnknown if write else KVFailed)(f"{key!r}: no answer within {self.timeout} s") from None
+            finally:
+                self._handlers.pop(rid, None)
+                self._lost.pop(rid, None)
+            if msg is None:  # no connection, or it broke after sending
+                if write and sent:
+                    raise KVUnknown(f"{key!r}: the connection to {target} broke before the answer")
+                self._home = None
+                await self.refresh()
+                await asyncio.sleep(0.05)
+                continue
+            if isinstance(msg, Result):
+                if msg.outcome == "ok":
+                    return msg
+                raise (KVFailed if msg.outcome == "fail" else KVUnknown)(f"{key!r}: {msg.detail}")
+            assert isinstance(msg, Refused)
+            if msg.reason == "bad_request":
+                raise KVBadRequest(msg.detail)
+            if msg.reason in ("stale", "not_primary", "not_serving"):
+                self._home = None
+                await self.refresh()
+            await asyncio.sleep(0.02)  # behind, overloaded, unavailable, or a map to catch up with: again
+
+    # ------------------------------------------------------------ direct copies (checks and tools)
+    async def holders(self, key: str) -> dict[str, Record | None]:
+        """What every owner of ``key``'s partition holds for it now (a Query to each; for checks)."""
+        from clusterkit.kv.messages import Found, Query
+
+        p = self.placement(key)
+        loop = asyncio.get_running_loop()
+        out: dict[str, Record | None] = {}
+        futs: dict[str, asyncio.Future[Message | None]] = {}
+        rids = []
+        for node in p.owners:
+            rid = next(self._rids)
+            fut: asyncio.Future[Message | None] = loop.create_future()
+            self._handlers[rid] = lambda src, msg, f=fut: f.done() or f.set_result(msg)
+            rids.append(rid)
+            if self._send(node, Query(rid, p.number, p.epoch, key)):
+                futs[node] = fut
+        try:
+            for node, fut in futs.items():
+                try:
+                    msg = await asyncio.wait_for(fut, 2.0)
+                except asyncio.TimeoutError:
+                    continue
+                if isinstance(msg, Found):
+                    out[node] = msg.record
+        finally:
+            for rid in rids:
+                self._handlers.pop(rid, None)
+        return out
+
+
+class BlockingKVClient:
+    """The SDK for synchronous code: the client runs on its own event loop thread."""
+
+    def __init__(self, seeds: list[str], **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="clusterkit-kv-client", daemon=True)
+        self._thread.start()
+        self.client = KVClient(seeds, **kwargs)
+        try:
+            self._run(self.client.start())
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def set(self, key: str, value: Value, quorum: int | None = None) -> Record:
+        return self._run(self.client.set(key, value, quorum))
+
+    def get(self, key: str) -> Value | None:
+        return self._run(self.client.get(key))
+
+    def delete(self, key: str, quorum: int | None = None) -> Record:
+        return self._run(self.client.delete(key, quorum))
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            try:
+                self._run(self.client.close())
+            finally:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> BlockingKVClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
