@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import simpy
 
@@ -67,6 +67,14 @@ class Counters:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True, slots=True)
+class DataMessage:
+    """A data-layer message held for a paused node (Raft messages are held as bytes)."""
+
+    src: str
+    data: Any
+
+
 @dataclass
 class SimNode:
     id: str
@@ -84,6 +92,20 @@ class SimNode:
     copying: set[int] = field(default_factory=set)  # partitions this life is copying
     removed: bool = False  # leaving or failed for good: never restarted, never a fault's target
     gone: bool = False  # its process has exited for good (out of Raft, or failed): no more ticks
+
+
+class DataLayer(Protocol):
+    """An application's data layer on every node (the KV store): it replaces the stand-in copier."""
+
+    def bind(self, cluster: SimCluster) -> None: ...  # before the first node is added
+
+    def attach(self, node: SimNode) -> None: ...  # a new node (its first life)
+
+    def restart(self, node: SimNode) -> None: ...  # a new life of a crashed node, from its disk
+
+    def tick(self, node: SimNode) -> None: ...
+
+    def deliver(self, node: SimNode, src: str, data: Any) -> None: ...
 
 
 class SimCluster:
@@ -105,6 +127,7 @@ class SimCluster:
         fail_after_ticks: int = 0,
         trace: Trace | None = None,
         monitor: RaftSafetyMonitor | None = None,
+        data_layer: DataLayer | None = None,
     ) -> None:
         self.env = simpy.Environment()
         self.seed = seed
@@ -120,6 +143,9 @@ class SimCluster:
         self.fail_after_ticks = fail_after_ticks
         self.trace = trace or Trace()
         self.monitor = monitor if monitor is not None else RaftSafetyMonitor()
+        self.data_layer = data_layer
+        if data_layer is not None:
+            data_layer.bind(self)
         self.counters = Counters()
         self.nodes: dict[str, SimNode] = {}
         self.problems: list[str] = []  # invariant violations seen (the run fails if any)
@@ -163,7 +189,10 @@ class SimCluster:
         )
         node = SimNode(nid, host, kit, registers, disk)
         self.nodes[nid] = node
-        kit.on_partition_change(lambda e, node=node: self._copy(node, e))
+        if self.data_layer is not None:
+            self.data_layer.attach(node)
+        else:
+            kit.on_partition_change(lambda e, node=node: self._copy(node, e))
         kit.on_rebalance_start(self._rebalance_seen)
         kit.on_node_leave(self._node_event_seen)
         kit.on_node_join(self._node_event_seen)
@@ -179,6 +208,8 @@ class SimCluster:
             if node.alive and not node.paused:
                 node.host.tick()
                 self._kick(node)
+                if self.data_layer is not None:
+                    self.data_layer.tick(node)
 
     # ------------------------------------------------------------ the Ready loop, with a disk
     def _kick(self, node: SimNode) -> None:
@@ -269,6 +300,27 @@ class SimCluster:
             ev = self.env.timeout(d)
             ev.callbacks.append(lambda _e, data=data, src=m.src, dst=m.dst: self._deliver(src, dst, data))
 
+    def send_data(self, src: str, dst: str, data: Any, deliver: Callable[[str, str, Any], None]) -> None:
+        """A data-layer message on the same simulated network as Raft's (latency, loss, cuts)."""
+        self.counters.messages_sent += 1
+        delays = self.network.fate(src, dst, self.rng)
+        if not delays:
+            self.counters.messages_dropped += 1
+        for d in delays:
+            ev = self.env.timeout(d)
+            ev.callbacks.append(lambda _e: deliver(src, dst, data))
+
+    def deliver_data(self, src: str, dst: str, data: Any) -> None:
+        """A data-layer message reaching node ``dst``: dropped if it is down or cut off, held while paused."""
+        node = self.nodes.get(dst)
+        if node is None or not node.alive or not self.network.reachable(src, dst):
+            self.counters.messages_dropped += 1
+            return
+        if node.paused:
+            node.inbox.append(DataMessage(src, data))
+            return
+        self._step(node, DataMessage(src, data))
+
     def _deliver(self, src: str, dst: str, data: Any) -> None:
         node = self.nodes.get(dst)
         if node is None or not node.alive or not self.network.reachable(src, dst):
@@ -281,6 +333,10 @@ class SimCluster:
 
     def _step(self, node: SimNode, data: Any) -> None:
         self.counters.messages_delivered += 1
+        if isinstance(data, DataMessage):
+            assert self.data_layer is not None
+            self.data_layer.deliver(node, data.src, data.data)
+            return
         node.host.step(decode(data) if self.codec else data)
         self._kick(node)
 
@@ -314,6 +370,9 @@ class SimCluster:
         """A node's data layer, for one life: besides the hooks, look every second for partitions
         this node must copy and isn't copying (a restarted node restored from a snapshot gets no
         events for changes the snapshot already holds: it reads its assignment instead)."""
+        if self.data_layer is not None:
+            self.data_layer.restart(node)  # the real data layer copies, and reconciles, by itself
+            return
         self.env.process(self._reconcile(node, node.generation))
 
     def _reconcile(self, node: SimNode, generation: int):  # a SimPy process

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from clusterkit.kv.server import STRATEGIES
+
 from .network import Latency, ScenarioError
 from .shapes import SHAPES
 
@@ -147,11 +149,18 @@ class Workload:
     keys: int = 3
     write_ratio: float = 0.5
     timeout: float = 1.0  # a client gives up after this long: info for a write, fail for a read
+    # "": registers replicated through Raft; "sync" | "async" | "server-side": the KV store
+    # (clusterkit.kv) with that strategy, its clients, and its migrations doing the copies
+    kv: str = ""
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Workload:
         _only(doc, {f.name for f in fields(cls)}, "workload")
+        kv = doc.get("kv", "")
+        if kv not in ("", *STRATEGIES):
+            raise ScenarioError(f"workload kv must be one of {', '.join(STRATEGIES)}, got {kv!r}")
         return cls(
+            kv=kv,
             clients=_int(doc, "clients", 3, 0, 1000),
             rate=_number(doc, "rate", 50.0, 0.0, 1e6),
             keys=_int(doc, "keys", 3, 1, 10**6),

@@ -1,0 +1,80 @@
+"""One node's KV data: partitions of versioned records, and the log that makes them durable.
+
+Every change is also queued as a log entry; the driver persists the queued
+entries (and syncs them) before it sends any answer that acknowledges them,
+so an acknowledged write survives a crash. :meth:`KVData.replay` rebuilds
+the data from the entries that were synced.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Any
+
+from .records import Record, newer
+
+# Log entries: ["put", partition, key, record-wire] and ["drop", partition].
+LogEntry = list[Any]
+
+
+@dataclass
+class KVData:
+    parts: dict[int, dict[str, Record]] = field(default_factory=dict)
+    unsynced: list[LogEntry] = field(default_factory=list)
+    _sorted: dict[int, list[str]] = field(default_factory=dict)  # key order for migration batches
+
+    def get(self, partition: int, key: str) -> Record | None:
+        part = self.parts.get(partition)
+        return part.get(key) if part is not None else None
+
+    def put(self, partition: int, key: str, record: Record) -> bool:
+        """Merge one copy: keep whichever version is newer. True when ours changed."""
+        part = self.parts.setdefault(partition, {})
+        old = part.get(key)
+        if newer(old, record) is old:
+            return False
+        if old is None:
+            self._sorted.pop(partition, None)
+        part[key] = record
+        self.unsynced.append(["put", partition, key, record.to_wire()])
+        return True
+
+    def drop(self, partition: int) -> None:
+        """Forget a partition this node no longer serves."""
+        if self.parts.pop(partition, None) is not None:
+            self._sorted.pop(partition, None)
+            self.unsynced.append(["drop", partition])
+
+    def scan(self, partition: int, after: str | None, limit: int) -> tuple[list[tuple[str, Record]], bool]:
+        """Up to ``limit`` records with keys after ``after``, in key order; and whether that was the end."""
+        part = self.parts.get(partition, {})
+        keys = self._sorted.get(partition)
+        if keys is None:
+            keys = self._sorted[partition] = sorted(part)
+        start = 0 if after is None else bisect_right(keys, after)
+        chunk = keys[start:start + limit]
+        return [(k, part[k]) for k in chunk], start + limit >= len(keys)
+
+    def take_unsynced(self) -> list[LogEntry]:
+        out, self.unsynced = self.unsynced, []
+        return out
+
+    def keys(self) -> int:
+        return sum(len(p) for p in self.parts.values())
+
+    @classmethod
+    def replay(cls, entries: list[LogEntry]) -> KVData:
+        """The data as the synced log left it (entries already checked by whoever read them)."""
+        data = cls()
+        for entry in entries:
+            if entry[0] == "put":
+                data.put(entry[1], entry[2], Record.from_wire(entry[3]))
+            elif entry[0] == "drop":
+                data.drop(entry[1])
+        data.unsynced = []
+        return data
+
+    def compacted(self) -> list[LogEntry]:
+        """The shortest log that replays to this data (to rewrite a log that grew long)."""
+        return [["put", p, k, r.to_wire()] for p in sorted(self.parts) for k, r in sorted(self.parts[p].items())]

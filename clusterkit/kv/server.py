@@ -1,0 +1,594 @@
+"""A node's KV server, sans-IO: built only on the public ClusterKit facade and its hooks.
+
+The driver (simulator or TCP node) hands it messages (:meth:`KVServer.handle`)
+and ticks (:meth:`KVServer.tick`), persists and syncs ``data.take_unsynced()``
+and only then sends ``take_outbox()``: no answer leaves before the writes it
+acknowledges are durable.
+
+**The fence.** Every request about a partition carries the partition's epoch
+as the sender sees it (the cluster epoch at which that partition's owners or
+holders last changed). A copy serves it only at the same epoch: an older one
+is refused ``stale`` (the sender refreshes its map and goes on), a newer one
+``behind`` (this node hasn't applied that change yet; the sender asks again).
+So once a copy has served a migration batch at a new placement it refuses
+every write made against the old one, and a new owner's copy, merged from a
+read quorum of complete holders, holds every write that completed before.
+
+**Migration.** When this node is an incoming owner of a partition it pulls
+the partition in batches from a read quorum of its complete holders (copy-from
+first), merges by version (writes arriving meanwhile are kept: an older copied
+version never replaces a newer one), and confirms through ClusterKit. Old
+owners drop their copy when the map no longer lists them, which happens only
+after every new owner confirmed.
+
+**Strategies.** ``sync``: the client coordinates quorum reads and writes
+(:class:`~.operation.Operation`); a node asked directly coordinates them
+itself. ``server-side``: a node forwards a client's request to the partition's
+primary, which coordinates the quorum operation. ``async``: the primary
+writes locally, acknowledges, and replicates in the background through a
+bounded queue, retrying until every copy has it; a primary crash loses what it
+acknowledged but had not yet replicated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
+
+from clusterkit.facade import ClusterKit, PartitionChange
+
+from .data import KVData
+from .messages import (
+    Ack, Batch, Found, Get, Message, Pull, Query, Refused, Replicate, Result, Set, Store,
+)
+from .operation import Operation, Outbound
+from .quorum import Placement, Quorums
+from .records import Record, Version
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("sync", "async", "server-side")
+MAX_KEY_BYTES = 1024
+MAX_VALUE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    strategy: str = "sync"
+    w: int = 0  # 0: a majority of RF
+    r: int = 0
+    batch: int = 512  # records per migration batch
+    op_timeout_ticks: int = 20
+    retry_ticks: int = 4  # ask silent copies again after this many ticks
+    queue_limit: int = 100_000  # ASYNC: records waiting per peer before writes are refused
+    repair_ticks: int = 50  # anti-entropy: each held partition is merged from its other holders this often
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        for name in ("batch", "op_timeout_ticks", "retry_ticks", "queue_limit", "repair_ticks"):
+            if type(getattr(self, name)) is not int or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+
+
+def check_request(key: Any, value: Any = None) -> str | None:
+    """Why a client's key or value is refused (None: fine)."""
+    if not isinstance(key, str) or not key:
+        return "key must be a non-empty string"
+    if len(key.encode()) > MAX_KEY_BYTES:
+        return f"key is longer than {MAX_KEY_BYTES} bytes"
+    if value is not None:
+        if not isinstance(value, (str, bytes)):
+            return "value must be a string"
+        if len(value) > MAX_VALUE_BYTES:
+            return f"value is larger than {MAX_VALUE_BYTES} bytes"
+    return None
+
+
+@dataclass
+class _Source:
+    after: str | None = None
+    done: bool = False
+    rid: int = 0
+    sent_tick: int = 0
+    tries: int = 0
+
+
+@dataclass
+class _PullJob:
+    placement: Placement
+    need: int
+    sources: dict[str, _Source] = field(default_factory=dict)
+    tried: set[str] = field(default_factory=set)
+    confirmed_tick: int | None = None
+    keys: int = 0
+    repair: bool = False  # anti-entropy among holders: nothing to confirm
+    started: int = 0
+
+
+@dataclass
+class _Pending:
+    """A client request this node answers later: its own operation, or one it forwarded."""
+
+    src: str
+    rid: int
+    deadline: int
+    op: Operation | None = None
+    write: bool = False
+    rids: list[int] = field(default_factory=list)  # every request id its answers may carry
+
+
+@dataclass
+class Stats:
+    sets: int = 0
+    gets: int = 0
+    forwarded: int = 0
+    refused: int = 0
+    migrations: int = 0  # partitions copied in and confirmed
+    keys_migrated: int = 0
+    dropped: int = 0  # partitions released after the new owners confirmed
+    replicated: int = 0  # ASYNC records acknowledged by a replica
+    repaired: int = 0  # records that anti-entropy brought here (a copy a write had missed)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class KVServer:
+    def __init__(
+        self, kit: ClusterKit, data: KVData | None = None, config: ServerConfig | None = None, *, hooks: bool = True
+    ) -> None:
+        """``hooks``: register :meth:`on_partition_change` with ``kit`` (a driver that rebuilds the
+        server after a crash, with the same facade, registers a forwarder once instead)."""
+        self.kit = kit
+        self.me = kit.my_node_id()
+        self.data = data if data is not None else KVData()
+        self.config = config or ServerConfig()
+        self.quorums = Quorums(kit.options.replication_factor, self.config.w, self.config.r)
+        self.stats = Stats()
+        self._outbox: list[Outbound] = []
+        self._local: list[Message] = []  # to ourselves: handled at once, answered through the outbox
+        self._rids = count(1)
+        self._writes = count(1)
+        self._ticks = 0
+        self._pending: dict[int, _Pending] = {}
+        self._routes: dict[int, tuple[str, int]] = {}  # request id -> ("pending", key) | ("pull", partition)
+        self._pulls: dict[int, _PullJob] = {}
+        self._repairs: dict[int, _PullJob] = {}
+        self._queues: dict[str, OrderedDict[tuple[int, str], None]] = {}  # ASYNC, per peer
+        self._in_flight: dict[int, tuple[str, list[tuple[int, str]], int]] = {}  # rid -> peer, keys, tick
+        self._seen_epoch = -1
+        if hooks:
+            kit.on_partition_change(self.on_partition_change)
+
+    # ------------------------------------------------------------ driver interface
+    def take_outbox(self) -> list[Outbound]:
+        out, self._outbox = self._outbox, []
+        return out
+
+    def handle(self, src: str, msg: Message) -> None:
+        self._dispatch(src, msg)
+        self._drain_local()
+
+    def tick(self) -> None:
+        self._ticks += 1
+        if self.kit.state.config is None:
+            return
+        if self.kit.state.epoch != self._seen_epoch:
+            self._seen_epoch = self.kit.state.epoch
+            self._reconcile()
+        for rid, pend in list(self._pending.items()):
+            self._tick_pending(rid, pend)
+        for p in list(self._pulls):
+            self._tick_pull(p)
+        self._tick_repairs()
+        if self.config.strategy == "async":
+            self._retry_replication()
+            self._flush_replication()
+        self._drain_local()
+
+    # ------------------------------------------------------------ placement
+    def placement(self, partition: int) -> Placement:
+        return Placement.of(self.kit.partition(partition))
+
+    def _fence(self, src: str, rid: int, partition: int, epoch: int) -> Placement | None:
+        cfg = self.kit.state.config
+        if cfg is None or type(partition) is not int or not 0 <= partition < cfg.partition_count:
+            self._refuse(src, rid, "behind" if cfg is None else "bad_request")
+            return None
+        here = self.placement(partition)
+        if epoch != here.epoch:
+            self._refuse(src, rid, "stale" if epoch < here.epoch else "behind", here.epoch)
+            return None
+        if self.me not in here.serving:
+            self._refuse(src, rid, "not_serving", here.epoch)
+            return None
+        return here
+
+    def _refuse(self, dst: str, rid: int, reason: str, epoch: int = 0, detail: str = "") -> None:
+        self.stats.refused += 1
+        self._send(dst, Refused(rid, reason, epoch or self.kit.state.epoch, detail))
+
+    def _send(self, dst: str, msg: Message) -> None:
+        if dst == self.me:
+            self._local.append(msg)
+        else:
+            self._outbox.append((dst, msg))
+
+    def _drain_local(self) -> None:
+        while self._local:
+            self._dispatch(self.me, self._local.pop(0))
+
+    # ------------------------------------------------------------ requests
+    def _dispatch(self, src: str, msg: Message) -> None:
+        if isinstance(msg, Query):
+            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+                self._send(src, Found(msg.rid, self.data.get(msg.partition, msg.key)))
+        elif isinstance(msg, Store):
+            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+                self.data.put(msg.partition, msg.key, msg.record)
+                self._send(src, Ack(msg.rid))
+        elif isinstance(msg, Pull):
+            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+                items, done = self.data.scan(msg.partition, msg.after, max(1, min(msg.limit, 4096)))
+                self._send(src, Batch(msg.rid, items, done))
+        elif isinstance(msg, Replicate):
+            self._replicated_in(src, msg)
+        elif isinstance(msg, (Set, Get)):
+            self._client(src, msg)
+        else:
+            self._answer(src, msg)
+
+    def _replicated_in(self, src: str, msg: Replicate) -> None:
+        cfg = self.kit.state.config
+        if cfg is None or not 0 <= msg.partition < cfg.partition_count:
+            self._refuse(src, msg.rid, "behind" if cfg is None else "bad_request")
+            return
+        if self.me not in self.placement(msg.partition).serving:
+            self._refuse(src, msg.rid, "not_serving")
+            return
+        for key, record in msg.items:
+            self.data.put(msg.partition, key, record)
+        self._send(src, Ack(msg.rid))
+
+    # ------------------------------------------------------------ client requests
+    def _client(self, src: str, msg: Set | Get) -> None:
+        write = isinstance(msg, Set)
+        problem = check_request(msg.key, msg.value if write else None)
+        if problem is None and write and msg.w is not None:
+            try:
+                self.quorums.with_w(msg.w)
+            except ValueError as exc:
+                problem = str(exc)
+        if problem is not None:
+            self._refuse(src, msg.rid, "bad_request", detail=problem)
+            return
+        if self.kit.state.config is None:
+            self._refuse(src, msg.rid, "unavailable", detail="this node has no cluster map yet")
+            return
+        partition = self.kit.state.config.hash_config.number(msg.key)
+        here = self.placement(partition)
+        if write:
+            self.stats.sets += 1
+        else:
+            self.stats.gets += 1
+        strategy = self.config.strategy
+        if strategy != "sync" and here.primary != self.me:
+            self._forward(src, msg, here.primary)
+        elif strategy == "async":
+            self._async_local(src, msg, partition, here)
+        else:
+            self._coordinate(src, msg, here)
+
+    def _forward(self, src: str, msg: Set | Get, primary: str) -> None:
+        if msg.hops >= 2:
+            self._refuse(src, msg.rid, "not_primary", detail=f"maps disagree on the primary (last: {primary})")
+            return
+        rid = next(self._rids)
+        self.stats.forwarded += 1
+        self._pending[rid] = _Pending(src, msg.rid, self._ticks + self.config.op_timeout_ticks, write=isinstance(msg, Set), rids=[rid])
+        self._routes[rid] = ("pending", rid)
+        if isinstance(msg, Set):
+            self._send(primary, Set(rid, msg.key, msg.value, msg.w, msg.hops + 1))
+        else:
+            self._send(primary, Get(rid, msg.key, msg.hops + 1))
+
+    def _coordinate(self, src: str, msg: Set | Get, here: Placement) -> None:
+        write = isinstance(msg, Set)
+        op = Operation(
+            msg.key, here,
+            self.quorums.with_w(msg.w) if isinstance(msg, Set) else self.quorums,
+            f"{self.me}#{next(self._writes)}", self._next_rid,
+            write=write, value=msg.value if isinstance(msg, Set) else None,
+        )
+        op_rid = next(self._rids)
+        self._pending[op_rid] = _Pending(src, msg.rid, self._ticks + self.config.op_timeout_ticks, op, write)
+        self._op_sends(op_rid, op.start())
+        self._op_done(op_rid)
+
+    def _next_rid(self) -> int:
+        return next(self._rids)
+
+    def _op_sends(self, key: int, sends: list[Outbound]) -> None:
+        pend = self._pending[key]
+        assert pend.op is not None
+        if pend.op.rid not in self._routes:
+            self._routes[pend.op.rid] = ("pending", key)
+            pend.rids.append(pend.op.rid)
+        for dst, m in sends:
+            self._send(dst, m)
+
+    def _close(self, key: int) -> _Pending:
+        pend = self._pending.pop(key)
+        for rid in pend.rids:
+            self._routes.pop(rid, None)
+        return pend
+
+    def _op_done(self, key: int) -> None:
+        pend = self._pending.get(key)
+        if pend is None or pend.op is None or pend.op.outcome is None:
+            return
+        self._close(key)
+        op = pend.op
+        self._send(pend.src, Result(pend.rid, op.result, op.outcome, op.detail))
+
+    def _async_local(self, src: str, msg: Set | Get, partition: int, here: Placement) -> None:
+        if isinstance(msg, Get):
+            self._send(src, Result(msg.rid, self.data.get(partition, msg.key)))
+            return
+        peers = [n for n in here.serving if n != self.me]
+        if any(len(self._queues.get(n, ())) >= self.config.queue_limit for n in peers):
+            self._refuse(src, msg.rid, "overloaded", detail="replication is behind; retry")
+            return
+        old = self.data.get(partition, msg.key)
+        top = old.version if old is not None else Version(0, "")
+        record = Record(top.next(f"{self.me}#{next(self._writes)}"), msg.value)
+        self.data.put(partition, msg.key, record)
+        for n in peers:
+            self._queues.setdefault(n, OrderedDict())[(partition, msg.key)] = None
+        self._send(src, Result(msg.rid, record))
+        self._flush_replication()
+
+    # ------------------------------------------------------------ answers to our requests
+    def _answer(self, src: str, msg: Message) -> None:
+        rid = getattr(msg, "rid", None)
+        if rid in self._in_flight:
+            self._replication_answer(rid, msg)
+            return
+        route = self._routes.get(rid) if type(rid) is int else None
+        if route is None:
+            return  # late: the request is finished
+        kind, key = route
+        if kind in ("pull", "repair"):
+            job = (self._pulls if kind == "pull" else self._repairs).get(key)
+            source = job.sources.get(src) if job is not None else None
+            if job is not None and source is not None and source.rid == rid:
+                self._pull_answer(key, job, src, source, msg)
+            return
+        pend = self._pending[key]
+        if pend.op is None:  # a forwarded request's answer: relay it
+            self._close(key)
+            if isinstance(msg, Result):
+                self._send(pend.src, Result(pend.rid, msg.record, msg.outcome, msg.detail))
+            elif isinstance(msg, Refused):
+                self._send(pend.src, Refused(pend.rid, msg.reason, msg.epoch, msg.detail))
+            return
+        self._op_sends(key, pend.op.on_message(src, msg))
+        if pend.op.stale:
+            self._refresh(key)
+        self._op_done(key)
+
+    def _refresh(self, key: int) -> None:
+        op = self._pending[key].op
+        assert op is not None
+        self._op_sends(key, op.refresh(self.placement(op.placement.number)))
+
+    def _tick_pending(self, key: int, pend: _Pending) -> None:
+        op = pend.op
+        if self._ticks >= pend.deadline:
+            self._close(key)
+            if op is not None:
+                op.expire()
+                self._send(pend.src, Result(pend.rid, None, op.outcome or "info", op.detail))
+            else:
+                outcome = "info" if pend.write else "fail"
+                self._send(pend.src, Result(pend.rid, None, outcome, "the primary did not answer in time"))
+            return
+        if op is None:
+            return
+        if op.stale:
+            self._refresh(key)
+        elif (pend.deadline - self._ticks) % self.config.retry_ticks == 0:
+            self._op_sends(key, op.retry())
+        self._op_done(key)
+
+    # ------------------------------------------------------------ migration
+    def on_partition_change(self, event: PartitionChange) -> None:
+        """The facade's hook: this node must copy a partition (the next tick would see it too)."""
+        if event.copy_to is not None and event.copy_to.id == self.me:
+            self._start_pull(event.number)
+
+    def _reconcile(self) -> None:
+        """After any map change: pull what we must copy, drop what we no longer serve."""
+        state = self.kit.state
+        for p in range(len(state.owners)):
+            if self.me in state.incoming(p):
+                if p not in self._pulls or self._pulls[p].placement.epoch != state.changed[p]:
+                    self._start_pull(p)
+            elif p in self._pulls:
+                for source in self._pulls.pop(p).sources.values():
+                    self._routes.pop(source.rid, None)
+        for p in list(self.data.parts):
+            if self.me not in state.serving_nodes(p):
+                self.data.drop(p)
+                self.stats.dropped += 1
+                log.info("%s dropped partition %d (no longer an owner)", self.me, p)
+        if self.config.strategy == "async":
+            for peer, queue in self._queues.items():
+                for item in [i for i in queue if peer not in state.serving_nodes(i[0])]:
+                    del queue[item]
+
+    def _start_pull(self, p: int) -> None:
+        here = self.placement(p)
+        if self.me not in here.incoming:
+            return
+        old = self._pulls.get(p)
+        if old is not None:
+            for source in old.sources.values():
+                self._routes.pop(source.rid, None)
+        job = _PullJob(here, here.copy_sources(self.quorums))
+        self._pulls[p] = job
+        for node in here.holders[: job.need]:
+            self._pull_from(p, job, node)
+
+    def _pull_from(self, p: int, job: _PullJob, node: str, source: _Source | None = None) -> None:
+        source = source or job.sources.setdefault(node, _Source())
+        job.tried.add(node)
+        self._routes.pop(source.rid, None)
+        source.rid, source.sent_tick = next(self._rids), self._ticks
+        self._routes[source.rid] = ("repair" if job.repair else "pull", p)
+        self._send(node, Pull(source.rid, p, job.placement.epoch, source.after, self.config.batch))
+
+    def _pull_answer(self, p: int, job: _PullJob, src: str, source: _Source, msg: Message) -> None:
+        if isinstance(msg, Refused):
+            if msg.reason == "stale" or msg.reason == "not_serving":
+                if job.repair:
+                    self._end_repair(p)  # the placement moved on: the next round repairs it
+                else:
+                    self._start_pull(p)  # the placement moved on (ours may be behind: the next tick retries)
+            return  # behind: asked again on a tick
+        if not isinstance(msg, Batch):
+            return
+        for key, record in msg.items:
+            job.keys += self.data.put(p, key, record)
+        source.tries = 0
+        if msg.done:
+            source.done = True
+            if not job.repair:
+                self._maybe_confirm(p, job)
+            elif all(s.done for s in job.sources.values()):
+                self.stats.repaired += job.keys
+                self._end_repair(p)
+        else:
+            source.after = msg.items[-1][0] if msg.items else source.after
+            self._pull_from(p, job, src, source)
+
+    def _maybe_confirm(self, p: int, job: _PullJob) -> None:
+        if sum(s.done for s in job.sources.values()) < job.need:
+            return
+        if job.confirmed_tick is None:
+            self.stats.migrations += 1
+            self.stats.keys_migrated += job.keys
+            log.info("%s copied partition %d (%d keys) from %s", self.me, p, job.keys, sorted(job.sources))
+        job.confirmed_tick = self._ticks
+        try:
+            self.kit.confirm_copy(p)
+        except Exception as exc:  # noqa: BLE001 - no leader right now: the next tick asks again
+            log.debug("confirm of partition %d not proposed: %s", p, exc)
+
+    def _tick_pull(self, p: int) -> None:
+        job = self._pulls[p]
+        state = self.kit.state
+        if self.me not in state.incoming(p):
+            for source in self._pulls.pop(p).sources.values():
+                self._routes.pop(source.rid, None)
+            return
+        if state.changed[p] != job.placement.epoch:
+            self._start_pull(p)
+            return
+        if job.confirmed_tick is not None:
+            if self._ticks - job.confirmed_tick >= 5 * self.config.retry_ticks:
+                self._maybe_confirm(p, job)  # the confirmation may have been lost: ask again
+            return
+        for node, source in list(job.sources.items()):
+            if source.done or self._ticks - source.sent_tick < self.config.retry_ticks:
+                continue
+            source.tries += 1
+            spare = [h for h in job.placement.holders if h not in job.tried]
+            if source.tries > 3 and spare:  # silent: copy from another complete holder instead
+                del job.sources[node]
+                self._pull_from(p, job, spare[0])
+            else:
+                self._pull_from(p, job, node, source)
+
+    # ------------------------------------------------------------ anti-entropy
+    def _tick_repairs(self) -> None:
+        """Each partition this node holds, once per ``repair_ticks``: merge it from every other
+        complete holder, so a copy that missed writes (it was down, or cut off) catches up."""
+        period = self.config.repair_ticks
+        for p, job in list(self._repairs.items()):
+            if self._ticks - job.started >= period:
+                self._end_repair(p)  # a silent holder: give up this round
+        state = self.kit.state
+        for p in range(self._ticks % period, len(state.owners), period):
+            if p in self._repairs or p in self._pulls:
+                continue
+            here = self.placement(p)
+            sources = [n for n in here.holders if n != self.me]
+            if self.me not in here.holders or not sources:
+                continue
+            job = _PullJob(here, len(sources), repair=True, started=self._ticks)
+            self._repairs[p] = job
+            for node in sources:
+                self._pull_from(p, job, node)
+
+    def _end_repair(self, p: int) -> None:
+        job = self._repairs.pop(p, None)
+        if job is not None:
+            for source in job.sources.values():
+                self._routes.pop(source.rid, None)
+
+    # ------------------------------------------------------------ ASYNC replication
+    def _flush_replication(self) -> None:
+        busy = {peer for peer, _keys, _t in self._in_flight.values()}
+        for peer, queue in self._queues.items():
+            if not queue or peer in busy:
+                continue
+            by_partition: dict[int, list[tuple[int, str]]] = {}
+            for item in list(queue)[: self.config.batch]:
+                by_partition.setdefault(item[0], []).append(item)
+            p, items = next(iter(by_partition.items()))
+            for item in items:
+                del queue[item]
+            rid = next(self._rids)
+            self._in_flight[rid] = (peer, items, self._ticks)
+            records = [(key, r) for _p, key in items if (r := self.data.get(p, key)) is not None]
+            self._send(peer, Replicate(rid, p, records))
+
+    def _replication_answer(self, rid: int, msg: Message) -> None:
+        peer, items, _tick = self._in_flight.pop(rid)
+        if isinstance(msg, Ack):
+            self.stats.replicated += len(items)
+        elif isinstance(msg, Refused) and msg.reason != "not_serving":
+            self._requeue(peer, items)
+        self._flush_replication()
+
+    def _retry_replication(self) -> None:
+        for rid, (peer, items, tick) in list(self._in_flight.items()):
+            if self._ticks - tick >= self.config.retry_ticks:
+                del self._in_flight[rid]
+                self._requeue(peer, items)
+
+    def _requeue(self, peer: str, items: list[tuple[int, str]]) -> None:
+        queue = self._queues.setdefault(peer, OrderedDict())
+        for item in items:
+            queue[item] = None
+            queue.move_to_end(item, last=False)
+
+    def replication_backlog(self) -> int:
+        return sum(len(q) for q in self._queues.values()) + sum(len(i) for _p, i, _t in self._in_flight.values())
+
+    # ------------------------------------------------------------ stats
+    def stats_dict(self) -> dict[str, Any]:
+        return {
+            "node_id": self.me,
+            "strategy": self.config.strategy,
+            "keys": self.data.keys(),
+            "partitions": len(self.data.parts),
+            "migrating": sorted(self._pulls),
+            "replication_backlog": self.replication_backlog(),
+            **self.stats.as_dict(),
+        }
