@@ -72,7 +72,7 @@ def test_an_invariant_violation_is_one_line_and_exit_1(monkeypatch, capsys) -> N
         raise InvariantViolation("election safety: node-1 and node-2 both lead term 3")
 
     monkeypatch.setattr(demo, "run_demo", broken)
-    assert main(["demo"]) == 1
+    assert main(["demo", "--in-memory"]) == 1
     err = capsys.readouterr().err
     assert err == "clusterkit demo: error: safety invariant broken: election safety: node-1 and node-2 both lead term 3\n"
 

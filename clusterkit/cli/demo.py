@@ -1,4 +1,7 @@
-"""The default demo: a Raft group under random faults, replayable from its seed.
+"""``clusterkit demo``: the KV store on real node processes (see :mod:`.kv_demo`), or, with
+``--in-memory``, the in-memory demo below.
+
+The in-memory demo: a Raft group under random faults, replayable from its seed.
 
 Prints who led which term, the faults injected, and what was committed; then
 heals everything and checks that every node applied the same entries. The
@@ -21,7 +24,7 @@ from ..check.raft_safety import InvariantViolation, RaftSafetyMonitor
 from ..mem.network import MemNetwork
 from ..raft.ready import RaftConfig
 from .args import bounded_int
-from .codes import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK, error
+from .codes import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK, EXIT_USAGE, error
 from .text import plural
 
 # Small enough that the demo's logs are compacted many times over.
@@ -39,41 +42,76 @@ MAX_STEPS = 100_000
 LOG_CHECK_EVERY = 25
 
 
+# The KV demo runs one real process per node on a shared machine.
+MAX_KV_NODES = 16
+MAX_KV_KEYS = 100_000
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo",
-        help="run a Raft group under random faults and show who led and what committed",
-        description="Run a Raft group in memory under random faults (drops, duplicates, crashes,\n"
-        "restarts, partitions), then heal it; a new node joins, leadership moves, a read is\n"
-        "confirmed. The same seed replays the same run, byte for byte.",
+        help="the KV store on real node processes: kill one, add one, check nothing was lost",
+        description="By default: start 5 node processes on loopback running the KV store, write keys\n"
+        "with the smart client, SIGKILL node-3 under load, add node-6, wait for rebalancing and\n"
+        "migration, then check every key and the history's linearizability (exit 1 if anything\n"
+        "was lost). --strategy picks the seed's example (sync: 10 nodes, async: 10, server-side: 6).\n\n"
+        "With --in-memory (implied by --steps or --seed): run a Raft group in memory under random\n"
+        "faults (drops, duplicates, crashes, restarts, partitions), then heal it; a new node joins,\n"
+        "leadership moves, a read is confirmed. The same seed replays the same run, byte for byte.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument(
         "--nodes",
         type=bounded_int(MIN_NODES, MAX_NODES),
-        default=5,
-        help=f"number of nodes, {MIN_NODES} to {MAX_NODES} (default 5)",
+        default=None,
+        help=f"number of nodes, {MIN_NODES} to {MAX_NODES} (at most {MAX_KV_NODES} real ones; default 5,"
+        " or the strategy's)",
     )
+    demo.add_argument("--strategy", choices=["sync", "async", "server-side"], default=None,
+                      help="KV replication strategy: the seed's three examples (default sync, 5 nodes)")
+    demo.add_argument("--keys", type=bounded_int(1, MAX_KV_KEYS), default=1000,
+                      help=f"keys the KV demo writes, 1 to {MAX_KV_KEYS} (default 1000)")
+    demo.add_argument("--keep", action="store_true", help="KV demo: keep the nodes' data and logs")
+    demo.add_argument("--in-memory", action="store_true", help="the in-memory Raft demo instead (no processes)")
     demo.add_argument(
         "--steps",
         type=bounded_int(1, MAX_STEPS),
-        default=3000,
-        help=f"random steps before healing, 1 to {MAX_STEPS} (default 3000)",
+        default=None,
+        help=f"in-memory demo: random steps before healing, 1 to {MAX_STEPS} (default 3000)",
     )
-    demo.add_argument("--seed", type=int, default=7, help="seed: the same seed replays the same run (default 7)")
-    demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    demo.add_argument("--seed", type=int, default=None,
+                      help="in-memory demo: the same seed replays the same run (default 7)")
+    demo.add_argument("--quiet", action="store_true", help="in-memory demo: print only the summary")
     demo.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not (args.in_memory or args.steps is not None or args.seed is not None):
+        return run_kv(args)
     try:
-        result = run_demo(nodes=args.nodes, steps=args.steps, seed=args.seed, verbose=not args.quiet)
+        result = run_demo(nodes=args.nodes or 5, steps=args.steps or 3000,
+                          seed=args.seed if args.seed is not None else 7, verbose=not args.quiet)
     except InvariantViolation as exc:  # a bug in the core: say which invariant, as the monitor words it
         return error("clusterkit demo", f"safety invariant broken: {exc}", EXIT_FAILED)
     except TimeoutError as exc:  # no leader after healing: a liveness bug
         return error("clusterkit demo", str(exc), EXIT_FAILED)
     return EXIT_OK if result.converged else EXIT_FAILED
+
+
+def run_kv(args: argparse.Namespace) -> int:
+    from .kv_demo import DEFAULT_NODES, run_kv_demo
+
+    strategy = args.strategy or "sync"
+    nodes = args.nodes or (DEFAULT_NODES[strategy] if args.strategy else 5)
+    if nodes > MAX_KV_NODES:
+        return error("clusterkit demo", f"the KV demo runs at most {MAX_KV_NODES} node processes, got {nodes}",
+                     EXIT_USAGE)
+    try:
+        report = run_kv_demo(strategy, nodes, args.keys, keep=args.keep)
+    except (TimeoutError, RuntimeError, OSError) as exc:  # nodes that didn't start, a cluster that didn't settle
+        return error("clusterkit demo", str(exc), EXIT_FAILED)
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 @dataclass
