@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) bench/sim_speed.py
 	$(PY) bench/disk_storage.py
 	$(PY) bench/net_raft.py
+	$(PY) bench/kv.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

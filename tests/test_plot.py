@@ -48,7 +48,7 @@ from clusterkit.plot.lamport import cuts_at, exact_roles
 from clusterkit.plot.migration import LOST
 from clusterkit.plot.partition_map import PRIMARY, REPLICA, map_matrix
 from clusterkit.plot.run_data import commit_series, partition_label
-from clusterkit.plot.run_plots import biggest_change, membership_events
+from clusterkit.plot.run_plots import biggest_change, membership_events, problem_marks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -222,6 +222,10 @@ def test_timeline_plot_shades_every_fault_window_on_every_panel():
     scatters = [c for c in latency_ax.collections if isinstance(c, PathCollection)]
     assert sum(len(c.get_offsets()) for c in scatters) == 4  # the op that never completed has no latency
     assert "3 faults" not in fig._suptitle.get_text() and "5 client operations" in fig._suptitle.get_text()
+    marked = plot_timeline(tl, marks=[(4.2, "violation")])
+    assert len(_gids(marked, "mark")) == 4 and "violation" in [t.get_text() for t in marked.axes[0].texts]
+    assert problem_marks(["4.807s partition map at epoch 3: partition-1: ...", "liveness: no leader"]) == [
+        (4.807, "partition map at epoch 3")]
     with pytest.raises(ValueError, match="empty time window"):
         plot_timeline(tl, window=(5.0, 5.0))
 

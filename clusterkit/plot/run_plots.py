@@ -35,6 +35,21 @@ def lamport_window(timeline: Any) -> tuple[float, float] | None:
     return start, start + MESSAGE_SPAN
 
 
+def problem_marks(problems: Sequence[str], most: int = 3) -> list[tuple[float, str]]:
+    """(time, label) of the first problems that say when they happened ("4.807s partition map ...")."""
+    marks = []
+    for problem in problems:
+        head, _, text = problem.partition("s ")
+        try:
+            t = float(head)
+        except ValueError:
+            continue
+        marks.append((t, text.split(":")[0]))
+        if len(marks) == most:
+            break
+    return marks
+
+
 def biggest_change(maps: Sequence[Any], since: float) -> tuple[Any, Any] | None:
     """(before, after) map records around the change at or after ``since`` that gave the most
     partitions a new owner (the first such on ties)."""
@@ -78,7 +93,8 @@ def write_run_plots(report: Any, out_dir: str | Path, *, window: tuple[float, fl
     stem = f"{report.scenario}-seed{report.seed}"
     name = f"{report.scenario} seed {report.seed}"
     tl = report.timeline
-    written = [save(plot_timeline(tl, report.history, title=name), out / f"{stem}-timeline.png")]
+    written = [save(plot_timeline(tl, report.history, title=name, marks=problem_marks(report.problems)),
+                    out / f"{stem}-timeline.png")]
     shown = window or lamport_window(tl)
     if tl.messages and shown is not None:
         written.append(save(plot_messages(tl.messages, window=shown, timeline=tl, title=name),

@@ -39,8 +39,10 @@ _MAX_FAULT_LABELS = 30  # more windows than this: the legend names the kinds, th
 
 def plot_timeline(timeline: TimelineLike, history: Iterable[Mapping[str, Any]] = (), *, title: str = "",
                   scatter_limit: int = 4000, bins: int = 150, max_points: int = 2000,
-                  window: tuple[float, float] | None = None, time_label: str = "virtual seconds") -> Figure:
-    """The whole run (or ``window``, in the timeline's seconds) as four stacked panels."""
+                  window: tuple[float, float] | None = None, time_label: str = "virtual seconds",
+                  marks: Sequence[tuple[float, str]] = ()) -> Figure:
+    """The whole run (or ``window``, in the timeline's seconds) as four stacked panels; ``marks``
+    are (time, label) moments to point out, such as the violations a run reports."""
     ops = client_ops(history)
     t0, t1 = window if window is not None else (0.0, max(end_time(timeline), max((o.call for o in ops), default=0.0)))
     if t1 <= t0:
@@ -53,6 +55,11 @@ def plot_timeline(timeline: TimelineLike, history: Iterable[Mapping[str, Any]] =
         _shade(ax, windows, timeline.phases)
     _roles(roles_ax, timeline, nodes)
     _fault_labels(roles_ax, windows)
+    for t, label in marks:
+        for ax in (roles_ax, commit_ax, latency_ax, rate_ax):
+            ax.axvline(t, color="black", linewidth=1.5, gid="mark")
+        roles_ax.annotate(label, xy=(t, 0.0), xycoords=("data", "axes fraction"), xytext=(3, 3),
+                          textcoords="offset points", fontsize=8, fontweight="bold", annotation_clip=False)
     _commits(commit_ax, timeline, max_points)
     in_window = [o for o in ops if t0 <= o.call <= t1]
     _latencies(latency_ax, in_window, scatter_limit, bins, (t0, t1))

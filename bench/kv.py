@@ -1,0 +1,110 @@
+"""KV store on real node processes: writes/s and latency per strategy, steady and during a migration.
+
+For each strategy (SYNC with W=2 of RF=3, ASYNC, server-side), start 3 node processes on loopback
+(``clusterkit node --kv-addr``), then run ``--clients`` concurrent writers (coroutines of one
+smart-client process, every request pipelined on one connection per node) for ``--seconds``;
+then the same while a 4th node joins and partitions migrate to it. Prints writes/s and p50/p99
+latency. Numbers, not pass/fail: they depend on the machine (2 shared cores here, and an fsync
+per batch on every node).
+
+    .venv/bin/python bench/kv.py                      # all three strategies
+    .venv/bin/python bench/kv.py --strategy sync --seconds 5 --clients 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from clusterkit.net.kv_client import KVClient, KVError
+from clusterkit.net.local import LocalCluster, http_json
+
+
+async def _writers(seeds: list[str], strategy: str, clients: int, seconds: float, during: callable | None = None
+                   ) -> dict[str, float]:
+    lat: list[float] = []
+    errors = 0
+    async with KVClient(seeds, strategy=strategy, timeout=10.0, poll=0.5) as kv:
+        stop = time.monotonic() + seconds
+
+        async def writer(i: int) -> None:
+            nonlocal errors
+            n = 0
+            while time.monotonic() < stop:
+                n += 1
+                t = time.perf_counter()
+                try:
+                    await kv.set(f"bench:{i}:{n % 500}", "x" * 100)
+                except KVError:
+                    errors += 1
+                    continue
+                lat.append(time.perf_counter() - t)
+
+        t0 = time.monotonic()
+        tasks = [writer(i) for i in range(clients)]
+        if during is not None:
+            tasks.append(asyncio.to_thread(during))
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - t0
+    lat.sort()
+    pct = (lambda q: 1000 * lat[min(len(lat) - 1, int(q * len(lat)))]) if lat else (lambda q: float("nan"))
+    return {"writes_per_s": len(lat) / elapsed, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "errors": errors,
+            "writes": len(lat)}
+
+
+def _settled(cluster: LocalCluster, n: int) -> bool:
+    status, doc = http_json(cluster.nodes["node-1"].url + "/cluster", timeout=2.0)
+    if status != 200 or not doc.get("hash_config"):
+        return False
+    nodes = doc["cluster"]["nodes"]
+    parts = doc["cluster"]["partition_map"]["partitions"].values()
+    return (sum(1 for x in nodes if x["status"] == "active" and x.get("kv_addr")) == n
+            and not any(p["incoming"] or p.get("outgoing") for p in parts))
+
+
+def bench(strategy: str, clients: int, seconds: float) -> list[tuple[str, dict[str, float]]]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="clusterkit-kvbench-") as tmp:
+        args = ["--kv-addr", "127.0.0.1:0", "--kv-strategy", strategy, "--log-level", "WARNING"]
+        with LocalCluster(Path(tmp), size=3, partition_count=64, extra_args=args) as cluster:
+            cluster.start_all()
+            cluster.wait(lambda: _settled(cluster, 3), 30, "the KV store on 3 nodes")
+            seeds = [n.http for n in cluster.nodes.values()]
+            rows.append(("steady", asyncio.run(_writers(seeds, strategy, clients, seconds))))
+
+            def join() -> None:
+                time.sleep(seconds / 4)
+                cluster.add_node()
+                cluster.wait(lambda: _settled(cluster, 4), 60, "the migration to node-4")
+
+            rows.append(("node-4 joins", asyncio.run(_writers(seeds, strategy, clients, seconds, join))))
+            stats = [http_json(n.url + "/kv/stats")[1] for n in cluster.nodes.values() if n.alive]
+            rows[-1][1]["keys_migrated"] = sum(s.get("keys_migrated", 0) for s in stats if s)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--strategy", choices=["sync", "async", "server-side"], action="append")
+    ap.add_argument("--clients", type=int, default=64, help="concurrent writers (default 64)")
+    ap.add_argument("--seconds", type=float, default=4.0, help="seconds per measurement (default 4)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    results = {}
+    print(f"KV store, 3 node processes on loopback, {args.clients} concurrent writers, 100-byte values")
+    print(f"{'strategy':<12} {'phase':<13} {'writes/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for strategy in args.strategy or ["sync", "async", "server-side"]:
+        for phase, r in bench(strategy, args.clients, args.seconds):
+            results[f"{strategy}/{phase}"] = r
+            print(f"{strategy:<12} {phase:<13} {r['writes_per_s']:>9,.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}"
+                  f" {r['errors']:>7}", flush=True)
+    if args.json:
+        print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
