@@ -125,7 +125,7 @@ def plot_movement(rows: Sequence[MovementRow], *, title: str = "") -> Figure:
     if not rows:
         raise ValueError("no events to plot")
     n = len(rows)
-    fig, (copies_ax, primaries_ax, balance_ax) = new_figure(max(7.0, 0.7 * n + 3), 8.0, 3,
+    fig, (copies_ax, primaries_ax, balance_ax) = new_figure(max(9.0, 0.7 * n + 6), 8.0, 3,
                                                             height_ratios=[3, 2, 2])
     x = np.arange(n)
     w = 0.38
@@ -142,7 +142,7 @@ def plot_movement(rows: Sequence[MovementRow], *, title: str = "") -> Figure:
         copies_ax.hlines(fewest, x + offset - w / 2, x + offset + w / 2, colors="black", linewidth=2)
     handles, _ = copies_ax.get_legend_handles_labels()
     handles.append(Line2D([], [], color="black", linewidth=2, label="fewest moves a balanced map needs"))
-    copies_ax.legend(handles=handles, fontsize=8, loc="upper left")
+    copies_ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
     for attr, style in (("copy_balance", "-"), ("primary_balance", "--")):
         what = "copies" if attr == "copy_balance" else "primaries"
         balance_ax.plot(x, [getattr(r.ours, attr) for r in rows], style, marker="o", color=OURS_COLOR,
@@ -151,7 +151,7 @@ def plot_movement(rows: Sequence[MovementRow], *, title: str = "") -> Figure:
                         label=f"Go, {what}")
     balance_ax.axhline(1.0, color="black", linewidth=0.8)
     balance_ax.set_ylabel("busiest node /\nfair share")
-    balance_ax.legend(fontsize=8, ncol=2, loc="upper left")
+    balance_ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
     balance_ax.grid(axis="y", alpha=0.3)
     balance_ax.set_xticks(x, [f"{r.event.label}\n({len(r.nodes)} nodes)" for r in rows], fontsize=8,
                           rotation=30 if n > 8 else 0)
