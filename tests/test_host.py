@@ -70,7 +70,8 @@ def test_a_read_through_a_follower_waits_until_it_has_applied_the_index():
     net = _net()
     follower = net.nodes[next(n for n in net.ids if n != net.leader())]
     net.propose(net.leader(), b"w")
-    net.process(net.leader())
+    net.deliver_all()  # committed on the leader; the follower learns that from the next heartbeat
+    assert b"w" in net.nodes[net.leader()].applied_data() and b"w" not in follower.applied_data()
     read = follower.read()
     net.process(follower.id)
     assert net.run_until(lambda: read.done, 20) and read.ok

@@ -252,3 +252,30 @@ def test_proposal_on_leader_returns_index_and_commits_everywhere():
     assert second == first + 1
     net.run_until(lambda: all(n.applied_data() == [b"one", b"two"] for n in net.nodes.values()), 20)
     assert all(n.applied_data() == [b"one", b"two"] for n in net.nodes.values())
+
+
+@pytest.mark.parametrize("heartbeat_ticks", [1, 3])
+def test_a_new_commit_index_rides_on_the_next_heartbeat_not_an_empty_append(heartbeat_ticks):
+    """The answer that commits an entry sends no append of its own to caught-up followers (it and
+    its answer were half the messages of a write); they learn the commit from the next append, or
+    at the next tick: a heartbeat, or an empty append on a tick without one."""
+    net = MemNetwork(["n1", "n2", "n3"], seed=2, config=RaftConfig(election_ticks=10, heartbeat_ticks=heartbeat_ticks))
+    net.elect()
+    net.run_until(lambda: False, 3)
+    leader = net.leader()
+    follower = next(n for n in net.ids if n != leader)
+    sent = net.stats.sent
+    index = net.propose(leader, b"x")
+    net.deliver_all()
+    assert net.nodes[leader].raft.log.committed == index
+    assert net.stats.sent - sent == 4  # two appends, two answers: no commit broadcast
+    assert net.nodes[follower].raft.log.committed < index
+    net.tick(leader)
+    net.deliver_all()
+    assert all(n.raft.log.committed == index and b"x" in n.applied_data() for n in net.nodes.values())
+    index = net.propose(leader, b"y")
+    net.deliver_all()
+    assert net.nodes[follower].raft.log.committed == index - 1
+    net.propose(leader, b"z")  # the append of the next entry carries the commit index
+    net.deliver_all()
+    assert net.nodes[follower].raft.log.committed == index

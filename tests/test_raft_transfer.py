@@ -29,6 +29,9 @@ def test_transfer_to_a_named_node_needs_no_election_timeout(net):
     assert net.nodes[target].raft.term == net.nodes[old].raft.term
     net.propose(target, b"after transfer")
     net.deliver_all()
+    assert b"after transfer" in net.nodes[target].applied_data()
+    net.tick(target)  # the followers learn the commit from the next heartbeat
+    net.deliver_all()
     assert all(b"after transfer" in n.applied_data() for n in net.nodes.values())
 
 

@@ -145,6 +145,7 @@ class RaftNode:
         self._deferred_changes: list[ConfChange] = []  # leader: forwarded changes that must wait their turn
         self._reads = ReadQueue()
         self._ticks = 0  # ticks since this node started: the leader's clock for its lease
+        self._commit_told = 0  # leader: the commit index a heartbeat (or broadcast) last carried
         self._round = 0  # leader: the last heartbeat round sent (reads and lease wait on rounds)
         self._round_sent: dict[int, int] = {}  # leader: recent rounds -> the tick they were sent at
         self._snap_buffer: SnapshotBuffer | None = None  # follower: a snapshot arriving in chunks
@@ -416,16 +417,19 @@ class RaftNode:
         """Take the pending work. Call :meth:`advance` before the next ``ready()``."""
         if self._ready_outstanding:
             raise RuntimeError("ready() called again before advance()")
-        hs = self._hard_state()
-        ss = self._soft_state()
-        prev = self._prev_hard_state
+        log = self.log
+        prev, prev_ss = self._prev_hard_state, self._prev_soft_state
+        # Field comparisons first: most Readies change neither state, so build no object for them.
+        changed = self.term != prev.term or self.vote != prev.vote
         rd = Ready(
-            hard_state=hs if hs != prev else None,
-            hard_state_changed=hs.term != prev.term or hs.vote != prev.vote,
-            entries=self.log.unstable_entries(),
+            hard_state=self._hard_state() if changed or log.committed != prev.commit else None,
+            hard_state_changed=changed,
+            entries=log.unstable_entries(),
             messages=self.msgs,
-            committed_entries=self.log.next_committed(),
-            soft_state=ss if ss != self._prev_soft_state else None,
+            committed_entries=log.next_committed(),
+            soft_state=(
+                self._soft_state() if self.leader != prev_ss.leader or self.role is not prev_ss.role else None
+            ),
             snapshot=self._install,
             compaction=self._compaction,
             read_states=self.read_states,
@@ -677,6 +681,9 @@ class RaftNode:
             self.heartbeat_elapsed = 0
             # Every round also confirms the reads still pending, so a lost round is retried.
             self._bcast_heartbeat()
+        elif self._commit_told < self.log.committed:
+            self._commit_told = self.log.committed
+            self._bcast_append()
         self._manage_membership()
 
     # ----------------------------------------------------------- elections
@@ -893,7 +900,7 @@ class RaftNode:
                 if pr.state is ProgressState.PROBE:
                     pr.become_replicate()
                 if self._maybe_commit():
-                    self._bcast_append()
+                    self._bcast_commit()
                 elif was_paused:
                     self._send_append(m.src)
                 # Keep the pipeline to this follower full.
@@ -1016,7 +1023,17 @@ class RaftNode:
                 while self._send_append(peer, send_if_empty=False):
                     pass
 
+    def _bcast_commit(self) -> None:
+        """A new commit index: followers with entries to send get it with them; the others learn
+        it from the next heartbeat or append (at the next tick at the latest), not from an empty
+        append of its own and its answer, which doubled the messages per write."""
+        for peer in self.progress:
+            if peer != self.id:
+                while self._send_append(peer, send_if_empty=False):
+                    pass
+
     def _bcast_heartbeat(self) -> None:
+        self._commit_told = self.log.committed
         self._round += 1
         self._round_sent[self._round] = self._ticks
         # A round sent over an election timeout ago can't support a lease: forget its send time.
@@ -1034,6 +1051,8 @@ class RaftNode:
             return False
         log = self.log
         prev = pr.next - 1
+        if not send_if_empty and prev >= log.offset + len(log.entries):
+            return False  # nothing new for it
         prev_term = log.term(prev)
         if prev_term is None:
             # The entries this follower needs are compacted away: it gets the snapshot.
