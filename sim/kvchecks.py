@@ -9,9 +9,15 @@ from .kvclients import KVClients
 from .kvhost import SimKV
 
 
-def check_kv(c: SimCluster, kv: SimKV, clients: KVClients) -> tuple[list[str], dict[str, int]]:
-    """Problems, and counts: keys checked, acknowledged writes lost (ASYNC may lose some: counted,
-    not a problem), keys missing a copy on one of their owners."""
+def check_kv(
+    c: SimCluster, kv: SimKV, clients: KVClients, crashes: dict[str, list[float]] | None = None
+) -> tuple[list[str], dict[str, int]]:
+    """Problems, and counts: keys checked, acknowledged writes lost, keys missing their newest
+    version on one of their owners.
+
+    ASYNC may lose writes, but only those its primary acknowledged and then took down with it
+    (``crashes``: when each node was killed or failed): each loss must follow from one, and the
+    longest gap between acknowledging a lost write and that crash is the measured loss window."""
     lead = c.leader()
     if lead is None:
         return [], {}
@@ -35,9 +41,22 @@ def check_kv(c: SimCluster, kv: SimKV, clients: KVClients) -> tuple[list[str], d
             if len(problems) < 5:
                 problems.append(f"kv: key {key} (partition {p}) lacks its newest version on owners {lacking}")
     lost = [(key, v, t) for key, v, t in clients.acked if newest.get(key) is None or newest[key].version < v]
-    if lost and kv.config.strategy != "async":
-        key, v, t = lost[0]
-        problems.append(f"kv: {len(lost)} acknowledged writes lost, first {key} version {v.counter}/{v.writer} "
-                        f"acknowledged at {t:.3f}s")
+    window = 0.0
+    if kv.config.strategy == "async":
+        unexplained = []
+        for key, v, t in lost:
+            primary = v.writer.split("#", 1)[0]
+            after = [when for when in (crashes or {}).get(primary, []) if when >= t]
+            if after:
+                window = max(window, min(after) - t)
+            else:
+                unexplained.append((key, v, t))
+        lost_problem = unexplained
+    else:
+        lost_problem = lost
+    if lost_problem:
+        key, v, t = lost_problem[0]
+        problems.append(f"kv: {len(lost_problem)} acknowledged writes lost, first {key} version "
+                        f"{v.counter}/{v.writer} acknowledged at {t:.3f}s")
     return problems, {"kv_keys": len(keys), "kv_acked_writes": len(clients.acked), "kv_lost_writes": len(lost),
-                      "kv_keys_short_of_owners": short}
+                      "kv_loss_window_ms": round(window * 1000), "kv_keys_short_of_owners": short}

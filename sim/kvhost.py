@@ -53,7 +53,8 @@ class SimKV:
 
     def restart(self, node: SimNode) -> None:
         old = self.nodes[node.id]
-        self.nodes[node.id] = NodeKV(KVServer(node.kit, KVData.replay(old.synced), self.config, hooks=False), old.synced)
+        server = KVServer(node.kit, KVData.replay(old.synced), self.config, hooks=False, incarnation=node.generation)
+        self.nodes[node.id] = NodeKV(server, old.synced)
 
     def tick(self, node: SimNode) -> None:
         server = self.nodes[node.id].server

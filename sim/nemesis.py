@@ -227,6 +227,16 @@ class Nemesis:
         raft = c.nodes[lead].host.raft if lead is not None else None
         if raft is None:
             return False  # no leader to replace voters: wait
+        # A data layer keeps each write on W of RF copies: it survives one permanent loss at a
+        # time, once the copies are back to RF (a second loss while the first is still being
+        # re-replicated can take every copy of a write, with any quorum protocol). So with one,
+        # a node is lost for good only when the map is settled and earlier losses are marked.
+        if c.data_layer is not None:
+            state = c.nodes[lead].kit.state
+            pending = [n for n in c.nodes if c.nodes[n].gone and n in state.nodes
+                       and state.nodes[n].status == ACTIVE]
+            if state.migrating or pending:
+                return False
         # Both the newest configuration and the committed one (the newest may be undone by a new
         # leader) must keep a live quorum.
         for voters in (raft.voters, raft.committed_conf_state().voters):

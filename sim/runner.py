@@ -339,7 +339,11 @@ def _run(c: SimCluster, scenario: Scenario, seed: int, report: Report, run: _Run
     run.timeline.phases["heal"] = round(env.now, 6)
     _quiet(c, scenario, report)
     if isinstance(clients, KVClients) and isinstance(c.data_layer, SimKV):
-        problems, counts = check_kv(c, c.data_layer, clients)
+        crashes: dict[str, list[float]] = {}
+        for f in nemesis.record:
+            if f.kind in ("kill", "fail"):
+                crashes.setdefault(f.node, []).append(start + f.at)
+        problems, counts = check_kv(c, c.data_layer, clients, crashes)
         report.problems += problems
         report.kv = counts
 

@@ -78,4 +78,6 @@ def test_async_counts_the_writes_a_failed_primary_took_with_it(monkeypatch) -> N
     monkeypatch.setattr(KVServer, "_flush_replication", lambda self: None)
     report = run_scenario(_scenario(FAIL), 1)
     assert report.kv["kv_lost_writes"] > 0, report.kv
+    # every loss is explained by the primary's failure after it acknowledged (else it is a problem)
+    assert 0 < report.kv["kv_loss_window_ms"] <= 3000 + 1000 * 1.0, report.kv
     assert not any("lost" in p for p in report.problems), report.problems

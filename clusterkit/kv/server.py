@@ -139,10 +139,18 @@ class Stats:
 
 class KVServer:
     def __init__(
-        self, kit: ClusterKit, data: KVData | None = None, config: ServerConfig | None = None, *, hooks: bool = True
+        self,
+        kit: ClusterKit,
+        data: KVData | None = None,
+        config: ServerConfig | None = None,
+        *,
+        hooks: bool = True,
+        incarnation: int = 0,
     ) -> None:
         """``hooks``: register :meth:`on_partition_change` with ``kit`` (a driver that rebuilds the
-        server after a crash, with the same facade, registers a forwarder once instead)."""
+        server after a crash, with the same facade, registers a forwarder once instead).
+        ``incarnation``: differs for every life of the node (a restart counter, or random bits), so
+        request ids never repeat across restarts: peers remember answers by sender and id."""
         self.kit = kit
         self.me = kit.my_node_id()
         self.data = data if data is not None else KVData()
@@ -151,7 +159,9 @@ class KVServer:
         self.stats = Stats()
         self._outbox: list[Outbound] = []
         self._local: list[Message] = []  # to ourselves: handled at once, answered through the outbox
-        self._rids = count(1)
+        if type(incarnation) is not int or not 0 <= incarnation < 1 << 31:
+            raise ValueError(f"incarnation must be an integer in [0, 2**31), got {incarnation!r}")
+        self._rids = count((incarnation << 32) + 1)
         self._writes = count(1)
         self._ticks = 0
         self._pending: dict[int, _Pending] = {}
@@ -161,6 +171,10 @@ class KVServer:
         self._queues: dict[str, OrderedDict[tuple[int, str], None]] = {}  # ASYNC, per peer
         self._in_flight: dict[int, tuple[str, list[tuple[int, str]], int]] = {}  # rid -> peer, keys, tick
         self._seen_epoch = -1
+        # Client requests by (sender, request id): None while in progress, then the answer sent.
+        # A duplicated request (the network may deliver one twice) is answered, never run twice:
+        # a second run could write after the first had answered "fail".
+        self._requests: dict[tuple[str, int], tuple[int, Message | None]] = {}
         if hooks:
             kit.on_partition_change(self.on_partition_change)
 
@@ -188,6 +202,9 @@ class KVServer:
         if self.config.strategy == "async":
             self._retry_replication()
             self._flush_replication()
+        if self._ticks % self.config.op_timeout_ticks == 0:
+            keep = self._ticks - 10 * self.config.op_timeout_ticks
+            self._requests = {k: v for k, v in self._requests.items() if v[1] is None or v[0] >= keep}
         self._drain_local()
 
     # ------------------------------------------------------------ placement
@@ -213,6 +230,10 @@ class KVServer:
         self._send(dst, Refused(rid, reason, epoch or self.kit.state.epoch, detail))
 
     def _send(self, dst: str, msg: Message) -> None:
+        if isinstance(msg, (Result, Refused)):
+            known = self._requests.get((dst, msg.rid))
+            if known is not None and known[1] is None:
+                self._requests[(dst, msg.rid)] = (self._ticks, msg)
         if dst == self.me:
             self._local.append(msg)
         else:
@@ -256,6 +277,12 @@ class KVServer:
 
     # ------------------------------------------------------------ client requests
     def _client(self, src: str, msg: Set | Get) -> None:
+        known = self._requests.get((src, msg.rid))
+        if known is not None:
+            if known[1] is not None:
+                self._outbox.append((src, known[1]))  # a duplicate of one answered: answer again
+            return  # a duplicate of one in progress: its answer is coming
+        self._requests[(src, msg.rid)] = (self._ticks, None)
         write = isinstance(msg, Set)
         problem = check_request(msg.key, msg.value if write else None)
         if problem is None and write and msg.w is not None:
@@ -521,7 +548,11 @@ class KVServer:
         period = self.config.repair_ticks
         for p, job in list(self._repairs.items()):
             if self._ticks - job.started >= period:
-                self._end_repair(p)  # a silent holder: give up this round
+                self._end_repair(p)  # a holder stayed silent: give up this round
+                continue
+            for node, source in job.sources.items():
+                if not source.done and self._ticks - source.sent_tick >= self.config.retry_ticks:
+                    self._pull_from(p, job, node, source)  # a lost batch or request: ask again
         state = self.kit.state
         for p in range(self._ticks % period, len(state.owners), period):
             if p in self._repairs or p in self._pulls:
