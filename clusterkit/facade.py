@@ -307,6 +307,22 @@ class ClusterKit:
     def join_command(self) -> bytes:
         return join_command(self.options.cluster_config(), self.options.node_info())
 
+    def join_until_active(self) -> bool:
+        """What a joining node's driver calls every so often: propose this node's own cluster-state
+        join while the cluster state (once it has a config) doesn't list it. Not once it is listed:
+        active; leaving (a join would undo the leave); or failed (the leader's failure detector lets
+        it back once it hears it). A refused proposal (no leader yet, a leadership transfer) is
+        simply asked again at the next call. Returns whether a join was proposed (the driver then
+        drains its node)."""
+        if self.state.config is None or self.options.node_id in self.state.nodes:
+            return False
+        try:
+            self.propose(self.join_command())
+        except RaftError as exc:
+            log.info("%s: join not proposed now (%s); will retry", self.options.node_id, exc)
+            return False
+        return True
+
     def check_join(self, remote: dict[str, Any]) -> list[str]:
         """Config differences between this node and a cluster's published config (empty: compatible)."""
         return ClusterConfig.from_wire(remote).conflicts(self.options.cluster_config())

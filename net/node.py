@@ -343,13 +343,8 @@ class NetNode:
                         self._kick()
                     except RaftError:
                         pass
-        if info is None or info.status != ACTIVE:
-            if info is None or info.status != "failed":  # a failed node is let back by the leader
-                try:
-                    kit.propose(kit.join_command())
-                    self._kick()
-                except RaftError:
-                    pass
+        if kit.join_until_active():
+            self._kick()
 
     async def _leave_gracefully(self) -> None:
         """Leave the cluster state (our data moves away first), then Raft (handing leadership over)."""

@@ -274,13 +274,8 @@ class Nemesis:
                     c._kick(c.nodes[lead])
                 except RaftError:
                     pass
-            info = node.kit.state.nodes.get(node.id)
-            if node.alive and node.kit.state.config is not None and (info is None or info.status != ACTIVE):
-                try:
-                    node.kit.propose(node.kit.join_command())
-                    c._kick(node)
-                except RaftError:
-                    pass
+            if node.alive and node.kit.join_until_active():
+                c._kick(node)
             yield self.env.timeout(1.0)
 
     def _leave(self, fault: Fault, nid: str) -> bool:

@@ -156,6 +156,25 @@ def test_a_node_with_another_config_cannot_join() -> None:
     assert "node-3" not in c.kits["node-1"].state.nodes
 
 
+def test_join_until_active_proposes_only_for_a_node_the_cluster_state_lacks() -> None:
+    """The one implementation both drivers' joining loops call (net's membership step, the
+    simulator's joining process): nothing before the cluster has a config, a join while this node
+    is missing, nothing once it is listed, active, leaving or failed."""
+    c = MemCluster(IDS[:3], seed=5, options=_opts)
+    c.elect()
+    kit = c.kits["node-3"]
+    assert not kit.join_until_active()  # no cluster state yet: the bootstrap comes first
+    assert c.start("node-1").ok
+    assert c.run_until(lambda: kit.state.config is not None, 50)
+    assert kit.join_until_active()  # forwarded to the leader
+    assert c.run_until(lambda: "node-3" in c.kits["node-1"].state.nodes and "node-3" in kit.state.nodes, 50)
+    assert kit.state.nodes["node-3"].status == "active"
+    assert not kit.join_until_active()
+    assert c.submit("node-1", fail_command("node-3")).ok
+    assert c.run_until(lambda: kit.state.nodes["node-3"].status == "failed", 50)
+    assert not kit.join_until_active()  # the leader's detector lets a failed node back, not the node
+
+
 def test_the_leader_marks_a_silent_node_failed_and_lets_it_rejoin() -> None:
     def opts(nid: str) -> Options:
         return replace(_opts(nid), fail_after_ticks=20)
