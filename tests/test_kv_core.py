@@ -87,6 +87,13 @@ def test_data_merges_scans_in_batches_and_replays_its_log() -> None:
     again = KVData.replay(log)
     assert again.parts == d.parts and again.get(0, "b") == R2 and again.get(1, "z") is None
     assert KVData.replay(d.compacted()).parts == d.parts
+    big = KVData()
+    for k in "abcdef":
+        big.put(0, k, Record(Version(1, "w"), "x" * 1000))
+    items, done = big.scan(0, None, 100, max_bytes=2500)
+    assert [k for k, _ in items] == ["a", "b"] and not done  # a batch stays near its byte budget
+    items, done = big.scan(0, "e", 100, max_bytes=10)
+    assert [k for k, _ in items] == ["f"] and done  # one record even when it alone is over
 
 
 def _placement() -> Placement:

@@ -46,15 +46,26 @@ class KVData:
             self._sorted.pop(partition, None)
             self.unsynced.append(["drop", partition])
 
-    def scan(self, partition: int, after: str | None, limit: int) -> tuple[list[tuple[str, Record]], bool]:
-        """Up to ``limit`` records with keys after ``after``, in key order; and whether that was the end."""
+    def scan(
+        self, partition: int, after: str | None, limit: int, max_bytes: int = 4 << 20
+    ) -> tuple[list[tuple[str, Record]], bool]:
+        """Records with keys after ``after``, in key order: up to ``limit`` of them and about
+        ``max_bytes`` of keys and values (always at least one, so a batch makes progress); and
+        whether that was the end."""
         part = self.parts.get(partition, {})
         keys = self._sorted.get(partition)
         if keys is None:
             keys = self._sorted[partition] = sorted(part)
         start = 0 if after is None else bisect_right(keys, after)
-        chunk = keys[start:start + limit]
-        return [(k, part[k]) for k in chunk], start + limit >= len(keys)
+        out: list[tuple[str, Record]] = []
+        size = 0
+        for k in keys[start:start + limit]:
+            record = part[k]
+            size += len(k) + (len(record.value) if record.value is not None else 0) + 16
+            if out and size > max_bytes:
+                break
+            out.append((k, record))
+        return out, start + len(out) >= len(keys)
 
     def take_unsynced(self) -> list[LogEntry]:
         out, self.unsynced = self.unsynced, []
