@@ -109,7 +109,10 @@ class KVService:
         self.kvlog = KVLog(directory)
         entries = await asyncio.to_thread(self.kvlog.load)
         data = KVData.replay(entries)
-        self.server = KVServer(self.node.kit, data, self.options.server)
+        # Request ids must not repeat across restarts (peers remember answers by sender and id):
+        # each life draws its own incarnation.
+        incarnation = int.from_bytes(os.urandom(4), "big") >> 1
+        self.server = KVServer(self.node.kit, data, self.options.server, incarnation=incarnation)
         host, port = split_addr(self.options.addr)
         bind = "0.0.0.0" if self.options.addr.startswith(":") else host
         self._server = await asyncio.start_server(self._accept, bind, port, limit=1 << 20)
