@@ -10,6 +10,7 @@ raises :class:`ProtocolError`, so a malformed frame is refused, not applied.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import msgpack
@@ -139,69 +140,110 @@ Message = Query | Store | Pull | Replicate | Set | Get | Found | Ack | Batch | R
 _TYPES: dict[int, Any] = {cls.TAG: cls for cls in (Query, Store, Pull, Replicate, Set, Get, Found, Ack, Batch, Refused, Result)}
 
 
-def _to_wire(value: Any) -> Any:
-    if isinstance(value, Record):
-        return value.to_wire()
-    if isinstance(value, list):
-        return [[k, r.to_wire()] for k, r in value]
+def _record_out(value: Any) -> Any:
+    return value.to_wire() if value is not None else None
+
+
+def _items_out(value: Any) -> Any:
+    return [[k, r.to_wire()] for k, r in value]
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:
+        raise ValueError("not an integer")
     return value
 
 
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise ValueError("not a boolean")
+    return value
+
+
+def _value(value: Any) -> Any:
+    if not isinstance(value, (str, bytes)):
+        raise ValueError("not a string or bytes")
+    return value
+
+
+def _items(value: Any) -> list[tuple[str, Record]]:
+    if not isinstance(value, list):
+        raise ValueError("not a list")
+    out = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            raise ValueError("items are [key, record]")
+        out.append((item[0], Record.from_wire(item[1])))
+    return out
+
+
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "int": _int, "str": _str, "bool": _bool, "str | bytes": _value,
+    "Record": Record.from_wire, "list[tuple[str, Record]]": _items,
+}
+_OUT: dict[str, Callable[[Any], Any]] = {"Record": _record_out, "list[tuple[str, Record]]": _items_out}
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """One message class's wire form, worked out once from its annotations (kept as strings:
+    ``from __future__ import annotations``)."""
+
+    cls: Any
+    names: tuple[str, ...]
+    checks: tuple[tuple[Callable[[Any], Any], bool], ...]  # per field: check, None allowed
+    outs: tuple[tuple[int, Callable[[Any], Any]], ...]  # fields that need converting on the way out
+    required: int
+
+    @classmethod
+    def of(cls, msg_cls: Any) -> _Spec:
+        spec = fields(msg_cls)
+        checks, outs = [], []
+        for i, f in enumerate(spec):
+            base = f.type.removesuffix(" | None")
+            checks.append((_CHECKS[base], f.type.endswith("| None")))
+            if base in _OUT:
+                outs.append((i, _OUT[base]))
+        required = sum(1 for f in spec if f.default is f.default_factory)  # fields without defaults
+        return cls(msg_cls, tuple(f.name for f in spec), tuple(checks), tuple(outs), required)
+
+
+_SPECS: dict[int, _Spec] = {cls.TAG: _Spec.of(cls) for cls in _TYPES.values()}
+
+
 def encode(msg: Message) -> bytes:
-    return msgpack.packb([msg.TAG, *(_to_wire(getattr(msg, f.name)) for f in fields(msg))], use_bin_type=True)
-
-
-def _check(cls: Any, name: str, kind: str, value: Any) -> Any:
-    """One field, by its annotation (kept as strings: ``from __future__ import annotations``)."""
-    optional = kind.endswith("| None")
-    if value is None and optional:
-        return None
-    base = kind.removesuffix(" | None")
-    try:
-        if base == "int":
-            if type(value) is not int:
-                raise ValueError("not an integer")
-            return value
-        if base == "str":
-            if not isinstance(value, str):
-                raise ValueError("not a string")
-            return value
-        if base == "bool":
-            if type(value) is not bool:
-                raise ValueError("not a boolean")
-            return value
-        if base == "str | bytes":
-            if not isinstance(value, (str, bytes)):
-                raise ValueError("not a string or bytes")
-            return value
-        if base == "Record":
-            return Record.from_wire(value)
-        if base == "list[tuple[str, Record]]":
-            if not isinstance(value, list):
-                raise ValueError("not a list")
-            out = []
-            for item in value:
-                if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
-                    raise ValueError("items are [key, record]")
-                out.append((item[0], Record.from_wire(item[1])))
-            return out
-    except ValueError as exc:
-        raise ProtocolError(f"{cls.__name__}.{name}: {exc}") from None
-    raise AssertionError(f"no check for {kind}")  # a field type this codec doesn't know
+    spec = _SPECS[msg.TAG]
+    values = [msg.TAG, *[getattr(msg, n) for n in spec.names]]
+    for i, out in spec.outs:
+        values[i + 1] = out(values[i + 1])
+    return msgpack.packb(values, use_bin_type=True)
 
 
 def from_doc(doc: Any) -> Message:
     if not (isinstance(doc, list) and doc and type(doc[0]) is int):
         raise ProtocolError("a KV message is [tag, fields...]")
-    cls = _TYPES.get(doc[0])
-    if cls is None:
+    spec = _SPECS.get(doc[0])
+    if spec is None:
         raise ProtocolError(f"unknown KV message type {doc[0]}")
-    spec = fields(cls)
-    required = sum(1 for f in spec if f.default is f.default_factory)  # fields without defaults
     values = doc[1:]
-    if not required <= len(values) <= len(spec):
-        raise ProtocolError(f"{cls.__name__} takes {required} to {len(spec)} fields, got {len(values)}")
-    return cls(*(_check(cls, f.name, f.type, v) for f, v in zip(spec, values)))
+    if not spec.required <= len(values) <= len(spec.names):
+        raise ProtocolError(f"{spec.cls.__name__} takes {spec.required} to {len(spec.names)} fields, got {len(values)}")
+    out = []
+    for (check, optional), value, name in zip(spec.checks, values, spec.names):
+        if value is None and optional:
+            out.append(None)
+            continue
+        try:
+            out.append(check(value))
+        except ValueError as exc:
+            raise ProtocolError(f"{spec.cls.__name__}.{name}: {exc}") from None
+    return spec.cls(*out)
 
 
 def decode(data: bytes) -> Message:

@@ -171,6 +171,8 @@ class KVServer:
         self._queues: dict[str, OrderedDict[tuple[int, str], None]] = {}  # ASYNC, per peer
         self._in_flight: dict[int, tuple[str, list[tuple[int, str]], int]] = {}  # rid -> peer, keys, tick
         self._seen_epoch = -1
+        self._placements: dict[int, Placement] = {}
+        self._placements_epoch = -1
         # Client requests by (sender, request id): None while in progress, then the answer sent.
         # A duplicated request (the network may deliver one twice) is answered, never run twice:
         # a second run could write after the first had answered "fail".
@@ -209,7 +211,14 @@ class KVServer:
 
     # ------------------------------------------------------------ placement
     def placement(self, partition: int) -> Placement:
-        return Placement.of(self.kit.partition(partition))
+        """Where ``partition`` lives in this node's map (cached until the map's epoch moves)."""
+        epoch = self.kit.state.epoch
+        if epoch != self._placements_epoch:
+            self._placements, self._placements_epoch = {}, epoch
+        here = self._placements.get(partition)
+        if here is None:
+            here = self._placements[partition] = Placement.of(self.kit.partition(partition))
+        return here
 
     def _fence(self, src: str, rid: int, partition: int, epoch: int) -> Placement | None:
         cfg = self.kit.state.config
