@@ -137,6 +137,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _replace_with(path: Path, blob: bytes) -> int:
+    """Make ``path`` hold exactly ``blob``, atomically and durably (temp file, fsync, rename, fsync
+    of the directory); the new file's descriptor, positioned at its end, for appending."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, blob)
+        os.fsync(fd)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _frame(payload: bytes, salt: bytes) -> bytes:
     if len(payload) > _MAX_PAYLOAD:
         raise StorageError(f"a record of {len(payload)} bytes is larger than the log format allows")
@@ -477,16 +493,7 @@ class DiskStorage:
             ops.append([_ENTRIES, [[e.term, e.index, e.data, int(e.type)] for e in img.entries]])
         salt = os.urandom(_SALT_BYTES)  # new salt: records of the old file can never pass for this one's
         blob = _LOG_MAGIC + salt + _frame(msgpack.packb(ops, use_bin_type=True), salt)
-        tmp = self._log_path.with_name("log.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, blob)
-            os.fsync(fd)
-            os.replace(tmp, self._log_path)
-            _fsync_dir(self.directory)
-        except BaseException:
-            os.close(fd)
-            raise
+        fd = _replace_with(self._log_path, blob)
         if self._fd is not None:
             os.close(self._fd)
         self._fd = fd  # positioned at the end of the renamed file: later records go after the blob

@@ -31,7 +31,7 @@ import msgpack
 from clusterkit.kv.data import LogEntry
 from clusterkit.raft.errors import StorageError
 
-from .disk import _datasync, _frame, _fsync_dir, _next_valid_record, _record_at, _write_all
+from .disk import _datasync, _frame, _next_valid_record, _record_at, _replace_with, _write_all
 
 log = logging.getLogger("clusterkit.net.kv_disk")
 
@@ -141,19 +141,9 @@ class KVLog:
         blob = MAGIC + salt
         if entries:
             blob += _frame(msgpack.packb(entries, use_bin_type=True), salt)
-        tmp = self.path.with_name("log.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, blob)
-            os.fsync(fd)
-            os.replace(tmp, self.path)
-            _fsync_dir(self.directory)
-        except BaseException:
-            os.close(fd)
-            raise
+        os.close(_replace_with(self.path, blob))
         if self._fd is not None:
             os.close(self._fd)
-        os.close(fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self._salt, self.size, self.records = salt, len(blob), 1 if entries else 0
 
