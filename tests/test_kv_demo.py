@@ -1,7 +1,9 @@
 """The real KV demo end to end: real node processes on loopback, a kill, a join, the checks.
 
 It passes on a healthy cluster, fails (exit 1) when migrations are broken on purpose (copies
-confirmed without pulling anything), and leaves no process behind when interrupted.
+confirmed without pulling anything), and leaves no process behind when interrupted. With --plot it
+writes the run's timeline (PNG, and the polled data as JSON, drawn again here to check what it
+shows).
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ def _leftovers(root: Path) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def _reap(root: Path) -> None:
+    """SIGKILL whatever still runs under ``root``: a failed test leaves no node behind."""
+    for pid in _leftovers(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def test_demo_passes_and_prints_its_table(tmp_path: Path) -> None:
@@ -76,3 +87,53 @@ def test_interrupted_demo_leaves_no_process_behind(tmp_path: Path) -> None:
     while _leftovers(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc to find leftover processes")
+def test_demo_plots_its_timeline(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from clusterkit.plot import fault_windows, plot_timeline, role_spans
+    from clusterkit.plot.live import TIME_LABEL, load_run
+
+    plots = tmp_path / "plots"
+    proc = subprocess.Popen([sys.executable, "-m", "clusterkit", "demo", "--keys", "40", "--plot", str(plots)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path), "MPLBACKEND": "Agg"})
+    try:
+        out, _ = proc.communicate(timeout=150)
+        left = _leftovers(tmp_path)  # the demo stops its nodes itself ...
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _reap(tmp_path)  # ... and whatever happened, none outlives the test
+    assert proc.returncode == 0, out[-3000:]
+    assert left == []
+    png, data = plots / "kv-demo-sync-timeline.png", plots / "kv-demo-sync-timeline.json"
+    assert f"plotted {png}" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    timeline, history, marks, title = load_run(data)
+    spans = role_spans(timeline)
+    assert list(spans) == [f"node-{i}" for i in range(1, 7)]
+    assert [s.state for s in spans["node-3"]][-2:] == ["down", "gone"]  # SIGKILLed, then marked failed
+    assert sum(1 for ss in spans.values() for s in ss if s.state == "leader") >= 1
+    assert {c[1] for c in timeline.commits} >= {"node-1", "node-6"}
+    windows = {w.kind: w for w in fault_windows(timeline)}
+    assert set(windows) == {"kill", "join", "fail"}
+    assert windows["kill"].start < windows["kill"].end == windows["fail"].start  # until marked failed
+    assert [label for _, label in marks] == ["rebalanced and copied"]
+    assert len(history) >= 2 * 40 and {h["type"] for h in history} >= {"invoke", "ok"}
+    assert "node-3 SIGKILLed, node-6 joined" in title
+    fig = plot_timeline(timeline, history, marks=marks, title=title, time_label=TIME_LABEL)
+    axes = fig.axes[:4]
+    assert [ax.get_ylabel() for ax in axes] == ["role", "commit index", "latency (ms)", "ops / s"]
+    assert axes[-1].get_xlabel() == TIME_LABEL
+    for ax in axes:
+        assert sorted(a.get_gid() for a in ax.get_children() if (a.get_gid() or "").startswith("fault:")) == [
+            "fault:fail", "fault:join", "fault:kill"]
+
+
+def test_in_memory_demo_has_no_plot(tmp_path: Path) -> None:
+    out = _demo(tmp_path, "--in-memory", "--plot", str(tmp_path / "plots"), timeout=60)
+    assert out.returncode == 2 and "--plot draws the real KV demo's timeline" in out.stderr
+    assert not (tmp_path / "plots").exists()

@@ -73,6 +73,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--keys", type=bounded_int(1, MAX_KV_KEYS), default=1000,
                       help=f"keys the KV demo writes, 1 to {MAX_KV_KEYS} (default 1000)")
     demo.add_argument("--keep", action="store_true", help="KV demo: keep the nodes' data and logs")
+    demo.add_argument("--plot", metavar="DIR", default=None,
+                      help="KV demo: write the run's timeline here as PNG (roles and commit indexes polled from"
+                      " every node, the kill and the join, client latencies), with its data as JSON")
     demo.add_argument("--in-memory", action="store_true", help="the in-memory Raft demo instead (no processes)")
     demo.add_argument(
         "--steps",
@@ -89,6 +92,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not (args.in_memory or args.steps is not None or args.seed is not None):
         return run_kv(args)
+    if args.plot is not None:
+        return error("clusterkit demo", "--plot draws the real KV demo's timeline; the in-memory demo records no"
+                     " timeline (a simulated run's plots: clusterkit sim run SCENARIO --seed N --plot DIR)",
+                     EXIT_USAGE)
     try:
         result = run_demo(nodes=args.nodes or 5, steps=args.steps or 3000,
                           seed=args.seed if args.seed is not None else 7, verbose=not args.quiet)
@@ -107,8 +114,14 @@ def run_kv(args: argparse.Namespace) -> int:
     if nodes > MAX_KV_NODES:
         return error("clusterkit demo", f"the KV demo runs at most {MAX_KV_NODES} node processes, got {nodes}",
                      EXIT_USAGE)
+    if args.plot is not None:
+        try:
+            import clusterkit.plot.live  # noqa: F401 - before any process starts
+        except ImportError as exc:
+            return error("clusterkit demo", f"--plot needs the plot extra ({exc.name} is missing): "
+                         "pip install 'clusterkit[plot]'", EXIT_USAGE)
     try:
-        report = run_kv_demo(strategy, nodes, args.keys, keep=args.keep)
+        report = run_kv_demo(strategy, nodes, args.keys, keep=args.keep, plot_dir=args.plot)
     except (TimeoutError, RuntimeError, OSError) as exc:  # nodes that didn't start, a cluster that didn't settle
         return error("clusterkit demo", str(exc), EXIT_FAILED)
     return EXIT_OK if report.ok else EXIT_FAILED

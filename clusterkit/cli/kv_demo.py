@@ -8,6 +8,12 @@ version and that every owner of its partition holds it, and check the whole reco
 the linearizability checker. Prints a summary table; the exit status says whether anything was
 lost (for ``async``, acknowledged writes lost in the replication window are counted and reported,
 not failed on: that window is the strategy's documented trade-off).
+
+With ``plot_dir`` (``clusterkit demo --plot DIR``) the run is also drawn as a timeline PNG: each
+node's role and commit index polled from its HTTP API every 100 ms
+(:class:`clusterkit.plot.live.LivePoller`), node-3's SIGKILL until the cluster marks it failed,
+node-6's join, and every client operation with its latency and outcome; the recorded data goes
+beside it as JSON (:func:`clusterkit.plot.live.load_run` reads it back).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -62,6 +69,7 @@ class DemoReport:
     missing_copies: list[str] = field(default_factory=list)  # keys an owner lacks
     linearizable: str = "not checked"
     unknown_writes: int = 0
+    plots: list[Path] = field(default_factory=list)  # with plot_dir: the timeline PNG and its data
 
     @property
     def ok(self) -> bool:
@@ -139,12 +147,13 @@ def _bar(out: TextIO, label: str, done: int, total: int, final: bool = False) ->
         out.write(f"  {label}: {done}/{total}\n")
 
 
-async def _demo(cluster: Any, report: DemoReport, out: TextIO, say: Callable[[str], None]) -> None:
+async def _demo(cluster: Any, report: DemoReport, out: TextIO, say: Callable[[str], None], hist: History,
+                live: Any = None) -> None:
     from clusterkit.net.kv_client import KVClient
     from clusterkit.net.local import http_json
 
     strategy, keys = report.strategy, report.keys
-    hist, stats = History(), report.stats
+    stats = report.stats
     rng = random.Random(7)
 
     def cluster_doc() -> dict[str, Any] | None:
@@ -161,6 +170,8 @@ async def _demo(cluster: Any, report: DemoReport, out: TextIO, say: Callable[[st
             return None
         nodes = {n["id"]: n for n in doc["cluster"]["nodes"]}
         active = {n for n, d in nodes.items() if d["status"] == "active"}
+        if live is not None and nodes.get(KILL, {}).get("status") == "failed":
+            live.gone(KILL)  # marked failed: the end of its kill window (once)
         parts = doc["cluster"]["partition_map"]["partitions"].values()
         if active != expect or not all(nodes[n].get("kv_addr") for n in expect):
             return None
@@ -229,13 +240,19 @@ async def _demo(cluster: Any, report: DemoReport, out: TextIO, say: Callable[[st
         await asyncio.sleep(0.5)
         t_kill = time.monotonic()
         cluster.kill(KILL)
+        if live is not None:
+            live.fault("kill", KILL)
         say(f"SIGKILLed {KILL} with reads and writes under way")
         new = cluster.add_node()
+        if live is not None:
+            live.fault("join", new.node_id)
         say(f"started {new.node_id}; waiting for failure detection, rebalancing and migration")
         expect = (ids - {KILL}) | {new.node_id}
         try:
             after = await wait_settled(expect, RECOVERY_TIMEOUT)
             report.recover_seconds = time.monotonic() - t_kill
+            if live is not None:
+                live.mark("rebalanced and copied")
         finally:
             await asyncio.sleep(0.5)  # a little more load on the settled cluster
             stop.set()
@@ -271,6 +288,8 @@ async def _demo(cluster: Any, report: DemoReport, out: TextIO, say: Callable[[st
 
         for i in range(0, keys, 64):
             await asyncio.gather(*(check(10_000 + j, names[j]) for j in range(i, min(i + 64, keys))))
+    if live is not None:
+        live.stop()  # the run is over: no polling while the checker works
     report.ops = len(hist.events) // 2
     report.unknown_writes = stats.counts["info"]
     ops = pair_events(hist.events)
@@ -320,11 +339,15 @@ def print_table(report: DemoReport, out: TextIO) -> None:
 
 
 def run_kv_demo(strategy: str = "sync", nodes: int = 5, keys: int = 1000, out: TextIO | None = None,
-                keep: bool = False) -> DemoReport:
+                keep: bool = False, plot_dir: str | Path | None = None) -> DemoReport:
+    """The demo; with ``plot_dir``, the run's timeline is drawn there (see the module's docstring),
+    also when the cluster did not recover (not when interrupted)."""
     from clusterkit.net.local import LocalCluster
 
     out = out if out is not None else sys.stdout
     report = DemoReport(strategy, nodes, keys)
+    if plot_dir is not None:
+        from clusterkit.plot.live import LivePoller  # before any process starts: the plot extra is there
     root = Path(tempfile.mkdtemp(prefix="clusterkit-demo-"))
 
     def say(text: str) -> None:
@@ -333,6 +356,8 @@ def run_kv_demo(strategy: str = "sync", nodes: int = 5, keys: int = 1000, out: T
     t0 = time.monotonic()
     print(f"ClusterKit KV demo: {nodes} node processes on loopback, strategy {strategy}, {keys} keys", file=out)
     failed = True
+    hist = History()
+    live = None
     previous = signal.getsignal(signal.SIGTERM)
     try:
         signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the demo like Ctrl-C: nodes are reaped
@@ -341,10 +366,21 @@ def run_kv_demo(strategy: str = "sync", nodes: int = 5, keys: int = 1000, out: T
     try:
         args = ["--kv-addr", "127.0.0.1:0", "--kv-strategy", strategy, "--log-level", "WARNING"]
         with LocalCluster(root, size=nodes, partition_count=PARTITIONS, extra_args=args) as cluster:
-            cluster.start_all(timeout=40.0)
-            say(f"{nodes} nodes up")
-            asyncio.run(_demo(cluster, report, out, say))
+            if plot_dir is not None:
+                live = LivePoller(cluster, every=0.1, timeout=0.5, clock=hist.now)
+            with live.running() if live is not None else nullcontext():
+                cluster.start_all(timeout=40.0)
+                say(f"{nodes} nodes up")
+                asyncio.run(_demo(cluster, report, out, say, hist, live))
         failed = not report.ok
+    except (TimeoutError, RuntimeError, OSError):
+        if live is not None:  # a run that didn't recover is the one worth looking at
+            try:
+                _plot(live, hist, report, Path(plot_dir), out)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - the run's own error is the one to report
+                print(f"  timeline not plotted: {exc}", file=out)
+            live = None
+        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -353,7 +389,27 @@ def run_kv_demo(strategy: str = "sync", nodes: int = 5, keys: int = 1000, out: T
         else:
             shutil.rmtree(root, ignore_errors=True)
     print_table(report, out)
+    if live is not None:
+        _plot(live, hist, report, Path(plot_dir), out)  # type: ignore[arg-type]
     return report
+
+
+def _plot(live: Any, hist: History, report: DemoReport, plot_dir: Path, out: TextIO) -> None:
+    """The timeline PNG and the data it was drawn from, into ``plot_dir``."""
+    from clusterkit.plot import save
+    from clusterkit.plot.live import event_dicts
+
+    history = event_dicts(hist.events)
+    joined = [f["node"] for f in live.timeline.faults if f["kind"] == "join"]
+    title = (f"clusterkit demo: {report.strategy}, {report.nodes} node processes, {report.keys} keys; "
+             f"{KILL} SIGKILLed" + (f", {joined[0]} joined" if joined else ""))
+    stem = f"kv-demo-{report.strategy}-timeline"
+    started = time.monotonic()
+    png = save(live.plot(history, title=title), plot_dir / f"{stem}.png")
+    data = live.save_json(plot_dir / f"{stem}.json", history, title)
+    report.plots = [png, data]
+    print(f"\nplotted {png} ({live.rounds} polls of every node; data in {data.name}) "
+          f"in {time.monotonic() - started:.1f} s", file=out)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

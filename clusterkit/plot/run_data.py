@@ -20,8 +20,9 @@ import numpy as np
 from .style import sorted_nodes
 
 # Faults that open a window on one node, and the kinds that close it (a killed process is no
-# longer paused: its restart starts it running).
-_CLOSED_BY = {"kill": ("restart",), "pause": ("resume", "kill")}
+# longer paused: its restart starts it running; a killed node the cluster marks failed is gone, not
+# a fault any more: a real cluster's kill without a restart).
+_CLOSED_BY = {"kill": ("restart", "fail"), "pause": ("resume", "kill")}
 _INSTANT = ("join", "leave", "fail")
 
 
@@ -140,10 +141,10 @@ def partition_label(cuts: Iterable[Sequence[str]], nodes: Sequence[str]) -> str:
 
 
 def fault_windows(timeline: TimelineLike) -> list[FaultWindow]:
-    """The applied faults as windows: a kill lasts until that node's restart, a pause until its
-    resume, a partition until a heal or the next partition, a skew until the next skew of that
-    node; a stall for its seconds; everything ends when the run heals everything. Joins, leaves
-    and failures are moments."""
+    """The applied faults as windows: a kill lasts until that node's restart (or until the cluster
+    marks it failed), a pause until its resume, a partition until a heal or the next partition, a
+    skew until the next skew of that node; a stall for its seconds; everything ends when the run
+    heals everything. Joins, leaves and failures are moments."""
     heal = timeline.phases.get("heal", end_time(timeline))
     nodes = timeline_nodes(timeline)
     faults = sorted((f for f in timeline.faults if f.get("applied", True)), key=lambda f: f["t"])
