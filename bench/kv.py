@@ -69,8 +69,8 @@ def _settled(cluster: LocalCluster, n: int) -> bool:
 def bench(strategy: str, clients: int, seconds: float) -> list[tuple[str, dict[str, float]]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="clusterkit-kvbench-") as tmp:
-        args = ["--kv-addr", "127.0.0.1:0", "--kv-strategy", strategy, "--log-level", "WARNING"]
-        with LocalCluster(Path(tmp), size=3, partition_count=64, extra_args=args) as cluster:
+        args = ["--kv-strategy", strategy, "--log-level", "WARNING"]
+        with LocalCluster(Path(tmp), size=3, partition_count=64, extra_args=args, kv=True) as cluster:
             cluster.start_all()
             cluster.wait(lambda: _settled(cluster, 3), 30, "the KV store on 3 nodes")
             seeds = [n.http for n in cluster.nodes.values()]

@@ -9,6 +9,7 @@ started, even when the caller fails.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -36,6 +37,7 @@ class LocalNode:
     raft_port: int
     data_dir: Path
     log_path: Path
+    kv_port: int = 0  # reserved with the others, so no node's port-0 bind can take it
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,8 +67,8 @@ def http_json(url: str, method: str = "GET", body: Any = None, timeout: float = 
             return exc.code, json.loads(raw) if raw else None
         except ValueError:
             return exc.code, None
-    except (urllib.error.URLError, OSError, TimeoutError):
-        return 0, None
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException):
+        return 0, None  # (HTTPException: something other than an HTTP server answered)
 
 
 @dataclass
@@ -78,6 +80,7 @@ class LocalCluster:
     replication_factor: int = 3
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    kv: bool = False  # each node serves the KV store on its own reserved port (KV_ADDR)
     nodes: dict[str, LocalNode] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -86,7 +89,9 @@ class LocalCluster:
             self._new_node(f"node-{i}")
 
     def _new_node(self, node_id: str) -> LocalNode:
-        node = LocalNode(node_id, free_port(), free_port(), self.root / node_id / "data", self.root / f"{node_id}.log")
+        node = LocalNode(
+            node_id, free_port(), free_port(), self.root / node_id / "data", self.root / f"{node_id}.log", free_port()
+        )
         self.nodes[node_id] = node
         return node
 
@@ -110,6 +115,8 @@ class LocalCluster:
             "REPLICATION_FACTOR": str(self.replication_factor),
         }
         env.pop("BOOTSTRAP", None)
+        if self.kv:
+            env["KV_ADDR"] = f"127.0.0.1:{node.kv_port}"
         log = node.log_path.open("ab")
         node.process = subprocess.Popen(
             [sys.executable, "-m", "clusterkit", "node", *self.extra_args],

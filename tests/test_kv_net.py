@@ -64,7 +64,7 @@ def test_log_rewrite_keeps_only_live_data(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("kvnet")
-    with LocalCluster(root, size=3, extra_args=["--kv-addr", "127.0.0.1:0", "--log-level", "WARNING"]) as c:
+    with LocalCluster(root, size=3, extra_args=["--log-level", "WARNING"], kv=True) as c:
         c.start_all()
 
         def ready() -> bool:

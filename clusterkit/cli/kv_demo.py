@@ -364,8 +364,8 @@ def run_kv_demo(strategy: str = "sync", nodes: int = 5, keys: int = 1000, out: T
     except ValueError:  # not the main thread
         previous = None
     try:
-        args = ["--kv-addr", "127.0.0.1:0", "--kv-strategy", strategy, "--log-level", "WARNING"]
-        with LocalCluster(root, size=nodes, partition_count=PARTITIONS, extra_args=args) as cluster:
+        args = ["--kv-strategy", strategy, "--log-level", "WARNING"]
+        with LocalCluster(root, size=nodes, partition_count=PARTITIONS, extra_args=args, kv=True) as cluster:
             if plot_dir is not None:
                 live = LivePoller(cluster, every=0.1, timeout=0.5, clock=hist.now)
             with live.running() if live is not None else nullcontext():
