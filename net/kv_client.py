@@ -421,22 +421,28 @@ class KVClient:
         return op
 
     # ------------------------------------------------------------ ASYNC and SERVER-SIDE: ask a node
-    def _target(self, key: str) -> str | None:
+    def _target(self, key: str, write: bool, avoid: set[str]) -> str | None:
         if not self.smart:
             live = [n for n in self.topo.nodes.values() if n.kv_addr and n.status == "active"]
             if self._home not in {n.id for n in live}:
                 self._home = live[next(self._serials) % len(live)].id if live else None
             return self._home
-        return self.placement(key).primary
+        here = self.placement(key)
+        if write or self.strategy != "async":
+            return here.primary
+        # An ASYNC read may be answered by any copy: the primary first, then the others, so a dead
+        # primary doesn't stall reads until the cluster marks it failed.
+        return next((n for n in here.serving if n not in avoid), here.primary)
 
     async def _request(self, key: str, write: bool, make: Callable[[int], Message]) -> Result:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        avoid: set[str] = set()  # nodes that failed this request (an ASYNC read tries another copy)
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise (KVUnknown if write else KVFailed)(f"{key!r}: no answer within {self.timeout} s")
-            target = self._target(key)
+            target = self._target(key, write, avoid)
             rid = next(self._rids)
             answer: asyncio.Future[Message | None] = loop.create_future()
 
@@ -460,6 +466,8 @@ class KVClient:
                 if write and sent:
                     raise KVUnknown(f"{key!r}: the connection to {target} broke before the answer")
                 self._home = None
+                if target is not None:
+                    avoid.add(target)
                 await self.refresh()
                 await asyncio.sleep(0.05)
                 continue

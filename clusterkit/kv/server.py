@@ -312,7 +312,9 @@ class KVServer:
         else:
             self.stats.gets += 1
         strategy = self.config.strategy
-        if strategy != "sync" and here.primary != self.me:
+        if strategy == "async" and not write and self.me in here.serving:
+            self._send(src, Result(msg.rid, self.data.get(partition, msg.key)))  # any copy answers an ASYNC read
+        elif strategy != "sync" and here.primary != self.me:
             self._forward(src, msg, here.primary)
         elif strategy == "async":
             self._async_local(src, msg, partition, here)
