@@ -187,7 +187,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "clusterkit/raft/node.py",
         (("        elif m.term < self.term:\n",
           "        elif m.term < self.term and not isinstance(m, _FROM_LEADER):  # MUTANT\n"),),
-        ("flapping-network-script", "random-mix-script", "majority-partition"),
+        # Not random-mix-script: its first failing seed (15) shrinks to 13 faults, flapping's to 3.
+        ("flapping-network-script", "majority-partition"),
         "appends and heartbeats of a lower term are obeyed instead of rejected (5.1)",
     ),
     # ------------------------------------------------------------------ replication and commit

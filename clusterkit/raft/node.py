@@ -127,6 +127,9 @@ class RaftNode:
         self.progress: dict[str, Progress] = {}
         self.votes: dict[str, bool] = {}
         self.msgs: list[Message] = []
+        # Leader: per follower, its last append among ``msgs`` with entries, and their bytes (until
+        # the next Ready hands ``msgs`` out): new entries for it may join that append.
+        self._unsent_appends: dict[str, tuple[AppendEntries, int]] = {}
         self.read_states: list[ReadState] = []
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
@@ -435,6 +438,7 @@ class RaftNode:
             read_states=self.read_states,
         )
         self.msgs = []
+        self._unsent_appends = {}
         self.read_states = []
         self._install = None
         self._compaction = None
@@ -499,6 +503,7 @@ class RaftNode:
         )
         self.votes = {}
         self.progress = {}
+        self._unsent_appends = {}
         self._departed = []
         self._deferred_changes = []
         self._sync_progress()
@@ -1065,17 +1070,51 @@ class RaftNode:
             size = 0
             entries = log.entries
             for i in range(lo, hi):
-                size += len(entries[i].data)
-                if size > max_bytes and i > lo:
+                n = len(entries[i].data)
+                if size + n > max_bytes and i > lo:
                     hi = i
                     break
+                size += n
             ents = entries[lo:hi]
+            if pr.state is ProgressState.REPLICATE:
+                unsent = self._unsent_appends.get(to)
+                if unsent is not None and self._extend_unsent(to, pr, unsent, prev, ents, size):
+                    return True
         else:
             if not send_if_empty:
                 return False
             ents = []
-        self._send(AppendEntries(self.term, self.id, to, prev, prev_term, log.committed, ents))
+        msg = AppendEntries(self.term, self.id, to, prev, prev_term, log.committed, ents)
+        self._send(msg)
         pr.sent(prev + len(ents), len(ents))
+        if ents and pr.state is ProgressState.REPLICATE:
+            self._unsent_appends[to] = (msg, size)
+        return True
+
+    def _extend_unsent(
+        self, to: str, pr: Progress, unsent: tuple[AppendEntries, int], prev: int, ents: list[Entry], size: int
+    ) -> bool:
+        """Coalesce: new entries for a follower whose last append, ending just before them, is still
+        in this Ready (not handed to the driver yet) join that append instead of travelling in one
+        of their own, with its own answer (entries proposed during a sync all wait for the same
+        Ready). Exactly what the two appends would do, delivered in order; False when they don't
+        fit in one message."""
+        msg, msg_size = unsent
+        end = msg.index + len(msg.entries)
+        if (
+            end != prev
+            or not pr.inflight
+            or pr.inflight[-1] != end
+            or len(msg.entries) + len(ents) > self.config.max_entries_per_msg
+            or msg_size + size > self.config.max_bytes_per_msg
+        ):
+            return False
+        msg.entries.extend(ents)
+        msg.commit = self.log.committed
+        last = prev + len(ents)
+        pr.next = last + 1
+        pr.inflight[-1] = last  # still one append in flight, and its answer covers them all
+        self._unsent_appends[to] = (msg, msg_size + size)
         return True
 
     def _send_snapshot(self, to: str) -> None:
