@@ -79,6 +79,7 @@ class Throughput:
     errors: int = 0
     seconds: float = 0.0
     cpu: float = 0.0  # server CPU seconds, all nodes together
+    client_cpu: float = 0.0  # this process's CPU seconds: the HTTP clients
     slices: list[float] = field(default_factory=list)  # writes/s of each slice: the spread
 
     @property
@@ -89,11 +90,16 @@ class Throughput:
     def cpu_per_1k(self) -> float | None:
         return 1000 * self.cpu / self.ok if self.ok else None
 
+    @property
+    def client_cpu_per_1k(self) -> float | None:
+        return 1000 * self.client_cpu / self.ok if self.ok else None
+
     def add(self, other: Throughput) -> None:
         self.ok += other.ok
         self.errors += other.errors
         self.seconds += other.seconds
         self.cpu += other.cpu
+        self.client_cpu += other.client_cpu
         self.slices.append(other.rate)
 
 
@@ -174,13 +180,15 @@ async def throughput(base: str, concurrency: int, seconds: float, pids: list[int
         tasks = [asyncio.create_task(client(i)) for i in range(concurrency)]
         await asyncio.sleep(0.3)  # warm-up: connections open, the pipeline full
         cpu0 = cpu_seconds(pids)
+        client0 = time.process_time()
         t0 = time.perf_counter()
         stop_at = t0 + seconds
         measuring = True
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - t0
         cpu = cpu_seconds(pids) - cpu0
-    return Throughput(concurrency, ok, errors, elapsed, cpu)
+        client_cpu = time.process_time() - client0
+    return Throughput(concurrency, ok, errors, elapsed, cpu, client_cpu)
 
 
 async def sequential_latency(base: str, writes: int, max_seconds: float) -> Latency:
@@ -482,11 +490,13 @@ def report(results: list[SystemResult], args: argparse.Namespace, floors_ms: lis
     for row in rows:
         print(line(row))
     print()
-    print("writes/s of each slice (the spread), server CPU s (3 nodes) per 1,000 writes, non-200 answers:")
+    print("writes/s of each slice (the spread), server CPU s (3 nodes) and the clients' CPU s (this process)\n"
+          "per 1,000 writes, non-200 answers (with every CPU busy, the rate is about the CPUs over the sum):")
     for r in results:
         for c, t in r.throughput.items():
             print(f"  {r.name:<22} c={c:<3} slices " + " ".join(f"{x:,.0f}" for x in t.slices)
-                  + f"; CPU {_cell(t.cpu_per_1k, '.2f')} s/1k; {t.errors} errors")
+                  + f"; CPU {_cell(t.cpu_per_1k, '.2f')} s/1k, clients {_cell(t.client_cpu_per_1k, '.2f')} s/1k;"
+                  + f" {t.errors} errors")
     print("leader's term before and after the load (a jump: elections under load), and do all nodes agree:")
     for r in results:
         seen = terms.get(r.name, [])

@@ -247,9 +247,16 @@ class NetNode:
     async def _until_done(self, request: Any, timeout: float | None) -> Any:
         """Drive the host and wait for a host request (proposal or read) to end; RaftError if it failed."""
         self._kick()
-        done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
         request.add_done_callback(lambda r: done.done() or done.set_result(r))
-        ended = await asyncio.wait_for(done, timeout or self.config.request_timeout)
+        # A timer, not asyncio.wait_for (a waiter future and callbacks more, for every request).
+        timer = loop.call_later(timeout or self.config.request_timeout,
+                                lambda: done.done() or done.set_exception(asyncio.TimeoutError()))
+        try:
+            ended = await done
+        finally:
+            timer.cancel()
         if not ended.ok:
             raise RaftError(ended.error or "request failed")
         return ended

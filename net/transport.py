@@ -176,13 +176,12 @@ class Transport:
                 # the connection is gone, e.g. the peer restarted. Without watching for it, frames
                 # written to a dead socket "succeed" locally and vanish until a later write fails.
                 closed = asyncio.ensure_future(reader.read(1))
+                closed.add_done_callback(lambda f, wakeup=peer.wakeup: f.cancelled() or wakeup.set())  # wakes the wait
                 eof_watch = closed
                 while self._running:
                     if not peer.queue:
                         peer.wakeup.clear()
-                        woken = asyncio.ensure_future(peer.wakeup.wait())
-                        await asyncio.wait({woken, closed}, return_when=asyncio.FIRST_COMPLETED)
-                        woken.cancel()
+                        await peer.wakeup.wait()  # new frames, or the connection closed
                     if closed.done():
                         raise ConnectionResetError(f"{peer.id} closed the connection")
                     batch = list(peer.queue)

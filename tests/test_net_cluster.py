@@ -123,8 +123,13 @@ def test_etag_changes_with_every_change_and_304_otherwise(cluster: LocalCluster)
     assert not_modified.value.code == 304
     new = c.add_node()  # a change: a fourth node joins and partitions move
     c.wait(lambda: new.node_id in c.active_members(), 20, "node-4 to join")
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        assert resp.headers["ETag"] != etag
+
+    def etag_now() -> str:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.headers["ETag"]
+
+    # node-2 applies the join once it hears it committed: the leader's next append or heartbeat
+    c.wait(lambda: etag_now() != etag, 5, "node-2's ETag to change")
 
 
 def test_a_node_asked_to_leave_moves_its_data_and_leaves_raft_for_good(cluster: LocalCluster) -> None:
