@@ -909,7 +909,7 @@ class RaftNode:
                 elif was_paused:
                     self._send_append(m.src)
                 # Keep the pipeline to this follower full.
-                while self._send_append(m.src, send_if_empty=False):
+                while pr.next <= self.log.last_index() and self._send_append(m.src, send_if_empty=False):
                     pass
                 if m.src == self._lead_transferee and pr.match == self.log.last_index():
                     self._send(TimeoutNow(self.term, self.id, m.src))
@@ -1022,19 +1022,21 @@ class RaftNode:
 
     # --------------------------------------------------------- replication
     def _bcast_append(self) -> None:
-        for peer in self.progress:
+        log = self.log
+        for peer, pr in self.progress.items():
             if peer != self.id and self._send_append(peer):
                 # A follower in step takes a pipeline of appends, up to max_inflight.
-                while self._send_append(peer, send_if_empty=False):
+                while pr.next <= log.last_index() and self._send_append(peer, send_if_empty=False):
                     pass
 
     def _bcast_commit(self) -> None:
         """A new commit index: followers with entries to send get it with them; the others learn
         it from the next heartbeat or append (at the next tick at the latest), not from an empty
         append of its own and its answer, which doubled the messages per write."""
-        for peer in self.progress:
+        log = self.log
+        for peer, pr in self.progress.items():
             if peer != self.id:
-                while self._send_append(peer, send_if_empty=False):
+                while pr.next <= log.last_index() and self._send_append(peer, send_if_empty=False):
                     pass
 
     def _bcast_heartbeat(self) -> None:
