@@ -57,9 +57,9 @@ def test_a_write_during_a_migration_needs_a_quorum_of_the_new_owners_too() -> No
 
 
 def test_codec_round_trips_and_refuses_bad_frames() -> None:
-    msgs = [Query(1, 2, 3, "k"), Store(1, 2, 3, "k", R1), Pull(1, 2, 3, None, 10), Pull(1, 2, 3, "x", 10),
+    msgs = [Query(1, 2, 3, "k"), Store(1, 2, 3, "k", R1), Pull(1, 2, 3, 0, 10), Pull(1, 2, 3, 7, 10),
             Replicate(1, 2, [("a", R1)]), Set(1, "k", None), Set(1, "k", b"\x00", 3, 1), Get(1, "k"),
-            Found(1, None), Found(2, R2), Ack(1), Batch(1, [("a", R1)], True), Refused(1, "stale", 3, "why"),
+            Found(1, None), Found(2, R2), Ack(1), Batch(1, [("a", R1)], True), Batch(1, [], False, 9, 3), Refused(1, "stale", 3, "why"),
             Result(1, R1, "info", "t")]
     for m in msgs:
         assert decode(encode(m)) == m
@@ -87,6 +87,20 @@ def test_data_merges_scans_in_batches_and_replays_its_log() -> None:
     again = KVData.replay(log)
     assert again.parts == d.parts and again.get(0, "b") == R2 and again.get(1, "z") is None
     assert KVData.replay(d.compacted()).parts == d.parts
+    # changes since a change number: oldest first, a record changed again comes again, never skipped
+    d2 = KVData()
+    for k in "abcde":
+        d2.put(3, k, R1)
+    first, cursor, done = d2.changes(3, 0, 3)
+    assert [k for k, _ in first] == ["a", "b", "c"] and not done
+    d2.put(3, "a", R2)  # changed while a puller pages through
+    rest, cursor, done = d2.changes(3, cursor, 10)
+    assert [(k, r) for k, r in rest] == [("d", R1), ("e", R1), ("a", R2)] and done
+    assert d2.changes(3, cursor, 10) == ([], cursor, True)
+    for i in range(3000):
+        d2.put(3, "hot", Record(Version(i + 3, "w"), str(i)))
+    assert len(d2._lsns[3]) < 2 * 6 + 1024 + 1  # the change list is trimmed, not grown forever
+    assert d2.changes(3, cursor, 10)[0] == [("hot", d2.get(3, "hot"))]
     big = KVData()
     for k in "abcdef":
         big.put(0, k, Record(Version(1, "w"), "x" * 1000))

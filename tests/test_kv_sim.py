@@ -81,3 +81,14 @@ def test_async_counts_the_writes_a_failed_primary_took_with_it(monkeypatch) -> N
     # every loss is explained by the primary's failure after it acknowledged (else it is a problem)
     assert 0 < report.kv["kv_loss_window_ms"] <= 3000 + 1000 * 1.0, report.kv
     assert not any("lost" in p for p in report.problems), report.problems
+
+
+def test_without_anti_entropy_some_owner_misses_a_write(monkeypatch) -> None:
+    """Anti-entropy is what puts every key on all its owners after faults: with it switched off,
+    a chaos run ends with an owner short of a key's newest version (and the run says so)."""
+    from pathlib import Path
+
+    monkeypatch.setattr(KVServer, "_tick_repairs", lambda self: None)
+    scenario = Scenario.load(Path(__file__).resolve().parents[1] / "scenarios" / "kv-sync-chaos.toml")
+    reports = [run_scenario(scenario, seed) for seed in (1, 3, 4)]
+    assert any("lacks its newest version" in " ".join(r.problems) for r in reports), [r.kv for r in reports]

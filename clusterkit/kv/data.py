@@ -4,6 +4,11 @@ Every change is also queued as a log entry; the driver persists the queued
 entries (and syncs them) before it sends any answer that acknowledges them,
 so an acknowledged write survives a crash. :meth:`KVData.replay` rebuilds
 the data from the entries that were synced.
+
+Every change also gets a sequence number (LSN) in this copy's life, and
+:meth:`KVData.changes` lists a partition's records changed after a given LSN,
+so a copy that pulled from this one once asks only for what changed since
+(anti-entropy at the cost of the changes, not of the data).
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ LogEntry = list[Any]
 class KVData:
     parts: dict[int, dict[str, Record]] = field(default_factory=dict)
     unsynced: list[LogEntry] = field(default_factory=list)
-    _sorted: dict[int, list[str]] = field(default_factory=dict)  # key order for migration batches
+    _sorted: dict[int, list[str]] = field(default_factory=dict)  # key order, for scan
+    lsn: int = 0  # the newest change's sequence number (in this life of the data)
+    _key_lsn: dict[int, dict[str, int]] = field(default_factory=dict)  # per partition: key -> its last change
+    # Per partition, every change as parallel (LSN, key) lists in LSN order; an entry whose key
+    # changed again later is stale and skipped (the lists are trimmed when mostly stale).
+    _lsns: dict[int, list[int]] = field(default_factory=dict)
+    _keys: dict[int, list[str]] = field(default_factory=dict)
 
     def get(self, partition: int, key: str) -> Record | None:
         part = self.parts.get(partition)
@@ -38,12 +49,50 @@ class KVData:
             self._sorted.pop(partition, None)
         part[key] = record
         self.unsynced.append(["put", partition, key, record.to_wire()])
+        self.lsn += 1
+        self._key_lsn.setdefault(partition, {})[key] = self.lsn
+        lsns, keys = self._lsns.setdefault(partition, []), self._keys.setdefault(partition, [])
+        lsns.append(self.lsn)
+        keys.append(key)
+        if len(lsns) > 2 * len(part) + 1024:
+            self._trim(partition)
         return True
+
+    def _trim(self, partition: int) -> None:
+        current = self._key_lsn[partition]
+        live = [(n, k) for n, k in zip(self._lsns[partition], self._keys[partition]) if current.get(k) == n]
+        self._lsns[partition] = [n for n, _k in live]
+        self._keys[partition] = [k for _n, k in live]
+
+    def changes(
+        self, partition: int, after: int, limit: int, max_bytes: int = 4 << 20
+    ) -> tuple[list[tuple[str, Record]], int, bool]:
+        """Records of ``partition`` changed after LSN ``after``, oldest change first: up to
+        ``limit`` of them and about ``max_bytes`` (at least one); the LSN to ask after next time;
+        and whether that reached the newest change. ``after=0`` lists the whole partition. A
+        record changed again while a caller pages through comes again later: none is skipped."""
+        lsns, keys = self._lsns.get(partition, []), self._keys.get(partition, [])
+        part, current = self.parts.get(partition, {}), self._key_lsn.get(partition, {})
+        i = bisect_right(lsns, after)
+        out: list[tuple[str, Record]] = []
+        size, cursor = 0, after
+        while i < len(lsns) and len(out) < limit:
+            n, k = lsns[i], keys[i]
+            if current.get(k) == n:  # else stale: k changed again later
+                record = part[k]
+                size += len(k) + (len(record.value) if record.value is not None else 0) + 16
+                if out and size > max_bytes:
+                    break
+                out.append((k, record))
+            cursor = n
+            i += 1
+        return out, max(cursor, after), i >= len(lsns)
 
     def drop(self, partition: int) -> None:
         """Forget a partition this node no longer serves."""
         if self.parts.pop(partition, None) is not None:
-            self._sorted.pop(partition, None)
+            for index in (self._sorted, self._key_lsn, self._lsns, self._keys):
+                index.pop(partition, None)
             self.unsynced.append(["drop", partition])
 
     def scan(

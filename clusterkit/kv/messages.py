@@ -47,13 +47,14 @@ class Store:
 
 @dataclass(frozen=True, slots=True)
 class Pull:
-    """A migration batch: up to ``limit`` records of the partition with keys after ``after``."""
+    """A migration or repair batch: up to ``limit`` records of the partition changed after the
+    source's change number ``after`` (0: from the start)."""
 
     TAG: ClassVar[int] = 3
     rid: int
     partition: int
     epoch: int
-    after: str | None
+    after: int
     limit: int
 
 
@@ -104,12 +105,16 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Answer to Pull; ``done`` when no key follows the last one."""
+    """Answer to Pull; ``done`` when it reached the source's newest change. ``cursor``: the change
+    number to ask after next; ``origin``: the source's life (its incarnation), so a puller knows
+    when change numbers started over."""
 
     TAG: ClassVar[int] = 12
     rid: int
     items: list[tuple[str, Record]]
     done: bool
+    cursor: int = 0
+    origin: int = 0
 
 
 @dataclass(frozen=True, slots=True)

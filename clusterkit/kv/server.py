@@ -90,7 +90,8 @@ def check_request(key: Any, value: Any = None) -> str | None:
 
 @dataclass
 class _Source:
-    after: str | None = None
+    after: int = 0  # the source's change number to pull after
+    origin: int | None = None  # the source life that number belongs to (None: not known yet)
     done: bool = False
     rid: int = 0
     sent_tick: int = 0
@@ -162,6 +163,10 @@ class KVServer:
         if type(incarnation) is not int or not 0 <= incarnation < 1 << 31:
             raise ValueError(f"incarnation must be an integer in [0, 2**31), got {incarnation!r}")
         self._rids = count((incarnation << 32) + 1)
+        self.incarnation = incarnation
+        # Per (partition, source): how far we have pulled its changes (its life, its change number),
+        # so anti-entropy asks only for what changed since.
+        self._marks: dict[tuple[int, str], tuple[int, int]] = {}
         self._writes = count(1)
         self._ticks = 0
         self._pending: dict[int, _Pending] = {}
@@ -263,8 +268,8 @@ class KVServer:
                 self._send(src, Ack(msg.rid))
         elif isinstance(msg, Pull):
             if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
-                items, done = self.data.scan(msg.partition, msg.after, max(1, min(msg.limit, 4096)))
-                self._send(src, Batch(msg.rid, items, done))
+                items, cursor, done = self.data.changes(msg.partition, msg.after, max(1, min(msg.limit, 4096)))
+                self._send(src, Batch(msg.rid, items, done, cursor, self.incarnation))
         elif isinstance(msg, Replicate):
             self._replicated_in(src, msg)
         elif isinstance(msg, (Set, Get)):
@@ -462,6 +467,7 @@ class KVServer:
         for p in list(self.data.parts):
             if self.me not in state.serving_nodes(p):
                 self.data.drop(p)
+                self._marks = {k: v for k, v in self._marks.items() if k[0] != p}
                 self.stats.dropped += 1
                 log.info("%s dropped partition %d (no longer an owner)", self.me, p)
         if self.config.strategy == "async":
@@ -483,7 +489,7 @@ class KVServer:
             self._pull_from(p, job, node)
 
     def _pull_from(self, p: int, job: _PullJob, node: str, source: _Source | None = None) -> None:
-        source = source or job.sources.setdefault(node, _Source())
+        source = job.sources.setdefault(node, source or _Source())
         job.tried.add(node)
         self._routes.pop(source.rid, None)
         source.rid, source.sent_tick = next(self._rids), self._ticks
@@ -503,15 +509,20 @@ class KVServer:
         for key, record in msg.items:
             job.keys += self.data.put(p, key, record)
         source.tries = 0
+        if source.origin is not None and msg.origin != source.origin:
+            source.after, source.origin = 0, msg.origin  # the source restarted: its numbers did too
+            self._pull_from(p, job, src, source)
+            return
+        source.origin, source.after = msg.origin, msg.cursor
         if msg.done:
             source.done = True
+            self._marks[(p, src)] = (msg.origin, msg.cursor)
             if not job.repair:
                 self._maybe_confirm(p, job)
             elif all(s.done for s in job.sources.values()):
                 self.stats.repaired += job.keys
                 self._end_repair(p)
         else:
-            source.after = msg.items[-1][0] if msg.items else source.after
             self._pull_from(p, job, src, source)
 
     def _maybe_confirm(self, p: int, job: _PullJob) -> None:
@@ -575,7 +586,8 @@ class KVServer:
             job = _PullJob(here, len(sources), repair=True, started=self._ticks)
             self._repairs[p] = job
             for node in sources:
-                self._pull_from(p, job, node)
+                origin, after = self._marks.get((p, node), (None, 0))
+                self._pull_from(p, job, node, _Source(after=after, origin=origin))
 
     def _end_repair(self, p: int) -> None:
         job = self._repairs.pop(p, None)
