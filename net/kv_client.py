@@ -41,15 +41,15 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from clusterkit.kv.messages import Get, Message, Refused, Result, Set, from_doc
+from clusterkit.kv.messages import Get, Message, Refused, Result, Set, from_frame
 from clusterkit.kv.operation import Operation
 from clusterkit.kv.quorum import Placement, Quorums
 from clusterkit.kv.records import Record, Value
 from clusterkit.kv.server import STRATEGIES, check_request
 from clusterkit.partitioning.hashing import HashConfig
 
-from .frames import check_length, decode_body, frame
-from .kv_service import CLIENT_HELLO, CLIENT_VERSION, KV_MAX_FRAME, encode_frame
+from .frames import FrameReader, check_length, decode_body, frame
+from .kv_service import CLIENT_HELLO, CLIENT_VERSION, KV_MAX_FRAME, encode_frames
 from .transport import split_addr
 
 log = logging.getLogger("clusterkit.net.kv_client")
@@ -118,7 +118,7 @@ class _Conn:
         self.client = client
         self.node_id = node_id
         self.addr = addr
-        self.buffer: list[bytes] = []
+        self.buffer: list[Message] = []  # sent in one frame at the end of this loop turn
         self.writer: asyncio.StreamWriter | None = None
         self.closed = False
         self._scheduled = False
@@ -127,7 +127,7 @@ class _Conn:
     def send(self, msg: Message) -> None:
         if self.closed:
             return
-        self.buffer.append(encode_frame(msg))
+        self.buffer.append(msg)
         if self.writer is not None and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -135,8 +135,8 @@ class _Conn:
     def _flush(self) -> None:
         self._scheduled = False
         if self.buffer and self.writer is not None and not self.closed:
-            data, self.buffer = b"".join(self.buffer), []
-            self.writer.write(data)
+            msgs, self.buffer = self.buffer, []
+            self.writer.write(b"".join(encode_frames(msgs)))
 
     async def _run(self) -> None:
         try:
@@ -148,9 +148,11 @@ class _Conn:
             if body[0] != CLIENT_HELLO or len(body) < 3 or body[2] != self.node_id:
                 raise ConnectionError(f"{self.addr} is not {self.node_id}'s KV port: {body[:4]!r}")
             self._flush()
+            frames = FrameReader(reader, KV_MAX_FRAME)
             while True:
-                msg = from_doc(await self._read(reader))
-                self.client._on_message(self.node_id, msg)
+                for body in await frames.frames():
+                    for msg in from_frame(body):
+                        self.client._on_message(self.node_id, msg)
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # noqa: BLE001 - any failure ends this connection; the client reconnects
@@ -372,13 +374,17 @@ class KVClient:
         assert self.quorums is not None
         op = Operation(key, self.placement(key), self.quorums.with_w(quorum) if write else self.quorums,
                        f"{self.id}#{next(self._serials)}", self._next_rid, write=write, value=value)
-        wake = asyncio.Event()
+        wake: asyncio.Future[None] = loop.create_future()
         rids: list[int] = []
+
+        def wake_up(fut: asyncio.Future[None]) -> None:
+            if not fut.done():
+                fut.set_result(None)
 
         def on_message(src: str, msg: Message) -> None:
             send(op.on_message(src, msg))
             if op.outcome is not None or op.stale:
-                wake.set()
+                wake_up(wake)
 
         def send(out: list[tuple[str, Message]]) -> None:
             if out and op.rid not in self._handlers:
@@ -390,11 +396,12 @@ class KVClient:
         try:
             send(op.start())
             while op.outcome is None:
-                wake.clear()
-                try:
-                    await asyncio.wait_for(wake.wait(), self.retry)
-                except asyncio.TimeoutError:
-                    pass
+                if wake.done():
+                    wake = loop.create_future()
+                # A future and a timer, not wait_for: that would make a task per wait, per operation.
+                timer = loop.call_later(self.retry, wake_up, wake)
+                await wake
+                timer.cancel()
                 if op.outcome is not None:
                     break
                 if loop.time() >= deadline:

@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from clusterkit.host.registers import put_command
 from clusterkit.kv.data import KVData
-from clusterkit.kv.messages import Message, ProtocolError, Pull, encode, from_doc
+from clusterkit.kv.messages import Message, ProtocolError, Pull, encode, encode_batch, from_frame
 from clusterkit.kv.server import KVServer, ServerConfig
 from clusterkit.raft.errors import RaftError
 
 from .frames import (
-    ACCEPT, DIAL, HEADER, HELLO, FrameError, Transcript, auth_frame, check_auth, frame, hello_frame, parse_hello,
+    ACCEPT, DIAL, HEADER, HELLO, FrameError, FrameReader, Transcript, auth_frame, check_auth, frame, hello_frame, parse_hello,
 )
 from .kv_disk import KVLog
 from .transport import read_frame, split_addr
@@ -71,6 +71,15 @@ class KVOptions:
 def encode_frame(msg: Message) -> bytes:
     data = encode(msg)
     return HEADER.pack(len(data)) + data
+
+
+def encode_frames(msgs: list[Message]) -> list[bytes]:
+    """Messages for one destination: one frame for all of them, or one each if that one frame
+    would be too large (migration batches of several MiB)."""
+    data = encode_batch(msgs)
+    if len(data) <= KV_MAX_FRAME // 4 or len(msgs) == 1:
+        return [HEADER.pack(len(data)) + data]
+    return [encode_frame(m) for m in msgs]
 
 
 @dataclass
@@ -224,7 +233,7 @@ class KVService:
             del self.sync_seconds[:512]
 
     def _route(self, out: list[tuple[str, Message]]) -> None:
-        frames: dict[str, list[bytes]] = {}
+        grouped: dict[str, list[Message]] = {}
         for dst, msg in out:
             waiter = self._waiters.pop(dst, None)
             if waiter is not None:
@@ -233,8 +242,9 @@ class KVService:
                 continue
             if self.broken and isinstance(msg, Pull):
                 continue  # the broken migration never copies anything
-            frames.setdefault(dst, []).append(encode_frame(msg))
-        for dst, batch in frames.items():
+            grouped.setdefault(dst, []).append(msg)
+        for dst, msgs in grouped.items():
+            batch = encode_frames(msgs)
             writer = self._clients.get(dst)
             if writer is not None:
                 if writer.transport.get_write_buffer_size() > MAX_CLIENT_BUFFER:
@@ -428,9 +438,15 @@ class KVService:
         await self._read_messages(name, reader)
 
     async def _read_messages(self, src: str, reader: asyncio.StreamReader) -> None:
+        frames = FrameReader(reader, KV_MAX_FRAME)
         while self._running:
-            body, _ = await read_frame(reader, KV_MAX_FRAME)
-            self._handle(src, from_doc(body))
+            bodies = await frames.frames()
+            if self.server is None or self._failed is not None:
+                continue
+            for body in bodies:  # every frame that arrived, then one flush for all of them
+                for msg in from_frame(body):
+                    self.server.handle(src, msg)
+            self._kick()
 
     async def _proxy_http(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """An HTTP request on the KV port (the seed's curl examples): pass it to the node's HTTP API."""

@@ -222,12 +222,33 @@ class _Spec:
 _SPECS: dict[int, _Spec] = {cls.TAG: _Spec.of(cls) for cls in _TYPES.values()}
 
 
-def encode(msg: Message) -> bytes:
+BATCH = 0  # a frame ``[0, message, message, ...]`` carries several messages to one destination
+
+
+def to_doc(msg: Message) -> list[Any]:
     spec = _SPECS[msg.TAG]
     values = [msg.TAG, *[getattr(msg, n) for n in spec.names]]
     for i, out in spec.outs:
         values[i + 1] = out(values[i + 1])
-    return msgpack.packb(values, use_bin_type=True)
+    return values
+
+
+def encode(msg: Message) -> bytes:
+    return msgpack.packb(to_doc(msg), use_bin_type=True)
+
+
+def encode_batch(msgs: list[Message]) -> bytes:
+    """Several messages for one destination in one frame body: one msgpack call, one header."""
+    if len(msgs) == 1:
+        return encode(msgs[0])
+    return msgpack.packb([BATCH, *map(to_doc, msgs)], use_bin_type=True)
+
+
+def from_frame(doc: Any) -> list[Message]:
+    """The messages of one frame body: one message, or a batch of them."""
+    if isinstance(doc, list) and doc and doc[0] == BATCH and type(doc[0]) is int:
+        return [from_doc(d) for d in doc[1:]]
+    return [from_doc(doc)]
 
 
 def from_doc(doc: Any) -> Message:
