@@ -5,9 +5,10 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from clusterkit.kv.data import KVData
+from clusterkit.kv.data import KVData, bucket_of
 from clusterkit.kv.messages import (
-    Ack, Batch, Found, Get, ProtocolError, Pull, Query, Refused, Replicate, Result, Set, Store, decode, encode,
+    Ack, Batch, Digest, Fetch, Found, Get, ProtocolError, Pull, Query, Refused, Replicate, Result, Set, Store, Sums,
+    decode, encode,
 )
 from clusterkit.kv.operation import Operation
 from clusterkit.kv.quorum import Placement, Quorums, needed
@@ -59,7 +60,7 @@ def test_a_write_during_a_migration_needs_a_quorum_of_the_new_owners_too() -> No
 def test_codec_round_trips_and_refuses_bad_frames() -> None:
     msgs = [Query(1, 2, 3, "k"), Store(1, 2, 3, "k", R1), Pull(1, 2, 3, 0, 10), Pull(1, 2, 3, 7, 10),
             Replicate(1, 2, [("a", R1)]), Set(1, "k", None), Set(1, "k", b"\x00", 3, 1), Get(1, "k"),
-            Found(1, None), Found(2, R2), Ack(1), Batch(1, [("a", R1)], True), Batch(1, [], False, 9, 3), Refused(1, "stale", 3, "why"),
+            Found(1, None), Found(2, R2), Ack(1), Batch(1, [("a", R1)], True), Batch(1, [], False, 9), Sums(1, 2, 3), Fetch(1, 2, 3, [0, 63], "k", 5), Digest(1, [0, 2**64 - 1]), Refused(1, "stale", 3, "why"),
             Result(1, R1, "info", "t")]
     for m in msgs:
         assert decode(encode(m)) == m
@@ -101,6 +102,21 @@ def test_data_merges_scans_in_batches_and_replays_its_log() -> None:
         d2.put(3, "hot", Record(Version(i + 3, "w"), str(i)))
     assert len(d2._lsns[3]) < 2 * 6 + 1024 + 1  # the change list is trimmed, not grown forever
     assert d2.changes(3, cursor, 10)[0] == [("hot", d2.get(3, "hot"))]
+    # bucket digests: equal copies agree, a missed write shows in exactly its bucket, fetch gets it
+    a, b = KVData(), KVData()
+    for k in "abcdefgh":
+        a.put(5, k, R1)
+        b.put(5, k, R1)
+    assert a.sums(5) == b.sums(5) and any(a.sums(5))
+    a.put(5, "c", R2)
+    differ = [i for i, (x, y) in enumerate(zip(a.sums(5), b.sums(5))) if x != y]
+    assert differ == [bucket_of("c")]
+    fetched, done = a.fetch(5, set(differ), None, 100)
+    assert ("c", R2) in fetched and done and all(bucket_of(k) in differ for k, _ in fetched)
+    for k, r in fetched:
+        b.put(5, k, r)
+    assert a.sums(5) == b.sums(5)
+    assert KVData.replay(a.take_unsynced()).sums(5) == a.sums(5)  # the same digests in any process
     big = KVData()
     for k in "abcdef":
         big.put(0, k, Record(Version(1, "w"), "x" * 1000))

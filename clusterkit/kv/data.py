@@ -6,13 +6,20 @@ so an acknowledged write survives a crash. :meth:`KVData.replay` rebuilds
 the data from the entries that were synced.
 
 Every change also gets a sequence number (LSN) in this copy's life, and
-:meth:`KVData.changes` lists a partition's records changed after a given LSN,
-so a copy that pulled from this one once asks only for what changed since
-(anti-entropy at the cost of the changes, not of the data).
+:meth:`KVData.changes` lists a partition's records changed after a given LSN
+(migration batches page through a partition in change order, so a record
+changed while they do comes again, never skipped).
+
+And each partition keeps :data:`BUCKETS` digests, the XOR of a stable hash of
+every (key, version) in that bucket, kept up to date on every change: two
+copies compare 64 numbers instead of their data, and anti-entropy fetches only
+the buckets whose digests differ.
 """
 
 from __future__ import annotations
 
+import hashlib
+import zlib
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +28,18 @@ from .records import Record, newer
 
 # Log entries: ["put", partition, key, record-wire] and ["drop", partition].
 LogEntry = list[Any]
+
+BUCKETS = 64
+
+
+def bucket_of(key: str) -> int:
+    return zlib.crc32(key.encode()) % BUCKETS
+
+
+def _digest(key: str, record: Record) -> int:
+    """A stable 64-bit hash of one key at one version (the same in every process)."""
+    text = f"{key}\0{record.version.counter}\0{record.version.writer}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
 
 
 @dataclass
@@ -34,6 +53,7 @@ class KVData:
     # changed again later is stale and skipped (the lists are trimmed when mostly stale).
     _lsns: dict[int, list[int]] = field(default_factory=dict)
     _keys: dict[int, list[str]] = field(default_factory=dict)
+    _sums: dict[int, list[int]] = field(default_factory=dict)  # per partition: BUCKETS digests
 
     def get(self, partition: int, key: str) -> Record | None:
         part = self.parts.get(partition)
@@ -45,8 +65,15 @@ class KVData:
         old = part.get(key)
         if newer(old, record) is old:
             return False
+        sums = self._sums.get(partition)
+        if sums is None:
+            sums = self._sums[partition] = [0] * BUCKETS
+        b = bucket_of(key)
         if old is None:
             self._sorted.pop(partition, None)
+        else:
+            sums[b] ^= _digest(key, old)
+        sums[b] ^= _digest(key, record)
         part[key] = record
         self.unsynced.append(["put", partition, key, record.to_wire()])
         self.lsn += 1
@@ -91,7 +118,7 @@ class KVData:
     def drop(self, partition: int) -> None:
         """Forget a partition this node no longer serves."""
         if self.parts.pop(partition, None) is not None:
-            for index in (self._sorted, self._key_lsn, self._lsns, self._keys):
+            for index in (self._sorted, self._key_lsn, self._lsns, self._keys, self._sums):
                 index.pop(partition, None)
             self.unsynced.append(["drop", partition])
 
@@ -115,6 +142,34 @@ class KVData:
                 break
             out.append((k, record))
         return out, start + len(out) >= len(keys)
+
+    def sums(self, partition: int) -> list[int]:
+        """The partition's bucket digests (all zero when it holds nothing)."""
+        return list(self._sums.get(partition, [0] * BUCKETS))
+
+    def fetch(
+        self, partition: int, buckets: set[int], after: str | None, limit: int, max_bytes: int = 4 << 20
+    ) -> tuple[list[tuple[str, Record]], bool]:
+        """Like :meth:`scan`, restricted to keys in ``buckets``."""
+        part = self.parts.get(partition, {})
+        keys = self._sorted.get(partition)
+        if keys is None:
+            keys = self._sorted[partition] = sorted(part)
+        start = 0 if after is None else bisect_right(keys, after)
+        out: list[tuple[str, Record]] = []
+        size = 0
+        for i in range(start, len(keys)):
+            k = keys[i]
+            if bucket_of(k) not in buckets:
+                continue
+            if len(out) >= limit:
+                return out, False
+            record = part[k]
+            size += len(k) + (len(record.value) if record.value is not None else 0) + 16
+            if out and size > max_bytes:
+                return out, False
+            out.append((k, record))
+        return out, True
 
     def take_unsynced(self) -> list[LogEntry]:
         out, self.unsynced = self.unsynced, []

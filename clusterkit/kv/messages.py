@@ -59,6 +59,29 @@ class Pull:
 
 
 @dataclass(frozen=True, slots=True)
+class Sums:
+    """Anti-entropy: your bucket digests of the partition."""
+
+    TAG: ClassVar[int] = 7
+    rid: int
+    partition: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Anti-entropy: your records of the partition in these buckets, keys after ``after``."""
+
+    TAG: ClassVar[int] = 8
+    rid: int
+    partition: int
+    epoch: int
+    buckets: list[int]
+    after: str | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
 class Replicate:
     """ASYNC's background copy of records the primary acknowledged (merged, never fenced)."""
 
@@ -105,16 +128,23 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Answer to Pull; ``done`` when it reached the source's newest change. ``cursor``: the change
-    number to ask after next; ``origin``: the source's life (its incarnation), so a puller knows
-    when change numbers started over."""
+    """Answer to Pull (``cursor``: the change number to ask after next) or Fetch; ``done`` when
+    nothing follows."""
 
     TAG: ClassVar[int] = 12
     rid: int
     items: list[tuple[str, Record]]
     done: bool
     cursor: int = 0
-    origin: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Answer to Sums: one digest per bucket."""
+
+    TAG: ClassVar[int] = 15
+    rid: int
+    sums: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +171,12 @@ class Result:
     detail: str = ""
 
 
-Message = Query | Store | Pull | Replicate | Set | Get | Found | Ack | Batch | Refused | Result
-_TYPES: dict[int, Any] = {cls.TAG: cls for cls in (Query, Store, Pull, Replicate, Set, Get, Found, Ack, Batch, Refused, Result)}
+Message = (Query | Store | Pull | Sums | Fetch | Replicate | Set | Get | Found | Ack | Batch | Digest | Refused
+           | Result)
+_TYPES: dict[int, Any] = {
+    cls.TAG: cls
+    for cls in (Query, Store, Pull, Sums, Fetch, Replicate, Set, Get, Found, Ack, Batch, Digest, Refused, Result)
+}
 
 
 def _record_out(value: Any) -> Any:
@@ -177,6 +211,12 @@ def _value(value: Any) -> Any:
     return value
 
 
+def _ints(value: Any) -> list[int]:
+    if not isinstance(value, list) or any(type(v) is not int for v in value):
+        raise ValueError("not a list of integers")
+    return value
+
+
 def _items(value: Any) -> list[tuple[str, Record]]:
     if not isinstance(value, list):
         raise ValueError("not a list")
@@ -190,7 +230,7 @@ def _items(value: Any) -> list[tuple[str, Record]]:
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     "int": _int, "str": _str, "bool": _bool, "str | bytes": _value,
-    "Record": Record.from_wire, "list[tuple[str, Record]]": _items,
+    "Record": Record.from_wire, "list[tuple[str, Record]]": _items, "list[int]": _ints,
 }
 _OUT: dict[str, Callable[[Any], Any]] = {"Record": _record_out, "list[tuple[str, Record]]": _items_out}
 

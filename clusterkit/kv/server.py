@@ -42,7 +42,7 @@ from clusterkit.facade import ClusterKit, PartitionChange
 
 from .data import KVData
 from .messages import (
-    Ack, Batch, Found, Get, Message, Pull, Query, Refused, Replicate, Result, Set, Store,
+    Ack, Batch, Digest, Fetch, Found, Get, Message, Pull, Query, Refused, Replicate, Result, Set, Store, Sums,
 )
 from .operation import Operation, Outbound
 from .quorum import Placement, Quorums
@@ -90,9 +90,10 @@ def check_request(key: Any, value: Any = None) -> str | None:
 
 @dataclass
 class _Source:
-    after: int = 0  # the source's change number to pull after
-    origin: int | None = None  # the source life that number belongs to (None: not known yet)
+    after: int = 0  # migration: the source's change number to pull after
     done: bool = False
+    buckets: list[int] | None = None  # repair: the buckets whose digests differ (None: not compared yet)
+    key_after: str | None = None  # repair: fetch keys after this one
     rid: int = 0
     sent_tick: int = 0
     tries: int = 0
@@ -164,9 +165,6 @@ class KVServer:
             raise ValueError(f"incarnation must be an integer in [0, 2**31), got {incarnation!r}")
         self._rids = count((incarnation << 32) + 1)
         self.incarnation = incarnation
-        # Per (partition, source): how far we have pulled its changes (its life, its change number),
-        # so anti-entropy asks only for what changed since.
-        self._marks: dict[tuple[int, str], tuple[int, int]] = {}
         self._writes = count(1)
         self._ticks = 0
         self._pending: dict[int, _Pending] = {}
@@ -269,7 +267,14 @@ class KVServer:
         elif isinstance(msg, Pull):
             if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
                 items, cursor, done = self.data.changes(msg.partition, msg.after, max(1, min(msg.limit, 4096)))
-                self._send(src, Batch(msg.rid, items, done, cursor, self.incarnation))
+                self._send(src, Batch(msg.rid, items, done, cursor))
+        elif isinstance(msg, Sums):
+            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+                self._send(src, Digest(msg.rid, self.data.sums(msg.partition)))
+        elif isinstance(msg, Fetch):
+            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+                items, done = self.data.fetch(msg.partition, set(msg.buckets), msg.after, max(1, min(msg.limit, 4096)))
+                self._send(src, Batch(msg.rid, items, done))
         elif isinstance(msg, Replicate):
             self._replicated_in(src, msg)
         elif isinstance(msg, (Set, Get)):
@@ -409,7 +414,10 @@ class KVServer:
             job = (self._pulls if kind == "pull" else self._repairs).get(key)
             source = job.sources.get(src) if job is not None else None
             if job is not None and source is not None and source.rid == rid:
-                self._pull_answer(key, job, src, source, msg)
+                if kind == "pull":
+                    self._pull_answer(key, job, src, source, msg)
+                else:
+                    self._repair_answer(key, job, src, source, msg)
             return
         pend = self._pending[key]
         if pend.op is None:  # a forwarded request's answer: relay it
@@ -467,7 +475,6 @@ class KVServer:
         for p in list(self.data.parts):
             if self.me not in state.serving_nodes(p):
                 self.data.drop(p)
-                self._marks = {k: v for k, v in self._marks.items() if k[0] != p}
                 self.stats.dropped += 1
                 log.info("%s dropped partition %d (no longer an owner)", self.me, p)
         if self.config.strategy == "async":
@@ -494,36 +501,56 @@ class KVServer:
         self._routes.pop(source.rid, None)
         source.rid, source.sent_tick = next(self._rids), self._ticks
         self._routes[source.rid] = ("repair" if job.repair else "pull", p)
-        self._send(node, Pull(source.rid, p, job.placement.epoch, source.after, self.config.batch))
+        epoch = job.placement.epoch
+        if not job.repair:
+            self._send(node, Pull(source.rid, p, epoch, source.after, self.config.batch))
+        elif source.buckets is None:
+            self._send(node, Sums(source.rid, p, epoch))
+        else:
+            self._send(node, Fetch(source.rid, p, epoch, source.buckets, source.key_after, self.config.batch))
 
     def _pull_answer(self, p: int, job: _PullJob, src: str, source: _Source, msg: Message) -> None:
         if isinstance(msg, Refused):
             if msg.reason == "stale" or msg.reason == "not_serving":
-                if job.repair:
-                    self._end_repair(p)  # the placement moved on: the next round repairs it
-                else:
-                    self._start_pull(p)  # the placement moved on (ours may be behind: the next tick retries)
+                self._start_pull(p)  # the placement moved on (ours may be behind: the next tick retries)
             return  # behind: asked again on a tick
         if not isinstance(msg, Batch):
             return
         for key, record in msg.items:
             job.keys += self.data.put(p, key, record)
         source.tries = 0
-        if source.origin is not None and msg.origin != source.origin:
-            source.after, source.origin = 0, msg.origin  # the source restarted: its numbers did too
-            self._pull_from(p, job, src, source)
-            return
-        source.origin, source.after = msg.origin, msg.cursor
+        source.after = msg.cursor
         if msg.done:
             source.done = True
-            self._marks[(p, src)] = (msg.origin, msg.cursor)
-            if not job.repair:
-                self._maybe_confirm(p, job)
-            elif all(s.done for s in job.sources.values()):
-                self.stats.repaired += job.keys
-                self._end_repair(p)
+            self._maybe_confirm(p, job)
         else:
             self._pull_from(p, job, src, source)
+
+    def _repair_answer(self, p: int, job: _PullJob, src: str, source: _Source, msg: Message) -> None:
+        """Compare bucket digests with a holder, then fetch only the buckets that differ."""
+        if isinstance(msg, Refused):
+            if msg.reason == "stale" or msg.reason == "not_serving":
+                self._end_repair(p)  # the placement moved on: the next round repairs it
+            return  # behind: asked again on a tick
+        if isinstance(msg, Digest) and source.buckets is None:
+            ours = self.data.sums(p)
+            source.buckets = [b for b, (a, t) in enumerate(zip(ours, msg.sums)) if a != t]
+            if not source.buckets:
+                source.done = True
+        elif isinstance(msg, Batch) and source.buckets is not None:
+            for key, record in msg.items:
+                job.keys += self.data.put(p, key, record)
+            if msg.done:
+                source.done = True
+            elif msg.items:
+                source.key_after = msg.items[-1][0]
+        else:
+            return
+        if not source.done:
+            self._pull_from(p, job, src, source)
+        elif all(s.done for s in job.sources.values()):
+            self.stats.repaired += job.keys
+            self._end_repair(p)
 
     def _maybe_confirm(self, p: int, job: _PullJob) -> None:
         if sum(s.done for s in job.sources.values()) < job.need:
@@ -565,8 +592,9 @@ class KVServer:
 
     # ------------------------------------------------------------ anti-entropy
     def _tick_repairs(self) -> None:
-        """Each partition this node holds, once per ``repair_ticks``: merge it from every other
-        complete holder, so a copy that missed writes (it was down, or cut off) catches up."""
+        """Each partition this node holds, once per ``repair_ticks``: compare bucket digests with
+        every other complete holder and merge the buckets that differ, so a copy that missed writes
+        (it was down, or cut off) catches up; copies that agree exchange 64 numbers."""
         period = self.config.repair_ticks
         for p, job in list(self._repairs.items()):
             if self._ticks - job.started >= period:
@@ -586,8 +614,7 @@ class KVServer:
             job = _PullJob(here, len(sources), repair=True, started=self._ticks)
             self._repairs[p] = job
             for node in sources:
-                origin, after = self._marks.get((p, node), (None, 0))
-                self._pull_from(p, job, node, _Source(after=after, origin=origin))
+                self._pull_from(p, job, node)
 
     def _end_repair(self, p: int) -> None:
         job = self._repairs.pop(p, None)
