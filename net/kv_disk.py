@@ -10,9 +10,11 @@ record with nothing valid after it is a torn write (that batch's sync never retu
 acknowledged is lost) and is cut; a bad record followed by a valid one is corruption of synced data
 and refuses to open (:class:`~clusterkit.raft.errors.StorageError`).
 
-Compaction: once the file is larger than ``rewrite_bytes`` and more than ``dead_ratio`` times the
-size of the live data, :meth:`KVLog.rewrite` writes ``KVData.compacted()`` to ``log.tmp`` (fsync,
-rename, directory fsync): a crash at any point leaves either the old log or the new one.
+Compaction: once the file is larger than ``rewrite_bytes`` and ``dead_ratio`` times what it was
+after it was last opened or rewritten (the live data then, a measured baseline rather than a
+guess), :meth:`KVLog.rewrite` writes ``KVData.compacted()`` to ``log.tmp`` (fsync, rename,
+directory fsync): a crash at any point leaves either the old log or the new one. Each rewrite
+waits for the log to grow by a factor again, so its cost is amortized over the writes.
 
 Not thread-safe: one driver at a time (``append`` may run in a worker thread while the event loop
 only queues more entries).
@@ -48,6 +50,7 @@ class KVLog:
         self.rewrite_bytes = rewrite_bytes
         self.dead_ratio = dead_ratio
         self.size = 0
+        self._baseline = 0  # the size after the last load or rewrite: the live data then
         self.records = 0
         self.syncs = 0
         self.rewrites = 0
@@ -111,6 +114,7 @@ class KVLog:
             records += 1
             pos = end
         self._salt, self.size, self.records = salt, pos, records
+        self._baseline = pos
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         return entries
 
@@ -127,9 +131,8 @@ class KVLog:
         self.records += 1
         self.syncs += 1
 
-    def wants_rewrite(self, live_entries: int, live_bytes_hint: int) -> bool:
-        live = max(live_bytes_hint, 64 * live_entries) + HEADER_BYTES
-        return self.size >= self.rewrite_bytes and self.size > self.dead_ratio * live
+    def wants_rewrite(self) -> bool:
+        return self.size >= max(self.rewrite_bytes, self.dead_ratio * self._baseline)
 
     def rewrite(self, entries: list[LogEntry]) -> None:
         """Replace the log with one holding exactly ``entries`` (the live data)."""
@@ -146,6 +149,7 @@ class KVLog:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         self._salt, self.size, self.records = salt, len(blob), 1 if entries else 0
+        self._baseline = self.size
 
     def close(self) -> None:
         if self._fd is not None:

@@ -216,7 +216,7 @@ class KVService:
                     t0 = time.perf_counter()
                     await asyncio.to_thread(kvlog.append, entries)
                     self._note_sync(time.perf_counter() - t0)
-                    if kvlog.wants_rewrite(server.data.keys(), 0):
+                    if kvlog.wants_rewrite():
                         compacted = server.data.compacted()
                         await asyncio.to_thread(kvlog.rewrite, compacted)
                         log.info("%s: KV log rewritten: %d live records", self.node.id, len(compacted))

@@ -50,12 +50,18 @@ def test_log_rewrite_keeps_only_live_data(tmp_path: Path) -> None:
     for n in range(1, 200):
         data.put(0, "k", Record(Version(n, "w"), "x" * 50))
         log.append(data.take_unsynced())
-    assert log.wants_rewrite(data.keys(), 0)
+    assert log.wants_rewrite()
     log.rewrite(data.compacted())
     assert log.size < 200
+    log.rewrite_bytes = 0
+    assert not log.wants_rewrite()  # the rewritten log is the new baseline
+    for n in range(200, 210):
+        data.put(0, "k", Record(Version(n, "w"), "x" * 50))
+        log.append(data.take_unsynced())
+    assert log.wants_rewrite()  # four times the baseline
     log.close()
     log = KVLog(tmp_path)
-    assert KVData.replay(log.load()).get(0, "k").version.counter == 199
+    assert KVData.replay(log.load()).get(0, "k").version.counter == 209
     with pytest.raises(StorageError, match="already open"):
         KVLog(tmp_path)
     log.close()
