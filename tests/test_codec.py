@@ -11,6 +11,7 @@ from clusterkit.raft import (
     AppendEntries,
     AppendResponse,
     CodecError,
+    CommitNotice,
     Entry,
     Heartbeat,
     HeartbeatResponse,
@@ -59,6 +60,7 @@ messages = st.one_of(
     st.builds(TimeoutNow, nat, ids, ids),
     st.builds(ReadIndex, nat, ids, ids, st.binary(max_size=16)),
     st.builds(ReadIndexResponse, nat, ids, ids, nat, st.binary(max_size=16)),
+    st.builds(CommitNotice, nat, ids, ids, nat),
 )
 
 

@@ -9,6 +9,7 @@ from clusterkit.mem.network import MemNetwork
 from clusterkit.raft import (
     AppendEntries,
     AppendResponse,
+    CommitNotice,
     ConfState,
     Entry,
     EntryType,
@@ -278,28 +279,35 @@ def test_proposal_on_leader_returns_index_and_commits_everywhere():
     assert all(n.applied_data() == [b"one", b"two"] for n in net.nodes.values())
 
 
-@pytest.mark.parametrize("heartbeat_ticks", [1, 3])
-def test_a_new_commit_index_rides_on_the_next_heartbeat_not_an_empty_append(heartbeat_ticks):
-    """The answer that commits an entry sends no append of its own to caught-up followers (it and
-    its answer were half the messages of a write); they learn the commit from the next append, or
-    at the next tick: a heartbeat, or an empty append on a tick without one."""
-    net = MemNetwork(["n1", "n2", "n3"], seed=2, config=RaftConfig(election_ticks=10, heartbeat_ticks=heartbeat_ticks))
+def test_a_commit_under_load_waits_for_the_next_append_or_heartbeat_an_idle_one_is_a_notice():
+    """While later entries are uncommitted, the answer that commits an entry sends no append of its
+    own to caught-up followers (it and its answer were half the messages of a write): they learn
+    it from the next append or heartbeat. The commit that leaves nothing uncommitted is told at
+    once, by a CommitNotice capped at each follower's match and never answered, also to a
+    follower whose answer comes after that commit."""
+    net = MemNetwork(["n1", "n2", "n3"], seed=2, config=RaftConfig(election_ticks=10))
     net.elect()
     net.run_until(lambda: False, 3)
-    leader = net.leader()
-    follower = next(n for n in net.ids if n != leader)
-    sent = net.stats.sent
-    index = net.propose(leader, b"x")
+    leader, (f1, f2) = net.leader(), [n for n in net.ids if n != net.leader()]
+    first = net.propose(leader, b"x")
+    net.propose(leader, b"y")  # a second append to each follower, behind the first
+    ys = [m for m in net.inflight if m.entries[-1].index > first]
+    net.inflight[:] = [m for m in net.inflight if m.entries[-1].index == first]
+    net.deliver_all()  # x commits while y is out: nothing is sent for it
+    assert net.nodes[leader].raft.log.committed == first and not net.inflight
+    assert net.nodes[f1].raft.log.committed < first and net.nodes[f2].raft.log.committed < first
+    net.inflight[:] = [m for m in ys if m.dst == f1]
+    net.deliver(0)  # f1 holds y
+    net.deliver(0)  # its answer commits y, and now nothing is uncommitted
+    assert net.nodes[leader].raft.log.committed == first + 1
+    assert [(type(m), m.dst, m.commit) for m in net.inflight] == [
+        (CommitNotice, f1, first + 1), (CommitNotice, f2, first)]  # f2 doesn't hold y yet: capped
     net.deliver_all()
-    assert net.nodes[leader].raft.log.committed == index
-    assert net.stats.sent - sent == 4  # two appends, two answers: no commit broadcast
-    assert net.nodes[follower].raft.log.committed < index
-    net.tick(leader)
+    assert net.nodes[f1].raft.log.committed == first + 1 and net.nodes[f2].raft.log.committed == first
+    net.inflight[:] = [m for m in ys if m.dst == f2]
+    net.deliver(0)
+    net.deliver(0)  # f2's answer comes after the commit: it gets its notice then
+    assert [(type(m), m.dst, m.commit) for m in net.inflight] == [(CommitNotice, f2, first + 1)]
     net.deliver_all()
-    assert all(n.raft.log.committed == index and b"x" in n.applied_data() for n in net.nodes.values())
-    index = net.propose(leader, b"y")
-    net.deliver_all()
-    assert net.nodes[follower].raft.log.committed == index - 1
-    net.propose(leader, b"z")  # the append of the next entry carries the commit index
-    net.deliver_all()
-    assert net.nodes[follower].raft.log.committed == index
+    assert all(n.raft.log.committed == first + 1 and b"y" in n.applied_data() for n in net.nodes.values())
+    assert not net.inflight  # notices are not answered

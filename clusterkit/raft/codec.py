@@ -21,6 +21,7 @@ from .errors import CodecError
 from .messages import (
     AppendEntries,
     AppendResponse,
+    CommitNotice,
     Entry,
     EntryType,
     Heartbeat,
@@ -51,6 +52,7 @@ _TAGS: MappingProxyType[type, int] = MappingProxyType(
         TimeoutNow: 10,
         ReadIndex: 11,
         ReadIndexResponse: 12,
+        CommitNotice: 13,
     }
 )
 

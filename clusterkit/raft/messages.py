@@ -122,6 +122,18 @@ class Heartbeat:
 
 
 @dataclass(slots=True)
+class CommitNotice:
+    """Leader -> follower: the commit index, capped as a heartbeat's (``min(match, commit)``), when
+    everything the leader holds has just committed, so no later append or commit is coming to
+    carry it. Never answered: it only saves the follower waiting for the next heartbeat."""
+
+    term: int
+    src: str
+    dst: str
+    commit: int
+
+
+@dataclass(slots=True)
 class HeartbeatResponse:
     term: int
     src: str
@@ -210,4 +222,5 @@ Message = (
     | TimeoutNow
     | ReadIndex
     | ReadIndexResponse
+    | CommitNotice
 )

@@ -27,6 +27,7 @@ from .membership import next_membership_change
 from .messages import (
     AppendEntries,
     AppendResponse,
+    CommitNotice,
     ConfState,
     Entry,
     EntryType,
@@ -65,10 +66,13 @@ _MESSAGE_TYPES = (
     TimeoutNow,
     ReadIndex,
     ReadIndexResponse,
+    CommitNotice,
 )
 _MAX_DEFERRED_CHANGES = 16  # forwarded membership changes a leader queues while another is in flight
 # Messages only a leader sends: receiving one of a newer term means that sender leads it.
-_FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
+_FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, CommitNotice)
+# Messages a follower takes as its leader's sign of life (they reset its election timer).
+_LEADER_SIGNS = (AppendEntries, Heartbeat, InstallSnapshot, CommitNotice)
 
 
 class RaftNode:
@@ -736,7 +740,7 @@ class RaftNode:
             self._send(VoteResponse(self.term, self.id, m.src, reject=True, pre_vote=m.pre_vote))
 
     def _step_candidate(self, m: Message) -> None:
-        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
+        if isinstance(m, _LEADER_SIGNS):
             self._become_follower(m.term, m.src)
             self._step_follower(m)
         elif isinstance(m, VoteResponse):
@@ -753,7 +757,7 @@ class RaftNode:
 
     # ------------------------------------------------------------ follower
     def _step_follower(self, m: Message) -> None:
-        if isinstance(m, (AppendEntries, Heartbeat, InstallSnapshot)):
+        if isinstance(m, _LEADER_SIGNS):
             self.election_elapsed = 0
             self.leader = m.src
             if self._leave_pending is not None:
@@ -765,6 +769,8 @@ class RaftNode:
                 self._handle_append(m)
             elif isinstance(m, Heartbeat):
                 self._handle_heartbeat(m)
+            elif isinstance(m, CommitNotice):
+                self.log.commit_to(min(m.commit, self.log.last_index()))
             else:
                 self._handle_snapshot(m)
         elif isinstance(m, TimeoutNow):
@@ -911,6 +917,8 @@ class RaftNode:
                 # Keep the pipeline to this follower full.
                 while pr.next <= self.log.last_index() and self._send_append(m.src, send_if_empty=False):
                     pass
+                if pr.next > self.log.last_index():
+                    self._notify_commit(m.src, pr)  # its answer came after the commit it completes
                 if m.src == self._lead_transferee and pr.match == self.log.last_index():
                     self._send(TimeoutNow(self.term, self.id, m.src))
         elif isinstance(m, HeartbeatResponse):
@@ -1030,14 +1038,32 @@ class RaftNode:
                     pass
 
     def _bcast_commit(self) -> None:
-        """A new commit index: followers with entries to send get it with them; the others learn
-        it from the next heartbeat or append (at the next tick at the latest), not from an empty
-        append of its own and its answer, which doubled the messages per write."""
+        """A new commit index, for the followers. One with entries still to send gets it with them.
+        For the others, while later entries are still uncommitted their commit is coming and will
+        be told too: until then the next heartbeat (at the next tick at the latest) tells them, not
+        an empty append of its own and its answer, which doubled the messages per write under load.
+        Once everything is committed no later commit is coming: a CommitNotice tells them now (see
+        :meth:`_notify_commit`)."""
         log = self.log
         for peer, pr in self.progress.items():
-            if peer != self.id:
+            if peer == self.id:
+                continue
+            if pr.next <= log.last_index():
                 while pr.next <= log.last_index() and self._send_append(peer, send_if_empty=False):
                     pass
+            else:
+                self._notify_commit(peer, pr)
+
+    def _notify_commit(self, peer: str, pr: Progress) -> None:
+        """When everything the leader holds is committed, tell a follower that has nothing more to
+        receive the commit index it can take (capped at its match, as a heartbeat's) if nothing
+        has told it yet, as an idle leader should: its state machine, and anything reading it,
+        would otherwise lag until the next tick. Also when its answer comes after the commit."""
+        log = self.log
+        commit = min(pr.match, log.committed)
+        if log.committed == log.last_index() and commit > pr.commit_sent:
+            pr.commit_sent = commit
+            self._send(CommitNotice(self.term, self.id, peer, commit))
 
     def _bcast_heartbeat(self) -> None:
         self._commit_told = self.log.committed
@@ -1049,7 +1075,9 @@ class RaftNode:
             del sent[next(iter(sent))]
         for peer, pr in self.progress.items():
             if peer != self.id:
-                self._send(Heartbeat(self.term, self.id, peer, min(pr.match, self.log.committed), self._round))
+                commit = min(pr.match, self.log.committed)
+                pr.commit_sent = max(pr.commit_sent, commit)
+                self._send(Heartbeat(self.term, self.id, peer, commit, self._round))
 
     def _send_append(self, to: str, send_if_empty: bool = True) -> bool:
         pr = self.progress[to]
@@ -1089,6 +1117,8 @@ class RaftNode:
         msg = AppendEntries(self.term, self.id, to, prev, prev_term, log.committed, ents)
         self._send(msg)
         pr.sent(prev + len(ents), len(ents))
+        if log.committed > pr.commit_sent:
+            pr.commit_sent = max(pr.commit_sent, min(log.committed, prev + len(ents)))
         if ents and pr.state is ProgressState.REPLICATE:
             self._unsent_appends[to] = (msg, size)
         return True
@@ -1114,6 +1144,7 @@ class RaftNode:
         msg.entries.extend(ents)
         msg.commit = self.log.committed
         last = prev + len(ents)
+        pr.commit_sent = max(pr.commit_sent, min(msg.commit, last))
         pr.next = last + 1
         pr.inflight[-1] = last  # still one append in flight, and its answer covers them all
         self._unsent_appends[to] = (msg, msg_size + size)

@@ -41,6 +41,7 @@ class Progress:
         "heard",
         "acked_round",
         "acked_round_sent",
+        "commit_sent",
     )
 
     def __init__(self, next_index: int, max_inflight: int, learner: bool = False) -> None:
@@ -60,6 +61,7 @@ class Progress:
         self.heard = False  # any answer from this peer since this leadership began
         self.acked_round = 0  # newest heartbeat round this peer answered (reads)
         self.acked_round_sent = -1  # leader tick at which that round was sent, -1 if unknown (lease)
+        self.commit_sent = 0  # the highest commit index sent to this peer it could take (appends, notices)
 
     def __repr__(self) -> str:
         return (
