@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -68,7 +70,8 @@ def _settled(cluster: LocalCluster, n: int) -> bool:
 
 def bench(strategy: str, clients: int, seconds: float) -> list[tuple[str, dict[str, float]]]:
     rows = []
-    with tempfile.TemporaryDirectory(prefix="clusterkit-kvbench-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="clusterkit-kvbench-")
+    try:
         args = ["--kv-strategy", strategy, "--log-level", "WARNING"]
         with LocalCluster(Path(tmp), size=3, partition_count=64, extra_args=args, kv=True) as cluster:
             cluster.start_all()
@@ -84,6 +87,10 @@ def bench(strategy: str, clients: int, seconds: float) -> list[tuple[str, dict[s
             rows.append(("node-4 joins", asyncio.run(_writers(seeds, strategy, clients, seconds, join))))
             stats = [http_json(n.url + "/kv/stats")[1] for n in cluster.nodes.values() if n.alive]
             rows[-1][1]["keys_migrated"] = sum(s.get("keys_migrated", 0) for s in stats if s)
+    except BaseException:
+        print(f"(the nodes' logs are kept in {tmp})", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
     return rows
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from itertools import count
+from itertools import count, islice
 from typing import Any
 
 from clusterkit.facade import ClusterKit, PartitionChange
@@ -173,6 +173,7 @@ class KVServer:
         self._repairs: dict[int, _PullJob] = {}
         self._queues: dict[str, OrderedDict[tuple[int, str], None]] = {}  # ASYNC, per peer
         self._in_flight: dict[int, tuple[str, list[tuple[int, str]], int]] = {}  # rid -> peer, keys, tick
+        self._busy_peers: dict[str, int] = {}  # peer -> records in flight to it
         self._seen_epoch = -1
         self._placements: dict[int, Placement] = {}
         self._placements_epoch = -1
@@ -624,23 +625,30 @@ class KVServer:
 
     # ------------------------------------------------------------ ASYNC replication
     def _flush_replication(self) -> None:
-        busy = {peer for peer, _keys, _t in self._in_flight.values()}
+        """Send each idle peer the oldest ``batch`` queued records, one Replicate per partition
+        among them; a peer is busy until all of those are answered (or time out)."""
+        if not self._queues:
+            return
+        busy = self._busy_peers
         for peer, queue in self._queues.items():
-            if not queue or peer in busy:
-                continue
-            by_partition: dict[int, list[tuple[int, str]]] = {}
-            for item in list(queue)[: self.config.batch]:
-                by_partition.setdefault(item[0], []).append(item)
-            p, items = next(iter(by_partition.items()))
-            for item in items:
-                del queue[item]
-            rid = next(self._rids)
-            self._in_flight[rid] = (peer, items, self._ticks)
-            records = [(key, r) for _p, key in items if (r := self.data.get(p, key)) is not None]
-            self._send(peer, Replicate(rid, p, records))
+            # Up to 4 x ``batch`` records in flight per peer: one batch per round trip would cap
+            # replication at batch/RTT, behind what a primary acknowledges.
+            while queue and busy.get(peer, 0) < 4 * self.config.batch:
+                by_partition: dict[int, list[tuple[int, str]]] = {}
+                for item in islice(queue, self.config.batch):  # not list(queue): the backlog can be long
+                    by_partition.setdefault(item[0], []).append(item)
+                for p, items in by_partition.items():
+                    for item in items:
+                        del queue[item]
+                    rid = next(self._rids)
+                    self._in_flight[rid] = (peer, items, self._ticks)
+                    records = [(key, r) for _p, key in items if (r := self.data.get(p, key)) is not None]
+                    self._send(peer, Replicate(rid, p, records))
+                    busy[peer] = busy.get(peer, 0) + len(items)
 
     def _replication_answer(self, rid: int, msg: Message) -> None:
         peer, items, _tick = self._in_flight.pop(rid)
+        self._settled(peer, len(items))
         if isinstance(msg, Ack):
             self.stats.replicated += len(items)
         elif isinstance(msg, Refused) and msg.reason != "not_serving":
@@ -651,7 +659,15 @@ class KVServer:
         for rid, (peer, items, tick) in list(self._in_flight.items()):
             if self._ticks - tick >= self.config.retry_ticks:
                 del self._in_flight[rid]
+                self._settled(peer, len(items))
                 self._requeue(peer, items)
+
+    def _settled(self, peer: str, records: int) -> None:
+        left = self._busy_peers.get(peer, 0) - records
+        if left > 0:
+            self._busy_peers[peer] = left
+        else:
+            self._busy_peers.pop(peer, None)
 
     def _requeue(self, peer: str, items: list[tuple[int, str]]) -> None:
         queue = self._queues.setdefault(peer, OrderedDict())
