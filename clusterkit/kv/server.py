@@ -65,11 +65,18 @@ class ServerConfig:
     retry_ticks: int = 4  # ask silent copies again after this many ticks
     queue_limit: int = 100_000  # ASYNC: records waiting per peer before writes are refused
     repair_ticks: int = 50  # anti-entropy: each held partition is merged from its other holders this often
+    # Migration: partitions copied at once, bytes per batch, and how long a silent source gets
+    # before it is asked again. A source serving a batch is busy for a while; asking again too
+    # soon, or for too much at once, starves the node's Raft of its loop and tips it into elections.
+    max_pulls: int = 4
+    batch_bytes: int = 1 << 20
+    pull_retry_ticks: int = 20
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        for name in ("batch", "op_timeout_ticks", "retry_ticks", "queue_limit", "repair_ticks"):
+        for name in ("batch", "op_timeout_ticks", "retry_ticks", "queue_limit", "repair_ticks", "max_pulls",
+                     "batch_bytes", "pull_retry_ticks"):
             if type(getattr(self, name)) is not int or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
 
@@ -170,6 +177,7 @@ class KVServer:
         self._pending: dict[int, _Pending] = {}
         self._routes: dict[int, tuple[str, int]] = {}  # request id -> ("pending", key) | ("pull", partition)
         self._pulls: dict[int, _PullJob] = {}
+        self._waiting: dict[int, None] = {}  # partitions to copy once fewer than max_pulls are under way
         self._repairs: dict[int, _PullJob] = {}
         self._queues: dict[str, OrderedDict[tuple[int, str], None]] = {}  # ASYNC, per peer
         self._in_flight: dict[int, tuple[str, list[tuple[int, str]], int]] = {}  # rid -> peer, keys, tick
@@ -204,6 +212,11 @@ class KVServer:
             self._tick_pending(rid, pend)
         for p in list(self._pulls):
             self._tick_pull(p)
+        for p in list(self._waiting):
+            if self.me in self.kit.state.incoming(p):
+                self._start_pull(p)
+            else:
+                del self._waiting[p]
         self._tick_repairs()
         if self.config.strategy == "async":
             self._retry_replication()
@@ -267,14 +280,16 @@ class KVServer:
                 self._send(src, Ack(msg.rid))
         elif isinstance(msg, Pull):
             if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
-                items, cursor, done = self.data.changes(msg.partition, msg.after, max(1, min(msg.limit, 4096)))
+                limit = max(1, min(msg.limit, 4096))
+                items, cursor, done = self.data.changes(msg.partition, msg.after, limit, self.config.batch_bytes)
                 self._send(src, Batch(msg.rid, items, done, cursor))
         elif isinstance(msg, Sums):
             if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
                 self._send(src, Digest(msg.rid, self.data.sums(msg.partition)))
         elif isinstance(msg, Fetch):
             if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
-                items, done = self.data.fetch(msg.partition, set(msg.buckets), msg.after, max(1, min(msg.limit, 4096)))
+                limit = max(1, min(msg.limit, 4096))
+                items, done = self.data.fetch(msg.partition, set(msg.buckets), msg.after, limit, self.config.batch_bytes)
                 self._send(src, Batch(msg.rid, items, done))
         elif isinstance(msg, Replicate):
             self._replicated_in(src, msg)
@@ -487,6 +502,11 @@ class KVServer:
         here = self.placement(p)
         if self.me not in here.incoming:
             return
+        copying = sum(1 for job in self._pulls.values() if job.confirmed_tick is None)
+        if p not in self._pulls and copying >= self.config.max_pulls:
+            self._waiting[p] = None  # started when a copy under way is done
+            return
+        self._waiting.pop(p, None)
         old = self._pulls.get(p)
         if old is not None:
             for source in old.sources.values():
@@ -581,7 +601,7 @@ class KVServer:
                 self._maybe_confirm(p, job)  # the confirmation may have been lost: ask again
             return
         for node, source in list(job.sources.items()):
-            if source.done or self._ticks - source.sent_tick < self.config.retry_ticks:
+            if source.done or self._ticks - source.sent_tick < self.config.pull_retry_ticks:
                 continue
             source.tries += 1
             spare = [h for h in job.placement.holders if h not in job.tried]
@@ -602,7 +622,7 @@ class KVServer:
                 self._end_repair(p)  # a holder stayed silent: give up this round
                 continue
             for node, source in job.sources.items():
-                if not source.done and self._ticks - source.sent_tick >= self.config.retry_ticks:
+                if not source.done and self._ticks - source.sent_tick >= self.config.pull_retry_ticks:
                     self._pull_from(p, job, node, source)  # a lost batch or request: ask again
         state = self.kit.state
         for p in range(self._ticks % period, len(state.owners), period):
@@ -686,6 +706,7 @@ class KVServer:
             "keys": self.data.keys(),
             "partitions": len(self.data.parts),
             "migrating": sorted(self._pulls),
+            "waiting_to_copy": len(self._waiting),
             "replication_backlog": self.replication_backlog(),
             **self.stats.as_dict(),
         }
