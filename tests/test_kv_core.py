@@ -111,7 +111,7 @@ def test_data_merges_scans_in_batches_and_replays_its_log() -> None:
     a.put(5, "c", R2)
     differ = [i for i, (x, y) in enumerate(zip(a.sums(5), b.sums(5))) if x != y]
     assert differ == [bucket_of("c")]
-    fetched, done = a.fetch(5, set(differ), None, 100)
+    fetched, done = a.scan(5, None, 100, buckets=set(differ))
     assert ("c", R2) in fetched and done and all(bucket_of(k) in differ for k, _ in fetched)
     for k, r in fetched:
         b.put(5, k, r)

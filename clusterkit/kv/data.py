@@ -36,6 +36,11 @@ def bucket_of(key: str) -> int:
     return zlib.crc32(key.encode()) % BUCKETS
 
 
+def _size(key: str, record: Record) -> int:
+    """About what one record takes in a batch."""
+    return len(key) + (len(record.value) if record.value is not None else 0) + 16
+
+
 def _digest(key: str, record: Record) -> int:
     """A stable 64-bit hash of one key at one version (the same in every process)."""
     text = f"{key}\0{record.version.counter}\0{record.version.writer}".encode()
@@ -107,7 +112,7 @@ class KVData:
             n, k = lsns[i], keys[i]
             if current.get(k) == n:  # else stale: k changed again later
                 record = part[k]
-                size += len(k) + (len(record.value) if record.value is not None else 0) + 16
+                size += _size(k, record)
                 if out and size > max_bytes:
                     break
                 out.append((k, record))
@@ -123,53 +128,34 @@ class KVData:
             self.unsynced.append(["drop", partition])
 
     def scan(
-        self, partition: int, after: str | None, limit: int, max_bytes: int = 4 << 20
+        self, partition: int, after: str | None, limit: int, max_bytes: int = 4 << 20,
+        buckets: set[int] | None = None,
     ) -> tuple[list[tuple[str, Record]], bool]:
-        """Records with keys after ``after``, in key order: up to ``limit`` of them and about
-        ``max_bytes`` of keys and values (always at least one, so a batch makes progress); and
-        whether that was the end."""
+        """Records with keys after ``after`` (in ``buckets`` only, when given), in key order: up to
+        ``limit`` of them and about ``max_bytes`` of keys and values (always at least one, so a
+        batch makes progress); and whether that was the end."""
         part = self.parts.get(partition, {})
         keys = self._sorted.get(partition)
         if keys is None:
             keys = self._sorted[partition] = sorted(part)
-        start = 0 if after is None else bisect_right(keys, after)
         out: list[tuple[str, Record]] = []
         size = 0
-        for k in keys[start:start + limit]:
-            record = part[k]
-            size += len(k) + (len(record.value) if record.value is not None else 0) + 16
-            if out and size > max_bytes:
-                break
-            out.append((k, record))
-        return out, start + len(out) >= len(keys)
-
-    def sums(self, partition: int) -> list[int]:
-        """The partition's bucket digests (all zero when it holds nothing)."""
-        return list(self._sums.get(partition, [0] * BUCKETS))
-
-    def fetch(
-        self, partition: int, buckets: set[int], after: str | None, limit: int, max_bytes: int = 4 << 20
-    ) -> tuple[list[tuple[str, Record]], bool]:
-        """Like :meth:`scan`, restricted to keys in ``buckets``."""
-        part = self.parts.get(partition, {})
-        keys = self._sorted.get(partition)
-        if keys is None:
-            keys = self._sorted[partition] = sorted(part)
-        start = 0 if after is None else bisect_right(keys, after)
-        out: list[tuple[str, Record]] = []
-        size = 0
-        for i in range(start, len(keys)):
+        for i in range(0 if after is None else bisect_right(keys, after), len(keys)):
             k = keys[i]
-            if bucket_of(k) not in buckets:
+            if buckets is not None and bucket_of(k) not in buckets:
                 continue
             if len(out) >= limit:
                 return out, False
             record = part[k]
-            size += len(k) + (len(record.value) if record.value is not None else 0) + 16
+            size += _size(k, record)
             if out and size > max_bytes:
                 return out, False
             out.append((k, record))
         return out, True
+
+    def sums(self, partition: int) -> list[int]:
+        """The partition's bucket digests (all zero when it holds nothing)."""
+        return list(self._sums.get(partition, [0] * BUCKETS))
 
     def take_unsynced(self) -> list[LogEntry]:
         out, self.unsynced = self.unsynced, []

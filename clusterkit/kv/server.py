@@ -289,7 +289,7 @@ class KVServer:
         elif isinstance(msg, Fetch):
             if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
                 limit = max(1, min(msg.limit, 4096))
-                items, done = self.data.fetch(msg.partition, set(msg.buckets), msg.after, limit, self.config.batch_bytes)
+                items, done = self.data.scan(msg.partition, msg.after, limit, self.config.batch_bytes, set(msg.buckets))
                 self._send(src, Batch(msg.rid, items, done))
         elif isinstance(msg, Replicate):
             self._replicated_in(src, msg)
