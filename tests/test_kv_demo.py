@@ -93,7 +93,7 @@ def test_interrupted_demo_leaves_no_process_behind(tmp_path: Path) -> None:
 def test_demo_plots_its_timeline(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     from clusterkit.plot import fault_windows, plot_timeline, role_spans
-    from clusterkit.plot.live import TIME_LABEL, load_run
+    from clusterkit.net.live import TIME_LABEL, load_run
 
     plots = tmp_path / "plots"
     proc = subprocess.Popen([sys.executable, "-m", "clusterkit", "demo", "--keys", "40", "--plot", str(plots)],

@@ -116,7 +116,7 @@ def run_kv(args: argparse.Namespace) -> int:
                      EXIT_USAGE)
     if args.plot is not None:
         try:
-            import clusterkit.plot.live  # noqa: F401 - before any process starts
+            import clusterkit.net.live  # noqa: F401 - before any process starts
         except ImportError as exc:
             return error("clusterkit demo", f"--plot needs the plot extra ({exc.name} is missing): "
                          "pip install 'clusterkit[plot]'", EXIT_USAGE)

@@ -11,9 +11,9 @@ not failed on: that window is the strategy's documented trade-off).
 
 With ``plot_dir`` (``clusterkit demo --plot DIR``) the run is also drawn as a timeline PNG: each
 node's role and commit index polled from its HTTP API every 100 ms
-(:class:`clusterkit.plot.live.LivePoller`), node-3's SIGKILL until the cluster marks it failed,
+(:class:`clusterkit.net.live.LivePoller`), node-3's SIGKILL until the cluster marks it failed,
 node-6's join, and every client operation with its latency and outcome; the recorded data goes
-beside it as JSON (:func:`clusterkit.plot.live.load_run` reads it back).
+beside it as JSON (:func:`clusterkit.net.live.load_run` reads it back).
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ def run_kv_demo(strategy: str = "sync", nodes: int = 5, keys: int = 1000, out: T
     out = out if out is not None else sys.stdout
     report = DemoReport(strategy, nodes, keys)
     if plot_dir is not None:
-        from clusterkit.plot.live import LivePoller  # before any process starts: the plot extra is there
+        from clusterkit.net.live import LivePoller  # before any process starts: the plot extra is there
     root = Path(tempfile.mkdtemp(prefix="clusterkit-demo-"))
 
     def say(text: str) -> None:
@@ -397,7 +397,7 @@ def run_kv_demo(strategy: str = "sync", nodes: int = 5, keys: int = 1000, out: T
 def _plot(live: Any, hist: History, report: DemoReport, plot_dir: Path, out: TextIO) -> None:
     """The timeline PNG and the data it was drawn from, into ``plot_dir``."""
     from clusterkit.plot import save
-    from clusterkit.plot.live import event_dicts
+    from clusterkit.net.live import event_dicts
 
     history = event_dicts(hist.events)
     joined = [f["node"] for f in live.timeline.faults if f["kind"] == "join"]

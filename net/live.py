@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 
 from clusterkit.sim.trace import Timeline
 
-from .timeline import plot_timeline
+from clusterkit.plot.timeline import plot_timeline
 
 log = logging.getLogger(__name__)
 Fetch = Callable[[str, float], tuple[int, Any]]  # (url, timeout) -> (HTTP status, decoded JSON); 0: no answer

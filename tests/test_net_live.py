@@ -1,4 +1,4 @@
-"""clusterkit.plot.live: a timeline of real nodes polled over HTTP, here against fake nodes (no
+"""clusterkit.net.live: a timeline of real nodes polled over HTTP, here against fake nodes (no
 processes): the roles and commit indexes it records, the fault windows, the plot drawn from it,
 the JSON it saves, and the background thread's bounds."""
 
@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from clusterkit.plot import fault_windows, role_spans
-from clusterkit.plot.live import TIME_LABEL, LivePoller, event_dicts, load_run, role_of
+from clusterkit.net.live import TIME_LABEL, LivePoller, event_dicts, load_run, role_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
