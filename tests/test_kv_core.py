@@ -54,7 +54,11 @@ def test_a_write_during_a_migration_needs_a_quorum_of_the_new_owners_too() -> No
     q = Quorums(3)
     assert not p.write_done({"b", "c"}, q)  # if the migration releases c, only b would hold it
     assert p.write_done({"a", "b"}, q) and p.write_done({"b", "c", "d"}, q)
-    assert p.read_done({"a", "c"}, q) and not p.read_done({"a", "d"}, q)  # d is still copying
+    assert not p.read_done({"a", "d"}, q)  # d is still copying: not a quorum of complete copies
+    # and not {a, c} alone: once d's copy is confirmed (c released), a write needs only a and d or
+    # b and d, which {a, c} misses while a lagging c still serves this placement
+    assert not p.read_done({"a", "c"}, q)
+    assert p.read_done({"a", "c", "d"}, q) and p.read_done({"a", "b"}, q)
 
 
 def test_codec_round_trips_and_refuses_bad_frames() -> None:

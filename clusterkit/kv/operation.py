@@ -1,6 +1,6 @@
 """One read or write of one key, run as ABD over the partition's copies (sans-IO).
 
-A write asks a read quorum of the complete holders for their newest version
+A write asks a read quorum (:meth:`Placement.read_done`) for their newest version
 (phase 1) and stores ``(highest counter + 1, its own writer id)`` on every
 serving copy, done when :meth:`Placement.write_done` holds (phase 2). A read
 asks a read quorum and returns the newest record, first writing it back to a
@@ -61,7 +61,7 @@ class Operation:
         return self._send_all()
 
     def _targets(self) -> tuple[str, ...]:
-        return self.placement.holders if self.phase == QUERY else self.placement.serving
+        return self.placement.serving  # incoming owners answer queries too (see Placement.read_done)
 
     def _request(self) -> Message:
         p = self.placement
@@ -108,7 +108,7 @@ class Operation:
             elif msg.reason == "behind":
                 self.behind.add(src)
             return []
-        if self.phase == QUERY and isinstance(msg, Found) and src in self.placement.holders:
+        if self.phase == QUERY and isinstance(msg, Found) and src in self.placement.serving:
             self.answered[src] = msg.record
             if self.placement.read_done(self.answered, self.quorums):
                 return self._queried()

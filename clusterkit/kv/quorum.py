@@ -67,7 +67,14 @@ class Placement:
         return cls(p.number, p.epoch, p.primary, (p.primary, *p.replicas), p.holders, p.owners, p.incoming)
 
     def read_done(self, replied: Collection[str], q: Quorums) -> bool:
-        return sum(n in replied for n in self.holders) >= needed(len(self.holders), q.r, q.rf) > 0
+        """A read quorum of the complete copies, and while copies move, a read quorum of the new
+        owners too: once the move is confirmed, writes need only a quorum of those owners, and a
+        copy that hasn't applied the confirmation yet still serves reads at this placement."""
+        if not sum(n in replied for n in self.holders) >= needed(len(self.holders), q.r, q.rf) > 0:
+            return False
+        if set(self.owners) == set(self.holders):
+            return True
+        return sum(n in replied for n in self.owners) >= needed(len(self.owners), q.r, q.rf)
 
     def write_done(self, acked: Collection[str], q: Quorums) -> bool:
         """A quorum of the complete copies, and while copies move, a quorum of the new owners too
