@@ -622,7 +622,9 @@ class KVServer:
                 self._end_repair(p)  # a holder stayed silent: give up this round
                 continue
             for node, source in job.sources.items():
-                if not source.done and self._ticks - source.sent_tick >= self.config.pull_retry_ticks:
+                # Digests are small: ask again soon; a fetch may be a large batch still being served.
+                wait = self.config.retry_ticks if source.buckets is None else self.config.pull_retry_ticks
+                if not source.done and self._ticks - source.sent_tick >= wait:
                     self._pull_from(p, job, node, source)  # a lost batch or request: ask again
         state = self.kit.state
         for p in range(self._ticks % period, len(state.owners), period):
