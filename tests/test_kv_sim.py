@@ -90,5 +90,5 @@ def test_without_anti_entropy_some_owner_misses_a_write(monkeypatch) -> None:
 
     monkeypatch.setattr(KVServer, "_tick_repairs", lambda self: None)
     scenario = Scenario.load(Path(__file__).resolve().parents[1] / "scenarios" / "kv-sync-chaos.toml")
-    reports = [run_scenario(scenario, seed) for seed in (1, 3, 4)]
+    reports = [run_scenario(scenario, seed) for seed in (6, 7, 8)]  # off, 12 of seeds 1-30 end short
     assert any("lacks its newest version" in " ".join(r.problems) for r in reports), [r.kv for r in reports]

@@ -99,6 +99,7 @@ def check_request(key: Any, value: Any = None) -> str | None:
 class _Source:
     after: int = 0  # migration: the source's change number to pull after
     done: bool = False
+    wait: int = 0  # ticks after sending before asking again (shorter once it answered "behind")
     buckets: list[int] | None = None  # repair: the buckets whose digests differ (None: not compared yet)
     key_after: str | None = None  # repair: fetch keys after this one
     rid: int = 0
@@ -212,11 +213,7 @@ class KVServer:
             self._tick_pending(rid, pend)
         for p in list(self._pulls):
             self._tick_pull(p)
-        for p in list(self._waiting):
-            if self.me in self.kit.state.incoming(p):
-                self._start_pull(p)
-            else:
-                del self._waiting[p]
+        self._launch_waiting()
         self._tick_repairs()
         if self.config.strategy == "async":
             self._retry_replication()
@@ -521,6 +518,7 @@ class KVServer:
         job.tried.add(node)
         self._routes.pop(source.rid, None)
         source.rid, source.sent_tick = next(self._rids), self._ticks
+        source.wait = self.config.retry_ticks if job.repair and source.buckets is None else self.config.pull_retry_ticks
         self._routes[source.rid] = ("repair" if job.repair else "pull", p)
         epoch = job.placement.epoch
         if not job.repair:
@@ -534,7 +532,9 @@ class KVServer:
         if isinstance(msg, Refused):
             if msg.reason == "stale" or msg.reason == "not_serving":
                 self._start_pull(p)  # the placement moved on (ours may be behind: the next tick retries)
-            return  # behind: asked again on a tick
+            else:
+                source.wait = self.config.retry_ticks  # behind: it will catch up soon; ask again then
+            return
         if not isinstance(msg, Batch):
             return
         for key, record in msg.items:
@@ -552,7 +552,9 @@ class KVServer:
         if isinstance(msg, Refused):
             if msg.reason == "stale" or msg.reason == "not_serving":
                 self._end_repair(p)  # the placement moved on: the next round repairs it
-            return  # behind: asked again on a tick
+            else:
+                source.wait = self.config.retry_ticks  # behind: ask again soon
+            return
         if isinstance(msg, Digest) and source.buckets is None:
             ours = self.data.sums(p)
             source.buckets = [b for b, (a, t) in enumerate(zip(ours, msg.sums)) if a != t]
@@ -573,14 +575,23 @@ class KVServer:
             self.stats.repaired += job.keys
             self._end_repair(p)
 
+    def _launch_waiting(self) -> None:
+        for p in list(self._waiting):
+            if self.me in self.kit.state.incoming(p):
+                self._start_pull(p)
+            else:
+                del self._waiting[p]
+
     def _maybe_confirm(self, p: int, job: _PullJob) -> None:
         if sum(s.done for s in job.sources.values()) < job.need:
             return
-        if job.confirmed_tick is None:
+        first = job.confirmed_tick is None
+        job.confirmed_tick = self._ticks
+        if first:
             self.stats.migrations += 1
             self.stats.keys_migrated += job.keys
             log.info("%s copied partition %d (%d keys) from %s", self.me, p, job.keys, sorted(job.sources))
-        job.confirmed_tick = self._ticks
+            self._launch_waiting()  # a copy slot is free: don't wait for the next tick
         try:
             self.kit.confirm_copy(p)
         except Exception as exc:  # noqa: BLE001 - no leader right now: the next tick asks again
@@ -601,7 +612,7 @@ class KVServer:
                 self._maybe_confirm(p, job)  # the confirmation may have been lost: ask again
             return
         for node, source in list(job.sources.items()):
-            if source.done or self._ticks - source.sent_tick < self.config.pull_retry_ticks:
+            if source.done or self._ticks - source.sent_tick < source.wait:
                 continue
             source.tries += 1
             spare = [h for h in job.placement.holders if h not in job.tried]
@@ -622,9 +633,8 @@ class KVServer:
                 self._end_repair(p)  # a holder stayed silent: give up this round
                 continue
             for node, source in job.sources.items():
-                # Digests are small: ask again soon; a fetch may be a large batch still being served.
-                wait = self.config.retry_ticks if source.buckets is None else self.config.pull_retry_ticks
-                if not source.done and self._ticks - source.sent_tick >= wait:
+                # (digests are small: asked again soon; a fetch may be a large batch still being served)
+                if not source.done and self._ticks - source.sent_tick >= source.wait:
                     self._pull_from(p, job, node, source)  # a lost batch or request: ask again
         state = self.kit.state
         for p in range(self._ticks % period, len(state.owners), period):
