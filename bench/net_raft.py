@@ -39,7 +39,29 @@ Everything shares the machine's cores: the client, the servers, and whatever els
 Every process this starts is reaped on the way out, on an error, Ctrl-C or SIGTERM too (the
 PySyncObj processes also die with this one if it is SIGKILLed: PR_SET_PDEATHSIG).
 
-    .venv/bin/python bench/net_raft.py [--seconds 3] [--rounds 3] [--concurrency 1,16,64] [--failovers 3]
+That is the HTTP mode: what a remote client sees, HTTP and the client's own CPU included (about
+0.1 s of this process's CPU per 1,000 writes, on the same 2 cores). The IN-PROCESS mode (the
+issue's "client on the leader in both", taken literally) then puts the load generator inside the
+leader's own process, for both systems, proposing directly, with no HTTP and no client process:
+
+- ClusterKit: node-1 runs in a driver process (``NodeService``, the same node as ``clusterkit
+  node``: fsync on, its HTTP API up only so the others can join), node-2 and node-3 are
+  ``clusterkit node`` processes joining it; C coroutines in the driver each propose a register
+  write (``put_command``) through ``NetNode.propose`` and await its commit (applied on the leader
+  after a majority fsynced it), back to back: up to C writes in flight;
+- PySyncObj: replica 1 runs in a driver process, a ``SyncObj`` with a ``ReplDict``, the 2 others
+  are the processes above (with election timeouts of 2-3 s against its default 0.4-1.4 s, so the
+  driver's replica is the one elected, which the driver checks before every slice); C writes are
+  kept in flight with PySyncObj's callback API (``ReplDict.set(key, value, callback=)``; each
+  successful callback issues that writer's next write). Batched (its defaults) and unbatched.
+
+Each system's leader is its own driver process, so the two never share an interpreter while one
+measures; the bench asks a driver over its stdin/stdout. A write counts if its commit is reported
+inside the measured window (fixed windows of ``--seconds / --rounds``, after 0.3 s of warm-up);
+the systems take turns as above. ClusterKit fsyncs; PySyncObj keeps its log in memory (no fsync).
+
+    .venv/bin/python bench/net_raft.py [--mode both|http|inproc] [--seconds 3] [--rounds 3]
+        [--concurrency 1,16,64] [--inproc-concurrency 1,16,64,256] [--failovers 3]
 """
 
 from __future__ import annotations
@@ -317,14 +339,22 @@ def failovers(c: LocalCluster, result: SystemResult, trials: int) -> None:
 PSO_NODE = "_pysyncobj_node"
 
 
-def pysyncobj_node(self_addr: str, partners: list[str], http_port: int, batch: bool) -> None:
-    """One PySyncObj process: a SyncObj with a ReplDict behind ``PUT /registers/{key}`` (aiohttp)."""
-    try:  # die with the benchmark, even if it is SIGKILLed
+def _die_with_parent() -> None:
+    """This process dies with the benchmark, even if it is SIGKILLed (PR_SET_PDEATHSIG)."""
+    try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+
+
+def pysyncobj_node(self_addr: str, partners: list[str], http_port: int, batch: bool,
+                   slow_election: bool = False) -> None:
+    """One PySyncObj process: a SyncObj with a ReplDict behind ``PUT /registers/{key}`` (aiohttp).
+    ``slow_election``: election timeouts of 2 to 3 s instead of 0.4 to 1.4 s, so that the in-process
+    replica (defaults) is the one elected (see :func:`pysyncobj_driver`)."""
+    _die_with_parent()
     import hashlib
 
     from aiohttp import web
@@ -332,7 +362,8 @@ def pysyncobj_node(self_addr: str, partners: list[str], http_port: int, batch: b
     from pysyncobj.batteries import ReplDict
 
     data = ReplDict()
-    conf = SyncObjConf(appendEntriesUseBatch=batch)
+    timeouts = {"raftMinTimeout": 2.0, "raftMaxTimeout": 3.0} if slow_election else {}
+    conf = SyncObjConf(appendEntriesUseBatch=batch, **timeouts)
     sync = SyncObj(self_addr, partners, conf=conf, consumers=[data])
 
     async def put(request: web.Request) -> web.Response:
@@ -382,10 +413,20 @@ def pysyncobj_node(self_addr: str, partners: list[str], http_port: int, batch: b
         sync.destroy()
 
 
+def _dirname(name: str) -> str:
+    """``pysyncobj (no batch)`` -> ``pysyncobj-nobatch``: a system's directory."""
+    base, _, variant = name.partition(" (")
+    return base + ("-" + variant.rstrip(")").replace(" ", "") if variant else "")
+
+
 class PySyncObjCluster:
-    def __init__(self, root: Path, batch: bool, size: int = 3) -> None:
+    def __init__(self, root: Path, batch: bool, size: int = 3, driver: bool = False) -> None:
+        """``driver``: replica 1 is a :class:`Driver` (the leader with the load generator in its
+        process, no HTTP), the others HTTP nodes that are slow to call an election."""
         self.root = root
         self.batch = batch
+        self.with_driver = driver
+        self.driver: Driver | None = None
         self.raft = [f"127.0.0.1:{free_port()}" for _ in range(size)]
         self.http = [free_port() for _ in range(size)]
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -394,10 +435,16 @@ class PySyncObjCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         for i, addr in enumerate(self.raft):
             partners = [a for a in self.raft if a != addr]
+            batch = "1" if self.batch else "0"
+            if self.with_driver and i == 0:
+                self.driver = Driver([sys.executable, __file__, PSO_DRIVER, addr, ",".join(partners), batch],
+                                     self.root / f"pso-{i + 1}.log", self.root)
+                self.procs.append(self.driver.proc)
+                continue
             log = (self.root / f"pso-{i + 1}.log").open("ab")
             self.procs.append(subprocess.Popen(
-                [sys.executable, __file__, PSO_NODE, addr, ",".join(partners), str(self.http[i]),
-                 "1" if self.batch else "0"],
+                [sys.executable, __file__, PSO_NODE, addr, ",".join(partners), str(self.http[i]), batch]
+                + (["slow"] if self.with_driver else []),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root,
             ))
             log.close()
@@ -422,7 +469,9 @@ class PySyncObjCluster:
         deadline = time.monotonic() + timeout
         docs: list[Any] = []
         while time.monotonic() < deadline:
-            docs = [http_json(f"http://127.0.0.1:{port}/digest", timeout=2.0)[1] for port in self.http]
+            docs = [self.driver.ask(cmd="digest") if self.driver is not None and i == 0 else
+                    http_json(f"http://127.0.0.1:{port}/digest", timeout=2.0)[1]
+                    for i, port in enumerate(self.http)]
             if all(docs) and len({d["applied"] for d in docs}) == 1:
                 same = len({d["digest"] for d in docs}) == 1
                 return f"yes ({docs[0]['keys']} keys)" if same else f"NO: digests differ at index {docs[0]['applied']}"
@@ -456,6 +505,317 @@ def pysyncobj_target(name: str, c: PySyncObjCluster) -> Target:
     return Target(SystemResult(name), c.leader_base, [p.pid for p in c.procs], term, c.agree)
 
 
+# ---------------------------------------------------------------- in-process: the client on the leader
+# The load generator runs in the leader's own process, for both systems: no HTTP, no client process.
+# Each system's leader is a child process of the benchmark (a "driver"), so the two systems never
+# share an interpreter (one GIL) while the other measures; the benchmark talks to a driver over its
+# stdin/stdout, one JSON line each way. The 2 other replicas are ordinary processes.
+CK_DRIVER = "_inproc_clusterkit"
+PSO_DRIVER = "_inproc_pysyncobj"
+WARMUP = 0.3  # seconds of writes before each measured window: the pipeline full
+
+
+class Driver:
+    """A leader process with its load generator, asked over stdin/stdout, one JSON line each way."""
+
+    def __init__(self, argv: list[str], log_path: Path, cwd: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, cwd=cwd)
+
+    def ask(self, timeout: float = 60.0, **cmd: Any) -> dict[str, Any]:
+        import select
+
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(cmd).encode() + b"\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line:
+            raise RuntimeError(f"driver {self.proc.args[2]} gave no answer to {cmd}; log in {self.log_path}")
+        return json.loads(line)
+
+
+def _fixed_window(counts: dict[str, int], window: tuple[float, float], now: float, ok: bool) -> None:
+    """Count a completed write if it completed inside the measured window."""
+    if window[0] <= now < window[1]:
+        counts["ok" if ok else "errors"] += 1
+
+
+async def clusterkit_driver(node_id: str, http_port: str, raft_port: str, data_dir: str, cluster: str) -> None:
+    """The ClusterKit leader in this process: node-1 bootstraps (the others join it over its HTTP API),
+    and ``run`` proposes register writes from C coroutines, each awaiting its write's commit."""
+    _die_with_parent()
+    from clusterkit.facade import Options
+    from clusterkit.host.registers import put_command
+    from clusterkit.net.node import NodeConfig
+    from clusterkit.net.service import NodeService
+
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    loop.add_signal_handler(signal.SIGTERM, main_task.cancel)
+    options = Options(node_id=node_id, http_addr=f"127.0.0.1:{http_port}", raft_addr=f"127.0.0.1:{raft_port}",
+                      bootstrap=True, data_dir=data_dir, cluster_name=cluster)
+    service = NodeService(options, NodeConfig())  # a `clusterkit node`'s defaults: fsync on
+    await service.start()
+    node = service.node
+
+    def status() -> dict[str, Any]:
+        raft = node.host.raft if node.host is not None else None
+        return {"is_leader": bool(raft is not None and raft.is_leader), "term": raft.term if raft else None}
+
+    async def run(concurrency: int, seconds: float) -> dict[str, Any]:
+        if not status()["is_leader"]:
+            return {"error": "not the leader", **status()}
+        counts = {"ok": 0, "errors": 0}
+        window = (float("inf"), float("inf"))
+
+        async def client(i: int) -> None:
+            key, n = f"k{i}", 0
+            while time.perf_counter() < window[1]:
+                n += 1
+                try:
+                    await node.propose(put_command(key, str(n)))
+                    ok = True
+                except Exception:  # noqa: BLE001 - counted; a lost leadership shows here
+                    ok = False
+                    await asyncio.sleep(0.01)
+                _fixed_window(counts, window, time.perf_counter(), ok)
+
+        tasks = [loop.create_task(client(i)) for i in range(concurrency)]
+        await asyncio.sleep(WARMUP)
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        window = (t0, t0 + seconds)
+        await asyncio.sleep(seconds)
+        cpu = time.process_time() - cpu0
+        await asyncio.gather(*tasks)  # the writes in flight end (uncounted)
+        return {**counts, "seconds": seconds, "leader_cpu": cpu, **status()}
+
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        while line := await reader.readline():
+            cmd = json.loads(line)
+            if cmd["cmd"] == "run":
+                reply = await run(cmd["concurrency"], cmd["seconds"])
+            else:
+                reply = status()
+            sys.stdout.write(json.dumps(reply) + "\n")
+            sys.stdout.flush()
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await service.stop()
+
+
+def pysyncobj_driver(self_addr: str, partners: list[str], batch: bool) -> None:
+    """The PySyncObj leader in this process (a SyncObj with a ReplDict; it has the shortest election
+    timeouts, so it is the one elected), and ``run`` keeps C writes in flight with PySyncObj's
+    callback API: each ``ReplDict.set(..., callback=)`` that reports success issues that client's next
+    write (the callbacks run on PySyncObj's own thread, which also replicates)."""
+    _die_with_parent()
+    import hashlib
+    import threading
+
+    from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
+    from pysyncobj.batteries import ReplDict
+
+    data = ReplDict()
+    sync = SyncObj(self_addr, partners, conf=SyncObjConf(appendEntriesUseBatch=batch), consumers=[data])
+
+    def status() -> dict[str, Any]:
+        leader = sync._getLeader()
+        return {"is_leader": sync._isLeader(), "leader": str(leader) if leader is not None else None,
+                "ready": sync.isReady(), "term": sync.raftCurrentTerm}
+
+    def probe() -> bool:
+        try:
+            data.set("probe", "x", sync=True, timeout=2.0)
+            return True
+        except Exception:  # noqa: BLE001 - not yet
+            return False
+
+    def run(concurrency: int, seconds: float) -> dict[str, Any]:
+        if not sync._isLeader():
+            return {"error": "not the leader", **status()}
+        counts = {"ok": 0, "errors": 0}
+        window = [float("inf"), float("inf")]
+        live = [concurrency]
+        finished = threading.Event()
+
+        def issue(key: str, n: int) -> None:
+            data.set(key, str(n), callback=lambda res, err: done(key, n, err))
+
+        def done(key: str, n: int, err: Any) -> None:  # on PySyncObj's thread: one at a time
+            now = time.perf_counter()
+            _fixed_window(counts, (window[0], window[1]), now, err == FAIL_REASON.SUCCESS)
+            if now >= window[1]:
+                live[0] -= 1
+                if not live[0]:
+                    finished.set()
+                return
+            if err != FAIL_REASON.SUCCESS:
+                time.sleep(0.01)
+            issue(key, n + 1)
+
+        for i in range(concurrency):
+            issue(f"k{i}", 1)
+        time.sleep(WARMUP)
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        window[1] = t0 + seconds
+        window[0] = t0
+        time.sleep(seconds)
+        cpu = time.process_time() - cpu0
+        finished.wait(30.0)
+        return {**counts, "seconds": seconds, "leader_cpu": cpu, **status()}
+
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "run":
+            reply = run(cmd["concurrency"], cmd["seconds"])
+        elif cmd["cmd"] == "digest":
+            items = json.dumps(sorted(dict(data.rawData()).items()), sort_keys=True).encode()
+            reply = {"applied": sync.raftLastApplied, "commit": sync.raftCommitIndex,
+                     "digest": hashlib.sha256(items).hexdigest(), "keys": len(data)}
+        elif cmd["cmd"] == "probe":
+            reply = {"ok": sync._isLeader() and probe(), **status()}
+        else:
+            reply = status()
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+    sync.destroy()
+
+
+@dataclass
+class InprocSystem:
+    name: str
+    driver: Driver
+    pids: list[int]
+    agree: Callable[[], str]
+    throughput: dict[int, Throughput] = field(default_factory=dict)
+    leader_cpu: dict[int, float] = field(default_factory=dict)
+    terms: list[Any] = field(default_factory=list)
+    agreed: str = "-"
+    logs: Path | None = None  # PySyncObj: its processes' logs, for its warnings
+
+    def warnings(self) -> int:
+        """PySyncObj's followers' "truncating already-applied log entries" warnings, if any."""
+        if self.logs is None:
+            return 0
+        return sum(f.read_text(errors="replace").count("truncating already-applied")
+                   for f in self.logs.glob("*.log"))
+
+
+def clusterkit_inproc(name: str, c: LocalCluster, timeout: float = 60.0) -> InprocSystem:
+    """node-1 (the bootstrap node, hence the leader) is a driver; node-2 and node-3 join it as processes."""
+    first = c.nodes["node-1"]
+    drv = Driver([sys.executable, __file__, CK_DRIVER, first.node_id, str(first.http_port), str(first.raft_port),
+                  str(first.data_dir), c.cluster_name], first.log_path, c.root)
+    first.process = drv.proc  # LocalCluster's waits, leader() and stop() see it like the others
+    c.wait(lambda: c.leader() == "node-1", timeout, "node-1 (in this driver) to lead")
+    c.start("node-2")
+    c.start("node-3")
+    c.wait(lambda: c.active_members() == set(c.nodes), timeout, "every node to join")
+    return InprocSystem(name, drv, [n.process.pid for n in c.nodes.values() if n.process], lambda: "-")
+
+
+def pysyncobj_inproc(name: str, c: PySyncObjCluster, timeout: float = 30.0) -> InprocSystem:
+    assert c.driver is not None
+    deadline = time.monotonic() + timeout
+    while not c.driver.ask(cmd="probe").get("ok"):
+        if any(p.poll() is not None for p in c.procs) or time.monotonic() > deadline:
+            raise RuntimeError(f"{name}: the in-process replica is not a leader that commits "
+                               f"({c.driver.ask(cmd='status')}); logs in {c.root}")
+        time.sleep(0.1)
+    return InprocSystem(name, c.driver, [p.pid for p in c.procs], c.agree, logs=c.root)
+
+
+def measure_inproc(systems: list[InprocSystem], args: argparse.Namespace) -> None:
+    rounds = args.rounds
+    for s in systems:
+        s.terms.append(s.driver.ask(cmd="status")["term"])
+    for conc in args.inproc_levels:
+        for rnd in range(rounds):
+            for s in systems[rnd % len(systems):] + systems[:rnd % len(systems)]:
+                cpu0 = cpu_seconds(s.pids)
+                got = s.driver.ask(cmd="run", concurrency=conc, seconds=args.seconds / rounds,
+                                   timeout=args.seconds + 60)
+                if "error" in got:
+                    raise RuntimeError(f"{s.name}: {got}")
+                t = Throughput(conc, got["ok"], got["errors"], got["seconds"], cpu_seconds(s.pids) - cpu0)
+                s.throughput.setdefault(conc, Throughput(conc)).add(t)
+                s.leader_cpu[conc] = s.leader_cpu.get(conc, 0.0) + got["leader_cpu"]
+        _progress(f"in-process, {conc} writers: " + ", ".join(
+            f"{s.name} {s.throughput[conc].rate:,.0f}/s" for s in systems))
+    for s in systems:
+        s.terms.append(s.driver.ask(cmd="status")["term"])
+
+
+def report_inproc(systems: list[InprocSystem], args: argparse.Namespace) -> None:
+    levels = args.inproc_levels
+    header = ["system (client in the leader's process)"] + [f"writes/s c={c}" for c in levels]
+    rows = [[s.name] + [_cell(s.throughput[c].rate, ",.0f") if c in s.throughput else "-" for c in levels]
+            for s in systems]
+    ck = next((s for s in systems if s.name.startswith("clusterkit")), None)
+    pso = [s for s in systems if s.name.startswith("pysyncobj")]
+    if ck is not None:
+        for p in pso:
+            rows.append([f"ratio clusterkit / {p.name}"] + [
+                _cell(ck.throughput[c].rate / p.throughput[c].rate, ".2f") + "x"
+                if c in ck.throughput and c in p.throughput and p.throughput[c].rate else "-" for c in levels])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    print("\nIN-PROCESS mode: the load generator runs inside the leader's process and proposes directly "
+          "(no HTTP);\nClusterKit fsyncs every batch, PySyncObj never fsyncs (in-memory log)")
+    print(line(header))
+    print(line(["-" * w for w in widths]))
+    for row in rows:
+        print(line(row))
+    print("\nwrites/s of each slice, CPU s per 1,000 writes (the leader's process, load generator included; "
+          "all 3 processes), errors:")
+    for s in systems:
+        for c, t in s.throughput.items():
+            lead = 1000 * s.leader_cpu[c] / t.ok if t.ok else None
+            print(f"  {s.name:<22} c={c:<3} slices " + " ".join(f"{x:,.0f}" for x in t.slices)
+                  + f"; CPU leader {_cell(lead, '.2f')}, all {_cell(t.cpu_per_1k, '.2f')} s/1k; {t.errors} errors")
+    for s in systems:
+        print(f"  {s.name:<22} terms {s.terms[0] if s.terms else '-'} -> {s.terms[-1] if s.terms else '-'}; "
+              f"same registers on every node: {s.agreed}"
+              + (f"; {s.warnings()} 'truncating already-applied log entries' warnings in its logs"
+                 if s.warnings() else ""))
+    if ck is not None and pso:
+        print("\nagainst the issue's target (in-process mode, client on the leader in both):")
+        print_ratios(ck, pso, levels)
+
+
+def run_inproc(args: argparse.Namespace, work: Path) -> list[InprocSystem]:
+    """Start every system with its leader in a driver, measure in turns, check agreement, stop them."""
+    with contextlib.ExitStack() as stack:
+        t0 = time.monotonic()
+        pso: list[tuple[str, PySyncObjCluster]] = []
+        if not args.no_pysyncobj:
+            for name, batch in (("pysyncobj (defaults)", True), ("pysyncobj (no batch)", False)):
+                pso.append((name, stack.enter_context(PySyncObjCluster(
+                    work / ("inproc-" + _dirname(name)), batch, driver=True))))
+        ck = stack.enter_context(LocalCluster(work / "inproc-clusterkit", size=3))
+        systems = [clusterkit_inproc("clusterkit", ck)]
+        for name, c in pso:
+            systems.append(pysyncobj_inproc(name, c))
+        _progress(f"in-process: {len(systems)} systems up in {time.monotonic() - t0:.1f} s")
+        measure_inproc(systems, args)
+        keys = [f"k{i}" for i in range(max(args.inproc_levels))]
+        for s in systems:
+            s.agreed = clusterkit_agree(ck, keys) if s.name == "clusterkit" else s.agree()
+    return systems
+
+
+
 # ---------------------------------------------------------------- report
 def _progress(line: str) -> None:
     print(f"  .. {line}", file=sys.stderr, flush=True)
@@ -463,6 +823,17 @@ def _progress(line: str) -> None:
 
 def _cell(value: float | None, fmt: str) -> str:
     return "-" if value is None or value != value else format(value, fmt)
+
+
+def print_ratios(ck: Any, pso: list[Any], levels: list[int]) -> None:
+    """ClusterKit's writes/s over the better PySyncObj's at each client count, against the target."""
+    for c in levels:
+        best = max(pso, key=lambda r: r.throughput[c].rate if c in r.throughput else 0)
+        if c in ck.throughput and c in best.throughput and best.throughput[c].rate:
+            ratio = ck.throughput[c].rate / best.throughput[c].rate
+            verdict = "met" if ratio >= TARGETS["throughput_ratio"] else "NOT met"
+            print(f"  writes/s c={c}: clusterkit / {best.name} (the better PySyncObj) = {ratio:.2f}x "
+                  f"(target >= {TARGETS['throughput_ratio']:g}x): {verdict}")
 
 
 def report(results: list[SystemResult], args: argparse.Namespace, floors_ms: list[float],
@@ -517,13 +888,7 @@ def report(results: list[SystemResult], args: argparse.Namespace, floors_ms: lis
         return
     print("\nagainst the issue's targets:")
     if pso:
-        for c in levels:
-            best = max(pso, key=lambda r: r.throughput[c].rate if c in r.throughput else 0)
-            if c in ck.throughput and c in best.throughput and best.throughput[c].rate:
-                ratio = ck.throughput[c].rate / best.throughput[c].rate
-                verdict = "met" if ratio >= TARGETS["throughput_ratio"] else "NOT met"
-                print(f"  writes/s c={c}: clusterkit / {best.name} (the better PySyncObj) = {ratio:.2f}x "
-                      f"(target >= {TARGETS['throughput_ratio']:g}x): {verdict}")
+        print_ratios(ck, pso, levels)
         for r in pso:
             if r.latency and ck.latency and r.latency.samples:
                 print(f"  sequential p50: clusterkit {ck.latency.pct(50) * 1e3:.2f} ms, {r.name} "
@@ -597,6 +962,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-pysyncobj", action="store_true", help="ClusterKit only")
     p.add_argument("--dir", type=Path, default=None, help="where the data dirs and logs go (default: a temp dir, "
                    "removed after a run that finished)")
+    p.add_argument("--mode", choices=["http", "inproc", "both"], default="both",
+                   help="http: clients in this process over HTTP (what a remote client sees), with latency and "
+                   "failover; inproc: the load generator inside each leader's process, proposing directly; "
+                   "both (default): one after the other")
+    p.add_argument("--inproc-concurrency", dest="inproc_levels", type=_levels, default=[1, 16, 64, 256],
+                   help="writers in flight for the in-process runs (default 1,16,64,256)")
     args = p.parse_args(argv)
     if args.rounds < 1 or args.seconds <= 0 or args.latency_writes < args.rounds or args.failovers < 0:
         p.error("--rounds >= 1, --seconds > 0, --latency-writes >= --rounds, --failovers >= 0")
@@ -607,9 +978,35 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     work = (args.dir or Path(tempfile.mkdtemp(prefix="net-raft-bench-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    shm: Path | None = None
     t0 = time.monotonic()
     load0 = os.getloadavg()
+    results: list[SystemResult] = []
+    inproc: list[InprocSystem] = []
+    try:
+        if args.mode in ("http", "both"):
+            results, floors, terms = run_http(args, work, t0)
+            load1 = os.getloadavg()
+        if args.mode in ("inproc", "both"):
+            inproc = run_inproc(args, work)
+    except KeyboardInterrupt:
+        print(f"net_raft: interrupted; every process stopped; logs in {work}", file=sys.stderr)
+        return 130
+    if results:
+        print("\nHTTP mode: clients in this process, over HTTP/1.1 keep-alive, to the leader")
+        report(results, args, [f * 1e3 for f in floors], (load0, load1), terms)
+    if inproc:
+        report_inproc(inproc, args)
+        print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n(total {time.monotonic() - t0:.0f} s)")
+    return 0
+
+
+def run_http(args: argparse.Namespace, work: Path, t0: float) -> tuple[list[SystemResult], list[float],
+                                                                      dict[str, list[int | None]]]:
+    """The HTTP mode: every system up at once, measured in turns, then ClusterKit's failovers."""
+    shm: Path | None = None
     try:
         with contextlib.ExitStack() as stack:
             print(f"net_raft: 3 nodes per system on loopback, {os.cpu_count()} CPUs; data and logs in {work}",
@@ -619,7 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_pysyncobj:
                 for name, batch in (("pysyncobj (defaults)", True), ("pysyncobj (no batch)", False)):
                     pso.append((name, stack.enter_context(
-                        PySyncObjCluster(work / name.replace(" ", "").strip("()"), batch))))
+                        PySyncObjCluster(work / _dirname(name), batch))))
             ck = stack.enter_context(LocalCluster(work / "clusterkit", size=3))
             targets = [clusterkit_target("clusterkit", ck)]
             ck_tmpfs = None
@@ -647,22 +1044,20 @@ def main(argv: list[str] | None = None) -> int:
             failovers(ck, targets[0].result, args.failovers)
             results = [t.result for t in targets]
             terms = {t.result.name: t.terms for t in targets}
-    except KeyboardInterrupt:
-        print(f"net_raft: interrupted; every process stopped; logs in {work}", file=sys.stderr)
-        return 130
     finally:
         if shm is not None:
             shutil.rmtree(shm, ignore_errors=True)  # RAM: never left behind
-    report(results, args, [f * 1e3 for f in floors], (load0, os.getloadavg()), terms)
-    if args.dir is None:
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"\n(total {time.monotonic() - t0:.0f} s)")
-    return 0
+    return results, floors, terms
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == PSO_NODE:
-        _, _, addr, partners, port, batch = sys.argv
-        pysyncobj_node(addr, partners.split(","), int(port), batch == "1")
+        addr, partners, port, batch = sys.argv[2:6]
+        pysyncobj_node(addr, partners.split(","), int(port), batch == "1", sys.argv[6:] == ["slow"])
+    elif len(sys.argv) > 1 and sys.argv[1] == PSO_DRIVER:
+        addr, partners, batch = sys.argv[2:5]
+        pysyncobj_driver(addr, partners.split(","), batch == "1")
+    elif len(sys.argv) > 1 and sys.argv[1] == CK_DRIVER:
+        asyncio.run(clusterkit_driver(*sys.argv[2:7]))
     else:
         sys.exit(main())

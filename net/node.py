@@ -209,7 +209,11 @@ class NetNode:
             while (rd := host.begin()) is not None:
                 if rd.must_sync():
                     t0 = time.perf_counter()
-                    await asyncio.to_thread(storage.sync)  # the loop keeps taking messages meanwhile
+                    # In a worker thread: the loop keeps taking messages and proposals meanwhile,
+                    # and applies the entries an earlier sync already made durable.
+                    syncing = asyncio.get_running_loop().run_in_executor(None, storage.sync)
+                    host.apply_stable(rd)
+                    await syncing
                     self._note_fsync(time.perf_counter() - t0)
                 for m in host.finish(rd):
                     transport.send(m)

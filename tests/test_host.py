@@ -152,3 +152,53 @@ def test_a_single_host_runs_without_a_network():
     p = host.propose(b"hello")
     host.process()
     assert p.ok and host.machine.data() == [b"hello"]
+
+
+def test_apply_stable_applies_durable_committed_entries_before_the_sync_and_finish_the_rest():
+    """While a driver syncs a Ready that carries new entries, the committed entries an earlier sync
+    made durable may apply (their proposals end) without waiting for it; none applies twice."""
+    net = _net()
+    leader = net.nodes[net.leader()]
+    first = leader.propose(b"first")
+    net.process(leader.id)  # persisted and synced on the leader, appends sent
+    to_leader = []
+    while net.inflight:  # the followers persist and answer; hold their answers
+        m = net.inflight.pop(0)
+        if m.dst == leader.id:
+            to_leader.append(m)
+        else:
+            net.nodes[m.dst].step(m)
+            net.process(m.dst)
+    for m in to_leader:
+        leader.step(m)  # "first" commits: the leader's next Ready carries it
+    second = leader.propose(b"second")  # ... beside a new entry, not yet synced
+    rd = leader.begin()
+    assert rd is not None and rd.must_sync()
+    assert [e.data for e in rd.entries] == [b"second"]
+    assert b"first" in [e.data for e in rd.committed_entries]
+    leader.apply_stable(rd)
+    assert first.ok and first.result == first.index and not second.done  # before the sync
+    assert b"second" not in leader.machine.data()
+    leader.storage.sync()
+    for m in leader.finish(rd):
+        net._send(m)
+    assert net.run_until(lambda: second.done, 50)
+    assert second.ok
+    indexes = [e.index for e in leader.machine.entries]
+    assert indexes == sorted(set(indexes))  # each entry applied once, in order
+    assert leader.machine.data().count(b"first") == 1 and leader.machine.data().count(b"second") == 1
+
+
+def test_apply_stable_leaves_entries_not_yet_synced_to_finish():
+    host = NodeHost("solo", MemoryStorage(ConfState(voters=("solo",))), AppliedLog())
+    while not host.is_leader:
+        host.tick()
+        host.process()
+    p = host.propose(b"x")
+    rd = host.begin()  # one voter: "x" commits in the Ready that persists it
+    assert rd is not None and [e.data for e in rd.committed_entries][-1:] == [b"x"] and rd.entries
+    host.apply_stable(rd)
+    assert not p.done  # not durable yet: applies only after the sync, in finish
+    host.storage.sync()
+    host.finish(rd)
+    assert p.ok and host.machine.data() == [b"x"]
