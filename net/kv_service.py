@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 from clusterkit.host.registers import put_command
 from clusterkit.kv.data import KVData
-from clusterkit.kv.messages import Message, ProtocolError, Pull, encode, encode_batch, from_frame
+from clusterkit.kv.messages import (
+    Get, Message, ProtocolError, Pull, Query, Refused, Set, Store, encode, encode_batch, from_frame,
+)
 from clusterkit.kv.server import KVServer, ServerConfig
 from clusterkit.raft.errors import RaftError
 
@@ -165,9 +167,20 @@ class KVService:
     # ------------------------------------------------------------ driving the server
     def _handle(self, src: str, msg: Message) -> None:
         if self.server is None or self._failed is not None:
+            self._refuse_down(src, [msg])
             return
         self.server.handle(src, msg)
         self._kick()
+
+    def _refuse_down(self, src: str, msgs: list[Message]) -> None:
+        """Requests to a store that can't answer: refused at once (a client waiting out its timeout
+        would take "no answer" for "maybe written")."""
+        why = "the KV store is starting" if self._failed is None else f"this node's KV log failed: {self._failed}"
+        out: list[tuple[str, Message]] = [
+            (src, Refused(m.rid, "unavailable", 0, why)) for m in msgs if isinstance(m, (Set, Get, Query, Store))
+        ]
+        if out:
+            self._route(out)
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -442,6 +455,7 @@ class KVService:
         while self._running:
             bodies = await frames.frames()
             if self.server is None or self._failed is not None:
+                self._refuse_down(src, [m for body in bodies for m in from_frame(body)])
                 continue
             for body in bodies:  # every frame that arrived, then one flush for all of them
                 for msg in from_frame(body):

@@ -217,10 +217,14 @@ def test_the_server_fences_requests_by_partition_epoch_and_refuses_bad_requests(
     assert server.take_outbox()[0][1].reason == "behind"
     server.handle("x", Query(4, 10**6, epoch, "k"))
     assert server.take_outbox()[0][1].reason == "bad_request"
-    for bad in (Set(5, "", "v"), Set(6, "k", "x" * (2 << 20)), Set(7, "k", "v", 1)):
+    server.data.take_unsynced()
+    bad_text = "\ud800"  # a lone surrogate: msgpack and the log can't encode it
+    for bad in (Set(5, "", "v"), Set(6, "k", "x" * (2 << 20)), Set(7, "k", "v", 1), Set(8, "k", bad_text),
+                Set(9, bad_text, "v"), Set(10, "k", "\u00e9" * (600 << 10))):  # 1.2 MB as UTF-8
         server.handle("x", bad)
         [(_, answer)] = server.take_outbox()
         assert isinstance(answer, Refused) and answer.reason == "bad_request" and answer.detail
+    assert server.data.take_unsynced() == []  # refused before anything was stored or logged
 
 
 def test_config_is_checked() -> None:

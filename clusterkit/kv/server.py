@@ -81,16 +81,30 @@ class ServerConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
 
 
+def _utf8(text: str) -> bytes | None:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None  # a lone surrogate: msgpack (and the log) can't store it
+
+
 def check_request(key: Any, value: Any = None) -> str | None:
-    """Why a client's key or value is refused (None: fine)."""
+    """Why a client's key or value is refused (None: fine). Checked before anything is stored:
+    a string the log can't encode must never reach the data."""
     if not isinstance(key, str) or not key:
         return "key must be a non-empty string"
-    if len(key.encode()) > MAX_KEY_BYTES:
+    raw = _utf8(key)
+    if raw is None:
+        return "key must be valid UTF-8 text (it holds a lone surrogate)"
+    if len(raw) > MAX_KEY_BYTES:
         return f"key is longer than {MAX_KEY_BYTES} bytes"
     if value is not None:
         if not isinstance(value, (str, bytes)):
             return "value must be a string"
-        if len(value) > MAX_VALUE_BYTES:
+        data = _utf8(value) if isinstance(value, str) else value
+        if data is None:
+            return "value must be valid UTF-8 text (it holds a lone surrogate)"
+        if len(data) > MAX_VALUE_BYTES:
             return f"value is larger than {MAX_VALUE_BYTES} bytes"
     return None
 
