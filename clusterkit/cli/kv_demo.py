@@ -310,9 +310,11 @@ def _pct(values: list[float], q: float) -> str:
 def print_table(report: DemoReport, out: TextIO) -> None:
     s = report.stats
     ok_ops = s.counts["ok"]
+    checks = report.ops - ok_ops - s.counts["fail"] - s.counts["info"]  # the final reads, in the history too
     rows = [
         ("strategy", f"{report.strategy} ({report.nodes} nodes, {PARTITIONS} partitions, RF 3)"),
-        ("operations", f"{ok_ops} ok, {s.counts['fail']} failed, {s.counts['info']} unknown outcome"),
+        ("operations", f"{ok_ops} ok, {s.counts['fail']} failed, {s.counts['info']} unknown outcome"
+                       + (f" (+ {checks} final reads)" if checks > 0 else "")),
         ("throughput", f"{ok_ops / report.seconds:,.0f} ops/s" if report.seconds else "-"),
         ("write latency", f"p50 {_pct(s.latencies['put'], 0.5)}, p99 {_pct(s.latencies['put'], 0.99)}"),
         ("read latency", f"p50 {_pct(s.latencies['get'], 0.5)}, p99 {_pct(s.latencies['get'], 0.99)}"),
