@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import urllib.parse
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,13 @@ from .kv_service import KVService
 
 KV_SERVICE: web.AppKey[KVService] = web.AppKey("kv_service")
 MAX_LIST = 1000
+
+
+def _strict_key(request: web.Request) -> str | None:
+    """The ``key`` query parameter, decoded strictly: ``%ff`` is not valid UTF-8 and is refused
+    (decoded leniently, different byte keys would all become U+FFFD: one key)."""
+    pairs = urllib.parse.parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True, errors="strict")
+    return next((v for k, v in pairs if k == "key"), None)
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -91,14 +99,20 @@ class KVRoutes:
         return await self._run(key, lambda rid: Set(rid, key, value, quorum), write=True)
 
     async def get(self, request: web.Request) -> web.Response:
-        key = request.query.get("key")
+        try:
+            key = _strict_key(request)
+        except UnicodeDecodeError:
+            return _error(400, "key must be valid UTF-8 once percent-decoded")
         problem = check_request(key)
         if problem is not None:
             return _error(400, "missing query parameter: key" if key is None else problem)
         return await self._run(key, lambda rid: Get(rid, key), write=False)  # type: ignore[arg-type]
 
     async def delete(self, request: web.Request) -> web.Response:
-        key = request.query.get("key")
+        try:
+            key = _strict_key(request)
+        except UnicodeDecodeError:
+            return _error(400, "key must be valid UTF-8 once percent-decoded")
         if key is None:
             try:
                 doc = json.loads(await request.read() or b"{}")
@@ -126,7 +140,7 @@ class KVRoutes:
         try:
             number = kit._number(int(text) if text.isdigit() else text)  # noqa: SLF001 - the facade's parser
         except (KeyError, TypeError, ValueError) as exc:
-            return _error(400, str(exc).strip("'\""))
+            return _error(400, str(exc.args[0] if exc.args else exc))
         try:
             limit = int(request.query.get("limit", "100"))
         except ValueError:

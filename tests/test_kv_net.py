@@ -98,7 +98,13 @@ def test_routes_and_bad_input(cluster: LocalCluster) -> None:
     status, doc = http_json(url + "/kv/set", "POST", {"key": "k", "value": "x" * (70 << 10)})
     assert status in (400, 413) and "error" in doc
     assert http_json(url + "/kv/get")[0] == 400
-    assert http_json(url + "/kv/migrate?partition=nope")[0] == 400
+    status, doc = http_json(url + "/kv/migrate?partition=nope")
+    assert status == 400 and doc["error"] == "no partition 'nope'", doc
+    for raw in ("%ff", "%ED%A0%80"):  # not UTF-8: refused, not folded into one U+FFFD key
+        status, doc = http_json(url + f"/kv/get?key={raw}")
+        assert status == 400 and "UTF-8" in doc["error"], doc
+        assert http_json(url + f"/kv/delete?key={raw}", "POST")[0] == 400
+    assert http_json(url + "/kv/get?key=caf%C3%A9")[0] == 404  # valid UTF-8: an ordinary (unset) key
     status, doc = http_json(url + "/kv/migrate?partition=0")
     assert status == 200 and doc["partition"] == "partition-0"
     assert http_json(url + "/kv/delete?key=user:123", "POST")[0] == 200
