@@ -186,7 +186,6 @@ class KVServer:
         if type(incarnation) is not int or not 0 <= incarnation < 1 << 31:
             raise ValueError(f"incarnation must be an integer in [0, 2**31), got {incarnation!r}")
         self._rids = count((incarnation << 32) + 1)
-        self.incarnation = incarnation
         self._writes = count(1)
         self._ticks = 0
         self._pending: dict[int, _Pending] = {}
@@ -497,16 +496,15 @@ class KVServer:
                 if p not in self._pulls or self._pulls[p].placement.epoch != state.changed[p]:
                     self._start_pull(p)
             elif p in self._pulls:
-                for source in self._pulls.pop(p).sources.values():
-                    self._routes.pop(source.rid, None)
+                self._forget(self._pulls.pop(p))
         for p in list(self.data.parts):
-            if self.me not in state.serving_nodes(p):
+            if self.me not in self.placement(p).serving:
                 self.data.drop(p)
                 self.stats.dropped += 1
                 log.info("%s dropped partition %d (no longer an owner)", self.me, p)
         if self.config.strategy == "async":
             for peer, queue in self._queues.items():
-                for item in [i for i in queue if peer not in state.serving_nodes(i[0])]:
+                for item in [i for i in queue if peer not in self.placement(i[0]).serving]:
                     del queue[item]
 
     def _start_pull(self, p: int) -> None:
@@ -520,8 +518,7 @@ class KVServer:
         self._waiting.pop(p, None)
         old = self._pulls.get(p)
         if old is not None:
-            for source in old.sources.values():
-                self._routes.pop(source.rid, None)
+            self._forget(old)
         job = _PullJob(here, here.copy_sources(self.quorums))
         self._pulls[p] = job
         for node in here.holders[: job.need]:
@@ -615,8 +612,7 @@ class KVServer:
         job = self._pulls[p]
         state = self.kit.state
         if self.me not in state.incoming(p):
-            for source in self._pulls.pop(p).sources.values():
-                self._routes.pop(source.rid, None)
+            self._forget(self._pulls.pop(p))
             return
         if state.changed[p] != job.placement.epoch:
             self._start_pull(p)
@@ -666,8 +662,12 @@ class KVServer:
     def _end_repair(self, p: int) -> None:
         job = self._repairs.pop(p, None)
         if job is not None:
-            for source in job.sources.values():
-                self._routes.pop(source.rid, None)
+            self._forget(job)
+
+    def _forget(self, job: _PullJob) -> None:
+        """A pull or repair job is over: late answers to its requests are dropped."""
+        for source in job.sources.values():
+            self._routes.pop(source.rid, None)
 
     # ------------------------------------------------------------ ASYNC replication
     def _flush_replication(self) -> None:
