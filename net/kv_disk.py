@@ -25,6 +25,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ MAGIC = b"CKKVL\x00\x00\x01"
 SALT_BYTES = 8
 HEADER_BYTES = len(MAGIC) + SALT_BYTES
 _RECORD_HEADER = 12
+REWRITE_RECORD_ENTRIES = 4096  # a rewritten log holds the live data in records of this many entries
+_array_header = msgpack.Packer().pack_array_header
 
 
 class KVLog:
@@ -121,10 +124,19 @@ class KVLog:
     # ------------------------------------------------------------ write
     def append(self, entries: list[LogEntry]) -> None:
         """One record holding ``entries``, written and fdatasync'd: durable when this returns."""
-        if not entries:
-            return
+        if entries:
+            self.write_record(self.encode_record(entries))
+
+    def encode_record(self, entries: list[LogEntry]) -> bytes:
+        """The record :meth:`write_record` appends for ``entries`` (framed and checksummed). A driver
+        encodes on its event loop and hands only the bytes to a syncing thread, which then needs
+        the GIL for as little as possible."""
+        return _frame(msgpack.packb(entries, use_bin_type=True), self._salt)
+
+    def write_record(self, blob: bytes) -> None:
+        """Append one record from :meth:`encode_record` and fdatasync: durable when this returns
+        (may run in a worker thread; one call at a time, never beside a rewrite)."""
         assert self._fd is not None, "load() first"
-        blob = _frame(msgpack.packb(entries, use_bin_type=True), self._salt)
         _write_all(self._fd, blob)
         _datasync(self._fd)
         self.size += len(blob)
@@ -134,22 +146,33 @@ class KVLog:
     def wants_rewrite(self) -> bool:
         return self.size >= max(self.rewrite_bytes, self.dead_ratio * self._baseline)
 
-    def rewrite(self, entries: list[LogEntry]) -> None:
-        """Replace the log with one holding exactly ``entries`` (the live data)."""
-        self._write_new(entries)
+    def rewrite(self, entries: Iterable[LogEntry | tuple[Any, ...]]) -> int:
+        """Replace the log with one holding exactly ``entries`` (the live data; any iterable, packed
+        as it goes, so a large data set is never a list of lists at once). How many there were."""
+        n = self._write_new(entries)
         self.rewrites += 1
+        return n
 
-    def _write_new(self, entries: list[LogEntry]) -> None:
+    def _write_new(self, entries: Iterable[LogEntry | tuple[Any, ...]]) -> int:
         salt = os.urandom(SALT_BYTES)  # a new salt: the old file's records can never pass for this one's
-        blob = MAGIC + salt
-        if entries:
-            blob += _frame(msgpack.packb(entries, use_bin_type=True), salt)
+        parts, chunk, records, n = [MAGIC + salt], [], 0, 0
+        pack = msgpack.Packer(use_bin_type=True).pack
+        for entry in entries:
+            chunk.append(pack(entry))
+            if len(chunk) == REWRITE_RECORD_ENTRIES:
+                parts.append(_frame(_array_header(len(chunk)) + b"".join(chunk), salt))
+                records, n, chunk = records + 1, n + len(chunk), []
+        if chunk:
+            parts.append(_frame(_array_header(len(chunk)) + b"".join(chunk), salt))
+            records, n = records + 1, n + len(chunk)
+        blob = b"".join(parts)
         os.close(_replace_with(self.path, blob))
         if self._fd is not None:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        self._salt, self.size, self.records = salt, len(blob), 1 if entries else 0
+        self._salt, self.size, self.records = salt, len(blob), records
         self._baseline = self.size
+        return n
 
     def close(self) -> None:
         if self._fd is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,10 +42,12 @@ def _size(key: str, record: Record) -> int:
     return len(key) + (len(record.value) if record.value is not None else 0) + 16
 
 
-def _digest(key: str, record: Record) -> int:
+def _digest(key: str, counter: int, writer: str) -> int:
     """A stable 64-bit hash of one key at one version (the same in every process)."""
-    text = f"{key}\0{record.version.counter}\0{record.version.writer}".encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+    return int.from_bytes(_blake2b(f"{key}\0{counter}\0{writer}".encode(), digest_size=8).digest(), "big")
+
+
+_blake2b = hashlib.blake2b
 
 
 @dataclass
@@ -53,12 +56,14 @@ class KVData:
     unsynced: list[LogEntry] = field(default_factory=list)
     _sorted: dict[int, list[str]] = field(default_factory=dict)  # key order, for scan
     lsn: int = 0  # the newest change's sequence number (in this life of the data)
+    synced_lsn: int = 0  # every change up to this one is durable (the driver says so: mark_synced)
     _key_lsn: dict[int, dict[str, int]] = field(default_factory=dict)  # per partition: key -> its last change
     # Per partition, every change as parallel (LSN, key) lists in LSN order; an entry whose key
     # changed again later is stale and skipped (the lists are trimmed when mostly stale).
     _lsns: dict[int, list[int]] = field(default_factory=dict)
     _keys: dict[int, list[str]] = field(default_factory=dict)
     _sums: dict[int, list[int]] = field(default_factory=dict)  # per partition: BUCKETS digests
+    _digests: dict[int, dict[str, int]] = field(default_factory=dict)  # per partition: key -> its digest now
 
     def get(self, partition: int, key: str) -> Record | None:
         part = self.parts.get(partition)
@@ -66,26 +71,37 @@ class KVData:
 
     def put(self, partition: int, key: str, record: Record) -> bool:
         """Merge one copy: keep whichever version is newer. True when ours changed."""
-        part = self.parts.setdefault(partition, {})
+        # (the hot path of every write on every copy: the indexes are fetched once, no setdefault
+        # that builds a throwaway container per call, the version compared inline)
+        part = self.parts.get(partition)
+        if part is None:
+            part = self.parts[partition] = {}
+            self._sums[partition] = [0] * BUCKETS
+            self._digests[partition] = {}
+            self._key_lsn[partition] = {}
+            self._lsns[partition] = []
+            self._keys[partition] = []
         old = part.get(key)
-        if newer(old, record) is old:
-            return False
-        sums = self._sums.get(partition)
-        if sums is None:
-            sums = self._sums[partition] = [0] * BUCKETS
-        b = bucket_of(key)
+        version = record.version
+        digests = self._digests[partition]
+        sums = self._sums[partition]
+        b = zlib.crc32(key.encode()) % BUCKETS
         if old is None:
             self._sorted.pop(partition, None)
         else:
-            sums[b] ^= _digest(key, old)
-        sums[b] ^= _digest(key, record)
+            was = old.version
+            if version.counter < was.counter or (version.counter == was.counter and version.writer <= was.writer):
+                return False  # ours is as new or newer (see records.newer)
+            sums[b] ^= digests[key]
+        digest = digests[key] = _digest(key, version.counter, version.writer)
+        sums[b] ^= digest
         part[key] = record
-        self.unsynced.append(["put", partition, key, record.to_wire()])
-        self.lsn += 1
-        self._key_lsn.setdefault(partition, {})[key] = self.lsn
-        lsns, keys = self._lsns.setdefault(partition, []), self._keys.setdefault(partition, [])
-        lsns.append(self.lsn)
-        keys.append(key)
+        self.unsynced.append(["put", partition, key, [version.counter, version.writer, record.value]])
+        lsn = self.lsn = self.lsn + 1
+        self._key_lsn[partition][key] = lsn
+        lsns = self._lsns[partition]
+        lsns.append(lsn)
+        self._keys[partition].append(key)
         if len(lsns) > 2 * len(part) + 1024:
             self._trim(partition)
         return True
@@ -123,7 +139,7 @@ class KVData:
     def drop(self, partition: int) -> None:
         """Forget a partition this node no longer serves."""
         if self.parts.pop(partition, None) is not None:
-            for index in (self._sorted, self._key_lsn, self._lsns, self._keys, self._sums):
+            for index in (self._sorted, self._key_lsn, self._lsns, self._keys, self._sums, self._digests):
                 index.pop(partition, None)
             self.unsynced.append(["drop", partition])
 
@@ -161,6 +177,20 @@ class KVData:
         out, self.unsynced = self.unsynced, []
         return out
 
+    def mark_synced(self, lsn: int) -> None:
+        """The driver made every change up to ``lsn`` durable (``lsn``: :attr:`lsn` when it took
+        those entries). A driver that never calls this has :meth:`durable` say so only of keys
+        never changed in this life of the data (replayed ones are durable)."""
+        if lsn > self.synced_lsn:
+            self.synced_lsn = lsn
+
+    def durable(self, partition: int, key: str) -> bool:
+        """Whether what this copy holds for ``key`` now is on disk (its last change synced), so an
+        answer that reports it need not wait for the next sync."""
+        changes = self._key_lsn.get(partition)
+        lsn = changes.get(key) if changes is not None else None
+        return lsn is None or lsn <= self.synced_lsn
+
     def keys(self) -> int:
         return sum(len(p) for p in self.parts.values())
 
@@ -174,8 +204,24 @@ class KVData:
             elif entry[0] == "drop":
                 data.drop(entry[1])
         data.unsynced = []
+        data.synced_lsn = data.lsn  # replayed from the synced log
         return data
 
     def compacted(self) -> list[LogEntry]:
         """The shortest log that replays to this data (to rewrite a log that grew long)."""
         return [["put", p, k, r.to_wire()] for p, part in self.parts.items() for k, r in part.items()]
+
+    def snapshot(self) -> list[tuple[int, dict[str, Record]]]:
+        """The data as it is now, to write out while it changes: one shallow copy per partition (a
+        C-level dict copy: records are immutable), read by :func:`snapshot_entries`."""
+        return [(p, dict(part)) for p, part in self.parts.items()]
+
+
+def snapshot_entries(snapshot: list[tuple[int, dict[str, Record]]]) -> Iterator[tuple[Any, ...]]:
+    """The log entries (as tuples: msgpack writes them as arrays) that replay to ``snapshot``, one
+    at a time: a rewrite of a large data set builds no list of them, and leaves the cyclic
+    collector nothing to find."""
+    for p, part in snapshot:
+        for k, r in part.items():
+            v = r.version
+            yield ("put", p, k, (v.counter, v.writer, r.value))
