@@ -267,10 +267,19 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "release-before-confirm",
         "clusterkit/cluster_state.py",
-        (("            self.holders[p] = hold[p]\n",
+        (("            self.holders[p] = hold[p] + failed[p]\n",
           "            self.holders[p] = tuple(h for h in hold[p] if h in new[p])  # MUTANT\n"),),
         ("join-under-load", "node-failure-rf2", "random-mix-script"),
         "a reassignment releases the old owners' copies before the new owner confirms its copy",
+    ),
+    Mutant(
+        "failed-holder-dropped",
+        "clusterkit/cluster_state.py",
+        (("            self.holders[p] = hold[p] + failed[p]\n",
+          "            self.holders[p] = hold[p]  # MUTANT\n"),),
+        ("kv-sync-detector",),
+        "a node marked failed stops counting as a copy at once: two owners cut off together take the "
+        "writes only they acknowledged (the gap the failure detector opened, session 6)",
     ),
     Mutant(
         "release-on-first-confirm",

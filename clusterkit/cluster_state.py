@@ -13,6 +13,15 @@ facade's timeout); until every owner of p holds the data, the old owners
 stay holders, so p never has fewer live copies than before the change. The
 acting primary is the new primary once it holds the data, else the first
 live holder.
+
+A node marked failed stays among the holders, not counted as live, until
+every new owner has confirmed its copy: a failure detector can't tell a dead
+node from one cut off, and a cut-off copy may hold the only acknowledged
+writes of a quorum (two of three owners marked failed at once would otherwise
+take those writes with them). A data layer counts failed holders in its
+quorums, so it copies from a quorum of the old copies, never from what
+happens to be reachable. Only an operator's ``leave`` of a failed node
+(it is gone for good, with its disk) drops its copies at once.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from .partitioning.hashing import HashConfig
 
 ACTIVE = "active"
 LEAVING = "leaving"  # asked to leave; stays a copy source until its data has moved
-FAILED = "failed"  # marked failed; holds nothing we count on
+FAILED = "failed"  # marked failed; a holder until its partitions are copied elsewhere
 STATUSES = (ACTIVE, LEAVING, FAILED)
 
 SNAPSHOT_VERSION = 1
@@ -211,6 +220,10 @@ class ClusterState:
     def live_holders(self, p: int) -> list[str]:
         return [h for h in self.holders[p] if h in self.nodes and self.nodes[h].status != FAILED]
 
+    def failed_holders(self, p: int) -> list[str]:
+        """Holders marked failed: their copies still count until every new owner has one."""
+        return [h for h in self.holders[p] if h in self.nodes and self.nodes[h].status == FAILED]
+
     def incoming(self, p: int) -> list[str]:
         return [o for o in self.owners[p] if o not in self.holders[p]]
 
@@ -312,11 +325,11 @@ class ClusterState:
             f"{node_id} is the last active node; the cluster needs one",
         )
         told = self._pending_sources()
+        if known.status == FAILED and status == LEAVING:
+            self._drop_copies(node_id)  # an operator says a failed node is gone for good, disk and all
         self.nodes[node_id] = replace(known, status=status)
-        if status == FAILED:
-            self.holders = [tuple(h for h in hs if h != node_id) for hs in self.holders]
-            if doc.get("by_detector") is True:
-                self.detected.add(node_id)
+        if status == FAILED and doc.get("by_detector") is True:
+            self.detected.add(node_id)
         self.epoch += 1
         kind = "leave" if status == LEAVING else "failure"
         events: list[Event] = [NodeEvent(kind, self.nodes[node_id], self.epoch)]
@@ -354,6 +367,14 @@ class ClusterState:
         return events
 
     # ------------------------------------------------------------ helpers
+    def _drop_copies(self, node_id: str) -> None:
+        """Stop counting ``node_id``'s copies. A partition left with no copy at all starts again
+        empty on its owners: what only that node held is lost, which the operator accepted."""
+        self.detected.discard(node_id)
+        for p, hs in enumerate(self.holders):
+            if node_id in hs:
+                self.holders[p] = tuple(h for h in hs if h != node_id) or self.owners[p]
+
     def _copy_sources(self, p: int) -> tuple[NodeInfo, ...]:
         return tuple(self.nodes[h] for h in self.live_holders(p))
 
@@ -372,6 +393,7 @@ class ClusterState:
         live = self.active()
         zones = {n: self.nodes[n].zone or "" for n in live}
         hold = [tuple(self.live_holders(p)) for p in range(cfg.partition_count)]
+        failed = [tuple(self.failed_holders(p)) for p in range(cfg.partition_count)]
         new = assign(
             live,
             cfg.partition_count,
@@ -385,7 +407,7 @@ class ClusterState:
         old_owners = self.owners
         self.owners = list(new)
         for p in range(cfg.partition_count):
-            self.holders[p] = hold[p]
+            self.holders[p] = hold[p] + failed[p]
             if not self.incoming(p):
                 self.holders[p] = tuple(new[p])  # nothing to copy: old owners are released
             old_primary = old_owners[p][0] if old_owners[p] else None
@@ -491,6 +513,7 @@ class ClusterState:
                 "owners": list(self.owners[p]),
                 "holders": list(self.holders[p]),
                 "incoming": self.incoming(p),
+                "failed": self.failed_holders(p),
                 "epoch": self.changed[p] if p < len(self.changed) else self.epoch,
             }
             for p in range(cfg.partition_count)

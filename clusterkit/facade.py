@@ -134,11 +134,15 @@ class Partition:
     incoming: tuple[str, ...] = ()  # owners still copying the data
     outgoing: tuple[str, ...] = ()  # old owners still holding the data until every copy is confirmed
     epoch: int = 0  # the cluster epoch at which this partition's owners or holders last changed
+    # Old owners marked failed whose copies still count (a data layer's quorums include them)
+    # until every new owner has confirmed its copy; not serving, as they are thought unreachable.
+    failed: tuple[str, ...] = ()
 
     @property
     def holders(self) -> tuple[str, ...]:
-        """The nodes holding a complete copy: every serving node but the incoming ones."""
-        return tuple(n for n in (self.primary, *self.replicas) if n not in self.incoming)
+        """The nodes holding a complete copy: every serving node but the incoming ones, then
+        the failed holders."""
+        return (*(n for n in (self.primary, *self.replicas) if n not in self.incoming), *self.failed)
 
     @property
     def owners(self) -> tuple[str, ...]:
@@ -394,6 +398,7 @@ class ClusterKit:
             tuple(self.state.incoming(number)),
             tuple(self.state.outgoing(number)),
             self.state.changed[number],
+            tuple(self.state.failed_holders(number)),
         )
 
     def get_partition(self, key: str | bytes) -> Partition:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from clusterkit.cluster_state import ClusterConfig, CommandError, NodeInfo, leave_command
+from clusterkit.cluster_state import FAILED, ClusterConfig, CommandError, NodeInfo, leave_command
 from clusterkit.host.registers import put_command
 from clusterkit.raft.errors import NotLeader, RaftError
 
@@ -95,7 +95,8 @@ class Api:
         for number in range(kit.state.config.partition_count):
             p = kit.partition(number)
             out[p.id] = {"id": p.id, "primary_node": p.primary, "replica_nodes": list(p.replicas),
-                         "incoming": list(p.incoming), "outgoing": list(p.outgoing), "epoch": p.epoch}
+                         "incoming": list(p.incoming), "outgoing": list(p.outgoing), "failed": list(p.failed),
+                         "epoch": p.epoch}
         return out
 
     async def cluster(self, request: web.Request) -> web.StreamResponse:
@@ -280,13 +281,15 @@ class Api:
         state = node.kit.state
         if node_id not in state.nodes:
             return _error(404, f"no node {node_id!r} in the cluster")
+        was_failed = state.nodes[node_id].status == FAILED
         try:
             result = await node.propose(leave_command(node_id))
         except (RaftError, asyncio.TimeoutError) as exc:
             return _error(503, f"leave not committed: {exc or type(exc).__name__}")
         if not result.ok:
             return _error(409, f"leave refused: {result.error}")
-        return _json({"ok": True, "node_id": node_id, "status": "leaving"})
+        # (a failed node's leave drops its copies: it is forgotten at once)
+        return _json({"ok": True, "node_id": node_id, "status": "removed" if was_failed else "leaving"})
 
 
     # ------------------------------------------------------------ the replicated registers

@@ -104,9 +104,10 @@ class Topology:
             number = int(pid[len(prefix):])
             serving = (p["primary_node"], *p["replica_nodes"])
             incoming, outgoing = tuple(p.get("incoming", ())), tuple(p.get("outgoing", ()))
+            failed = tuple(p.get("failed", ()))  # copies still counted in quorums, though marked failed
             placements[number] = Placement(number, int(p.get("epoch", cluster["epoch"])), p["primary_node"], serving,
-                                           tuple(n for n in serving if n not in incoming),
-                                           tuple(n for n in serving if n not in outgoing), incoming)
+                                           (*(n for n in serving if n not in incoming), *failed),
+                                           tuple(n for n in serving if n not in outgoing), incoming, failed)
         rf = int((cluster.get("config") or {}).get("replication_factor", 3))
         return cls(int(cluster["epoch"]), etag, nodes, placements, hash_config, rf)
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clusterkit.check.partition_invariants import assert_partition_map
+from clusterkit.facade import ClusterKit, Options
 from clusterkit.cluster_state import (
     ClusterConfig,
     ClusterState,
@@ -143,6 +144,54 @@ def test_failure_of_the_copy_source_reissues_the_copy_from_a_survivor() -> None:
     again = [e for e in res.events if isinstance(e, PartitionChange) and e.number == p and e.copy_to is not None]
     assert again and all(source not in [x.id for x in e.copy_from] for e in again)
     assert all(e.copy_from for e in again)
+
+
+def test_failed_holders_count_until_every_new_owner_confirmed() -> None:
+    """Two of a partition's three owners marked failed at once (a detector can't tell dead from
+    cut off): both stay holders, so a data layer copies from a quorum of the old copies, not from
+    the one left reachable; confirmation releases them."""
+    cfg = ClusterConfig(partition_count=16, replication_factor=3)
+    s = _cluster(5, cfg)
+    p = 0
+    a, b, c = s.owners[p]
+    assert s.apply(fail_command(b, by_detector=True)).ok
+    assert s.apply(fail_command(c, by_detector=True)).ok
+    assert set(s.holders[p]) == {a, b, c}
+    assert s.live_holders(p) == [a] and sorted(s.failed_holders(p)) == sorted([b, c])
+    assert b not in s.owners[p] and c not in s.owners[p]
+    assert s.to_dict()["partitions"]["partition-0"]["failed"] == s.failed_holders(p)
+    # the facade's view: not serving, but among the holders a data layer counts
+    kit = ClusterKit(Options(node_id=a, http_addr="127.0.0.1:1", partition_count=16, replication_factor=3))
+    kit.state = s
+    part = kit.partition(p)
+    assert set(part.failed) == {b, c} and b not in (part.primary, *part.replicas)
+    assert set(part.holders) >= {a, b, c} and not set(part.incoming) & set(part.holders)
+    # b comes back (the detector heard it): a live holder again, a copy source again
+    assert s.apply(join_command(cfg, s.nodes[b])).ok
+    assert b in s.live_holders(p) and s.failed_holders(p) == [c]
+    _confirm_all(s)
+    assert not s.migrating and all(not s.failed_holders(q) for q in range(16))
+    assert all(h not in (c,) for hs in s.holders for h in hs)
+
+
+def test_leave_of_a_failed_node_drops_its_copies_for_good() -> None:
+    """An operator's leave of a failed node says it is gone, disk and all: its copies stop
+    counting; a partition it was the last copy of starts again, empty, on its owners."""
+    cfg = ClusterConfig(partition_count=16, replication_factor=3)
+    s = _cluster(5, cfg)
+    p = 3
+    a, b, c = s.owners[p]
+    for n in (a, b, c):
+        assert s.apply(fail_command(n)).ok
+    assert sorted(s.holders[p]) == sorted([a, b, c]) and not s.live_holders(p)
+    for n in (b, c):
+        assert s.apply(leave_command(n)).ok
+        assert n not in s.nodes  # forgotten: it held nothing that still counts
+    assert s.holders[p] == (a,) and s.failed_holders(p) == [a]
+    assert s.apply(leave_command(a)).ok
+    assert s.holders[p] == s.owners[p] and not s.incoming(p)  # nothing left to copy from
+    _confirm_all(s)
+    assert not s.migrating
 
 
 def test_join_during_an_unfinished_migration() -> None:

@@ -176,7 +176,8 @@ def test_a_broken_migration_is_caught_and_its_faults_shrunk(monkeypatch):
 
     broken = _mutant(
         cluster_state, cluster_state.ClusterState, "_reassign",
-        "self.holders[p] = hold[p]\n", "self.holders[p] = tuple(h for h in hold[p] if h in new[p]) or hold[p]\n",
+        "self.holders[p] = hold[p] + failed[p]\n",
+        "self.holders[p] = tuple(h for h in hold[p] if h in new[p]) or hold[p]\n",
     )
     monkeypatch.setattr(cluster_state.ClusterState, "_reassign", broken)
     scenario = Scenario.load(ROOT / "scenarios" / "join-under-load.toml")

@@ -61,7 +61,7 @@ class Operation:
         return self._send_all()
 
     def _targets(self) -> tuple[str, ...]:
-        return self.placement.serving  # incoming owners answer queries too (see Placement.read_done)
+        return self.placement.asked  # incoming owners answer queries too (see Placement.read_done)
 
     def _request(self) -> Message:
         p = self.placement
@@ -108,11 +108,11 @@ class Operation:
             elif msg.reason == "behind":
                 self.behind.add(src)
             return []
-        if self.phase == QUERY and isinstance(msg, Found) and src in self.placement.serving:
+        if self.phase == QUERY and isinstance(msg, Found) and src in self.placement.asked:
             self.answered[src] = msg.record
             if self.placement.read_done(self.answered, self.quorums):
                 return self._queried()
-        elif self.phase == STORE and isinstance(msg, Ack) and src in self.placement.serving:
+        elif self.phase == STORE and isinstance(msg, Ack) and src in self.placement.asked:
             self.acked.add(src)
             if self.placement.write_done(self.acked, self.quorums):
                 self._finish("ok")

@@ -61,10 +61,18 @@ class Placement:
     holders: tuple[str, ...]  # complete copies: reads ask these
     owners: tuple[str, ...]  # where it is going (differs from holders during a migration)
     incoming: tuple[str, ...]
+    failed: tuple[str, ...] = ()  # holders marked failed: counted in quorums, asked, not written to in the background
 
     @classmethod
     def of(cls, p: Partition) -> Placement:
-        return cls(p.number, p.epoch, p.primary, (p.primary, *p.replicas), p.holders, p.owners, p.incoming)
+        return cls(p.number, p.epoch, p.primary, (p.primary, *p.replicas), p.holders, p.owners, p.incoming, p.failed)
+
+    @property
+    def asked(self) -> tuple[str, ...]:
+        """Every copy an operation asks: the serving ones, then the failed holders (a node marked
+        failed may only be cut off from the leader; while it holds a copy that counts, its answer
+        counts too)."""
+        return self.serving + self.failed if self.failed else self.serving
 
     def read_done(self, replied: Collection[str], q: Quorums) -> bool:
         """A read quorum of the complete copies, and while copies move, a read quorum of the new

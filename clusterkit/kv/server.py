@@ -256,7 +256,7 @@ class KVServer:
         if epoch != here.epoch:
             self._refuse(src, rid, "stale" if epoch < here.epoch else "behind", here.epoch)
             return None
-        if self.me not in here.serving:
+        if self.me not in here.asked:
             self._refuse(src, rid, "not_serving", here.epoch)
             return None
         return here
@@ -498,7 +498,7 @@ class KVServer:
             elif p in self._pulls:
                 self._forget(self._pulls.pop(p))
         for p in list(self.data.parts):
-            if self.me not in self.placement(p).serving:
+            if self.me not in self.placement(p).asked:  # (a failed holder keeps its copy: it counts)
                 self.data.drop(p)
                 self.stats.dropped += 1
                 log.info("%s dropped partition %d (no longer an owner)", self.me, p)
@@ -625,8 +625,11 @@ class KVServer:
             if source.done or self._ticks - source.sent_tick < source.wait:
                 continue
             source.tries += 1
-            spare = [h for h in job.placement.holders if h not in job.tried]
+            spare = [h for h in job.placement.holders if h not in job.sources]
             if source.tries > 3 and spare:  # silent: copy from another complete holder instead
+                # (untried and live ones first; once all were tried, round again: a holder silent
+                # then may be back, and one we moved away from may be the only one left)
+                spare.sort(key=lambda h: (h in job.tried, h in job.placement.failed))
                 del job.sources[node]
                 self._pull_from(p, job, spare[0])
             else:
