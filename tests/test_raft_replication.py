@@ -172,7 +172,7 @@ def test_pipelining_bounded_by_max_inflight():
 
 def test_proposals_between_two_readies_share_one_append_per_follower():
     """Entries proposed one by one before the driver takes the next Ready (during a sync, say)
-    join the append still waiting for each follower: one message and one answer, one pipeline
+    go out together when it is taken: one message and one answer per follower, one pipeline
     slot, within the entry and byte limits; the answer acknowledges all of them."""
     cfg = RaftConfig(max_entries_per_msg=3, max_bytes_per_msg=100, max_inflight=2, pre_vote=False)
     a = leader_of(stored(("a", "b", "c"), [], term=0), config=cfg)
@@ -182,15 +182,17 @@ def test_proposals_between_two_readies_share_one_append_per_follower():
     drain(a)
     for i in range(4):
         a.propose(b"%d" % i)
-    a.propose(b"x" * 99)
+    a.propose(b"x" * 100)
     a.propose(b"yy")
+    assert not a.msgs  # nothing is sent before the Ready is taken
     to_b = [m for m in drain(a) if isinstance(m, AppendEntries) and m.dst == "b"]
-    assert [[e.data for e in m.entries] for m in to_b] == [[b"0", b"1", b"2"], [b"3"]]  # then the pipeline is full
+    # b"3" and 100 bytes are over max_bytes_per_msg: then the pipeline is full
+    assert [[e.data for e in m.entries] for m in to_b] == [[b"0", b"1", b"2"], [b"3"]]
     assert list(a.progress["b"].inflight) == [4, 5]  # entry 1 is the election's no-op
     a.step(AppendResponse(a.term, "b", "a", index=5))
     assert a.log.committed == 5
     to_b = [m for m in drain(a) if isinstance(m, AppendEntries) and m.dst == "b"]
-    assert [[e.data for e in m.entries] for m in to_b] == [[b"x" * 99], [b"yy"]]  # 101 bytes don't fit in one
+    assert [[e.data for e in m.entries] for m in to_b] == [[b"x" * 100], [b"yy"]]  # 102 bytes don't fit in one
     assert [m.commit for m in to_b] == [5, 5] and list(a.progress["b"].inflight) == [6, 7]
 
 

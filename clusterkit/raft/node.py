@@ -134,6 +134,7 @@ class RaftNode:
         # Leader: per follower, its last append among ``msgs`` with entries, and their bytes (until
         # the next Ready hands ``msgs`` out): new entries for it may join that append.
         self._unsent_appends: dict[str, tuple[AppendEntries, int]] = {}
+        self._bcast_pending = False  # leader: proposals appended since the last Ready, not yet sent
         self.read_states: list[ReadState] = []
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
@@ -424,6 +425,9 @@ class RaftNode:
         """Take the pending work. Call :meth:`advance` before the next ``ready()``."""
         if self._ready_outstanding:
             raise RuntimeError("ready() called again before advance()")
+        if self._bcast_pending:
+            self._bcast_pending = False
+            self._bcast_append()
         log = self.log
         prev, prev_ss = self._prev_hard_state, self._prev_soft_state
         # Field comparisons first: most Readies change neither state, so build no object for them.
@@ -508,6 +512,7 @@ class RaftNode:
         self.votes = {}
         self.progress = {}
         self._unsent_appends = {}
+        self._bcast_pending = False
         self._departed = []
         self._deferred_changes = []
         self._sync_progress()
@@ -881,8 +886,11 @@ class RaftNode:
         self.uncommitted_bytes += size
         last = self.log.last_index()
         self.progress[self.id].maybe_update(last)
-        self._maybe_commit()  # a single-voter group commits at once
-        self._bcast_append()
+        if len(self.voters) == 1:
+            self._maybe_commit()  # a single-voter group commits at once (with more, ours alone moves nothing)
+        # The appends go out once, when the next Ready is taken: proposals arriving one at a time
+        # (each awaited by its own caller) then cost one append per follower per Ready, not one each.
+        self._bcast_pending = True
         return first, last
 
     def _step_leader(self, m: Message) -> None:
