@@ -98,6 +98,8 @@ class NetNode:
         self.last_election: float | None = None
         self.fsync_seconds: list[float] = []  # recent sync durations, for metrics
         self._tasks: list[asyncio.Task[Any]] = []
+        # Requests awaited with the default timeout -> their deadline (loop time), oldest first.
+        self._waiting: dict[asyncio.Future[Any], float] = {}
         self._draining = False
         self._stopping = False
         self._leader_since: tuple[int, str] | None = None
@@ -195,6 +197,8 @@ class NetNode:
             assert self.host is not None
             self.host.tick()
             self._kick()
+            if self._waiting:
+                self._expire_requests(loop.time())
 
     def _kick(self) -> None:
         if self._draining or self.host is None or not self.host.has_ready():
@@ -254,16 +258,38 @@ class NetNode:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         request.add_done_callback(lambda r: done.done() or done.set_result(r))
-        # A timer, not asyncio.wait_for (a waiter future and callbacks more, for every request).
-        timer = loop.call_later(timeout or self.config.request_timeout,
-                                lambda: done.done() or done.set_exception(asyncio.TimeoutError()))
-        try:
-            ended = await done
-        finally:
-            timer.cancel()
+        if timeout is None or timeout == self.config.request_timeout:
+            # No timer of its own (a timer handle, a heap push and a cancel for every request): the
+            # ticker expires these, oldest first, within a tick of their deadline.
+            waiting = self._waiting
+            waiting[done] = loop.time() + self.config.request_timeout
+            try:
+                ended = await done
+            finally:
+                waiting.pop(done, None)
+        else:
+            timer = loop.call_later(timeout, lambda: done.done() or done.set_exception(asyncio.TimeoutError()))
+            try:
+                ended = await done
+            finally:
+                timer.cancel()
         if not ended.ok:
             raise RaftError(ended.error or "request failed")
         return ended
+
+    def _expire_requests(self, now: float) -> None:
+        """Time out the requests waiting with the default timeout whose deadline has passed. They
+        were added in deadline order (one timeout for all), so the oldest come first."""
+        waiting = self._waiting
+        expired = []
+        for fut, deadline in waiting.items():
+            if deadline > now:
+                break
+            expired.append(fut)
+        for fut in expired:
+            del waiting[fut]
+            if not fut.done():
+                fut.set_exception(asyncio.TimeoutError())
 
     async def add_member(self, node_id: str, raft_addr: str) -> None:
         """On the leader: add ``node_id`` as a Raft learner (idempotent); returns once committed."""

@@ -41,6 +41,8 @@ log = logging.getLogger("clusterkit.host")
 # NORMAL entries whose data starts with this byte belong to the host, not the state machine.
 # 0xc1 is the one byte msgpack never uses, so no msgpack-encoded command can start with it.
 HOST_ENTRY = b"\xc1"
+_NORMAL = int(EntryType.NORMAL)
+_CONF_CHANGE = int(EntryType.CONF_CHANGE)
 _SNAPSHOT_VERSION = 1
 
 
@@ -100,6 +102,7 @@ class NodeHost:
         self.incarnation = 0  # starts so far: tells a restarted node's reads from its old ones
         self._proposals: dict[int, Proposal] = {}
         self._applied_early = 0  # of the outstanding Ready's committed entries (apply_stable)
+        self._truncations = 0  # raft.log.truncations when proposals were last checked against the log
         self._reads: dict[bytes, ReadRequest] = {}  # asked, waiting for the leader's answer
         self._confirmed: list[ReadRequest] = []  # answered, waiting for this node to apply their index
         self._serial = 0
@@ -128,6 +131,7 @@ class NodeHost:
             applied=snap.meta.index,
             joining=self.joining,
         )
+        self._truncations = 0
         self.incarnation += 1
 
     def crash(self, synced: bool = False, keep_writes: int = 0, keep_entries: int = 0) -> None:
@@ -292,13 +296,15 @@ class NodeHost:
         this Ready's sync, so its proposal need not wait for the fsync of the entries proposed since
         (under a steady stream of proposals, every Ready carries both)."""
         raft = self.raft
-        if raft is None or rd.snapshot is not None:
+        entries = rd.committed_entries
+        if raft is None or rd.snapshot is not None or not entries:
             return
-        entries, stable, i = rd.committed_entries, raft.log.stable, self._applied_early
-        while i < len(entries) and entries[i].index <= stable:
-            self._apply(entries[i])
-            i += 1
-        self._applied_early = i
+        # Committed entries have consecutive indexes: those up to the stable index are a prefix.
+        early = self._applied_early
+        upto = min(len(entries), raft.log.stable - entries[0].index + 1)
+        if upto > early:
+            self._apply_entries(entries[early:upto])
+            self._applied_early = upto
 
     def finish(self, rd: Ready) -> list[Message]:
         """After the sync: apply ``rd``, advance, compact when due; the messages to send."""
@@ -308,8 +314,8 @@ class NodeHost:
         if rd.snapshot is not None:
             self._install(rd.snapshot.meta.index, rd.snapshot.data)
         early, self._applied_early = self._applied_early, 0
-        for e in rd.committed_entries[early:] if early else rd.committed_entries:
-            self._apply(e)
+        if rd.committed_entries:
+            self._apply_entries(rd.committed_entries[early:] if early else rd.committed_entries)
         for rs in rd.read_states:
             req = self._reads.pop(rs.context, None)
             if req is None:
@@ -318,8 +324,10 @@ class NodeHost:
                 req.index = rs.index
                 self._confirmed.append(req)
         raft.advance(rd)
-        if self._proposals and (rd.entries or rd.snapshot is not None):
-            self._drop_truncated(raft)
+        if raft.log.truncations != self._truncations:
+            self._truncations = raft.log.truncations
+            if self._proposals:
+                self._drop_truncated(raft)
         if self._confirmed:
             self._serve_reads()
         if rd.soft_state is not None:
@@ -351,22 +359,32 @@ class NodeHost:
             self._proposals.pop(index)._finish(False, f"lost: a new leader's log has no entry {index}")
 
     def _apply(self, e: Entry) -> None:
-        result: Any = None
-        if e.type == EntryType.NORMAL and is_host_entry(e.data):
-            self._apply_host_entry(e.data)
-        else:
-            if e.type == EntryType.CONF_CHANGE:
-                self._apply_conf_change(e.data)
-            result = self.machine.apply_entry(e)
-        if self.on_applied is not None:
-            self.on_applied(e)
-        proposal = self._proposals.pop(e.index, None)
-        if proposal is not None:
-            if e.term == proposal.term:
-                proposal.result = result
-                proposal._finish(True)
+        self._apply_entries([e])
+
+    def _apply_entries(self, entries: list[Entry]) -> None:
+        """Apply committed entries in order, and end the proposals they answer."""
+        apply_entry = self.machine.apply_entry
+        on_applied = self.on_applied
+        proposals = self._proposals
+        for e in entries:
+            result: Any = None
+            etype = e.type
+            if etype == _NORMAL and e.data[:1] == HOST_ENTRY:
+                self._apply_host_entry(e.data)
             else:
-                proposal._finish(False, f"lost: a later leader's entry took index {e.index}")
+                if etype == _CONF_CHANGE:
+                    self._apply_conf_change(e.data)
+                result = apply_entry(e)
+            if on_applied is not None:
+                on_applied(e)
+            if proposals:
+                proposal = proposals.pop(e.index, None)
+                if proposal is not None:
+                    if e.term == proposal.term:
+                        proposal.result = result
+                        proposal._finish(True)
+                    else:
+                        proposal._finish(False, f"lost: a later leader's entry took index {e.index}")
 
     def _apply_conf_change(self, data: bytes) -> None:
         cc, _ = decode_entry(data)

@@ -16,6 +16,7 @@ import msgpack
 from ..raft.messages import Entry, EntryType
 
 TAG = b"R"
+_NORMAL = int(EntryType.NORMAL)
 
 
 def put_command(key: str, value: str) -> bytes:
@@ -33,7 +34,7 @@ class RegisterMap:
         return self.values.get(key, "")
 
     def apply_entry(self, entry: Entry) -> Any:
-        if entry.type != EntryType.NORMAL or not entry.data.startswith(TAG):
+        if entry.type != _NORMAL or entry.data[:1] != TAG:
             return None
         try:
             op, key, value = msgpack.unpackb(entry.data[1:], raw=False)

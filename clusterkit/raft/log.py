@@ -17,7 +17,8 @@ _CONF = int(EntryType.CONF_CHANGE)
 
 
 class RaftLog:
-    __slots__ = ("offset", "offset_term", "entries", "stable", "committed", "applied", "conf_indexes", "_persisting")
+    __slots__ = ("offset", "offset_term", "entries", "stable", "committed", "applied", "conf_indexes", "_persisting",
+                 "truncations")
 
     def __init__(self, entries: list[Entry], offset: int = 0, offset_term: int = 0) -> None:
         self.offset = offset
@@ -30,6 +31,10 @@ class RaftLog:
         # Last index handed to the driver in an unacknowledged Ready; pulled
         # back when a conflicting leader truncates what was handed out.
         self._persisting = self.stable
+        # Times entries held were dropped other than by compaction (a conflicting leader's entries
+        # replaced them, or a received snapshot replaced the log): lets the host skip looking for
+        # proposals that lost their entry when nothing was ever dropped.
+        self.truncations = 0
 
     # -- queries -------------------------------------------------------------
     def last_index(self) -> int:
@@ -109,6 +114,7 @@ class RaftLog:
         if first <= self.offset:
             raise AssertionError(f"cannot overwrite compacted entry {first}")
         del self.entries[first - self.offset - 1 :]
+        self.truncations += 1
         while self.conf_indexes and self.conf_indexes[-1] >= first:
             self.conf_indexes.pop()
         self.append(entries)
@@ -132,6 +138,7 @@ class RaftLog:
         """Install a snapshot ending at (index, term): the log restarts after it, all of it committed."""
         self.entries = []
         self.conf_indexes = []
+        self.truncations += 1
         self.offset, self.offset_term = index, term
         self.stable = self._persisting = index
         self.committed = self.applied = index
