@@ -36,24 +36,35 @@ import os
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import count
 from typing import Any, TypeVar
 
 import aiohttp
+import msgpack
 
-from clusterkit.kv.messages import Get, Message, Refused, Result, Set, from_frame
+from clusterkit.kv.messages import BATCH, Get, Message, Refused, Result, Set, from_frame, to_doc
 from clusterkit.kv.operation import Operation
 from clusterkit.kv.quorum import Placement, Quorums
 from clusterkit.kv.records import Record, Value
 from clusterkit.kv.server import STRATEGIES, check_request
 from clusterkit.partitioning.hashing import HashConfig
 
-from .frames import FrameReader, check_length, decode_body, frame
-from .kv_service import CLIENT_HELLO, CLIENT_VERSION, KV_MAX_FRAME, encode_frames
+from .frames import HEADER, FrameReader, check_length, decode_body, frame
+from .kv_service import CLIENT_HELLO, CLIENT_VERSION, KV_MAX_FRAME
 from .transport import split_addr
 
 log = logging.getLogger("clusterkit.net.kv_client")
+_packb = msgpack.packb
 T = TypeVar("T")
+
+
+_TIMED_OUT = object()  # what the sweeper ends a request's wait with at its deadline
+
+
+def _answer(fut: asyncio.Future[Any], src: str, msg: Message | None) -> None:
+    if not fut.done():
+        fut.set_result(msg)
 
 
 class KVError(Exception):
@@ -112,6 +123,15 @@ class Topology:
         return cls(int(cluster["epoch"]), etag, nodes, placements, hash_config, rf)
 
 
+def _frames(docs: list[list[Any]]) -> bytes:
+    """Message documents for one node: one frame for all of them, or one each if that one frame
+    would be too large (as :func:`~clusterkit.net.kv_service.encode_frames`)."""
+    data = _packb(docs[0] if len(docs) == 1 else [BATCH, *docs], use_bin_type=True)
+    if len(data) <= KV_MAX_FRAME // 4 or len(docs) == 1:
+        return HEADER.pack(len(data)) + data
+    return b"".join(frame(doc) for doc in docs)
+
+
 class _Conn:
     """One pipelined connection to one node's KV port: frames queued within a loop turn go out in one write."""
 
@@ -119,16 +139,16 @@ class _Conn:
         self.client = client
         self.node_id = node_id
         self.addr = addr
-        self.buffer: list[Message] = []  # sent in one frame at the end of this loop turn
+        self.buffer: list[list[Any]] = []  # message documents, sent in one frame at the end of this loop turn
         self.writer: asyncio.StreamWriter | None = None
         self.closed = False
         self._scheduled = False
         self.task = asyncio.get_running_loop().create_task(self._run())
 
-    def send(self, msg: Message) -> None:
+    def send(self, doc: list[Any]) -> None:
         if self.closed:
             return
-        self.buffer.append(msg)
+        self.buffer.append(doc)
         if self.writer is not None and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -136,8 +156,8 @@ class _Conn:
     def _flush(self) -> None:
         self._scheduled = False
         if self.buffer and self.writer is not None and not self.closed:
-            msgs, self.buffer = self.buffer, []
-            self.writer.write(b"".join(encode_frames(msgs)))
+            docs, self.buffer = self.buffer, []
+            self.writer.write(_frames(docs))
 
     async def _run(self) -> None:
         try:
@@ -209,6 +229,14 @@ class KVClient:
         self._poller: asyncio.Task[None] | None = None
         self._refreshing: asyncio.Task[bool] | None = None
         self._home: str | None = None  # the simple client's node
+        # The last message sent and its document: an operation sends one message to every copy,
+        # encoded once.
+        self._last_msg: Message | None = None
+        self._last_doc: list[Any] = []
+        # SYNC operations waiting, each woken by its answers or, to retry, by one sweeper for all
+        # (a timer per wait cost more than the rest of the wait's bookkeeping)
+        self._sleepers: dict[asyncio.Future[Any], tuple[float, Any]] = {}  # -> (when, what to wake it with)
+        self._sweeper: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, wait: float = 10.0) -> None:
@@ -226,6 +254,9 @@ class KVClient:
         tasks = [c.task for c in self._conns.values()]
         if self._poller is not None:
             tasks.append(self._poller)
+        if self._sweeper is not None:
+            tasks.append(self._sweeper)
+            self._sweeper = None
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -305,13 +336,30 @@ class KVClient:
         conn = self._conn(node_id)
         if conn is None:
             return False
-        conn.send(msg)
+        if msg is not self._last_msg:  # (messages are immutable: the same object, the same document)
+            self._last_msg, self._last_doc = msg, to_doc(msg)
+        conn.send(self._last_doc)
         return True
 
     def _on_message(self, src: str, msg: Message) -> None:
-        handler = self._handlers.get(getattr(msg, "rid", -1))
+        handler = self._handlers.get(msg.rid)  # (every KV message has a request id)
         if handler is not None:
             handler(src, msg)
+
+    def _ensure_sweeper(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Wake every wait that ran past its time: a SYNC operation's, to retry (with None); a
+        request's, at its deadline (with _TIMED_OUT). Every retry / 4 seconds."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.retry / 4)
+            now = loop.time()
+            for fut, (when, value) in list(self._sleepers.items()):
+                if when <= now and not fut.done():
+                    fut.set_result(value)
 
     def _on_conn_lost(self, conn: _Conn) -> None:
         if self._conns.get(conn.node_id) is conn:
@@ -394,15 +442,20 @@ class KVClient:
             for dst, msg in out:
                 self._send(dst, msg)
 
+        self._ensure_sweeper()
+        sleepers = self._sleepers
         try:
             send(op.start())
             while op.outcome is None:
                 if wake.done():
                     wake = loop.create_future()
-                # A future and a timer, not wait_for: that would make a task per wait, per operation.
-                timer = loop.call_later(self.retry, wake_up, wake)
-                await wake
-                timer.cancel()
+                # A future the answers (or the sweeper, after self.retry) wake: not wait_for, which
+                # would make a task per wait, nor a timer per wait.
+                sleepers[wake] = (loop.time() + self.retry, None)
+                try:
+                    await wake
+                finally:
+                    del sleepers[wake]
                 if op.outcome is not None:
                     break
                 if loop.time() >= deadline:
@@ -452,24 +505,26 @@ class KVClient:
                 raise (KVUnknown if write else KVFailed)(f"{key!r}: no answer within {self.timeout} s")
             target = self._target(key, write, avoid)
             rid = next(self._rids)
-            answer: asyncio.Future[Message | None] = loop.create_future()
-
-            def done(src: str, msg: Message | None, fut: asyncio.Future[Message | None] = answer) -> None:
-                if not fut.done():
-                    fut.set_result(msg)
-
-            self._handlers[rid] = done
-            sent = target is not None and self._send(target, make(rid))
-            if sent:
-                assert target is not None
-                self._lost[rid] = (target, lambda fut=answer: done("", None, fut))
+            answer: asyncio.Future[Any] = loop.create_future()
+            self._handlers[rid] = partial(_answer, answer)
+            msg: Any = None
             try:
-                msg = await asyncio.wait_for(answer, remaining) if sent else None
-            except asyncio.TimeoutError:
-                raise (KVUnknown if write else KVFailed)(f"{key!r}: no answer within {self.timeout} s") from None
+                sent = target is not None and self._send(target, make(rid))
+                if sent:
+                    assert target is not None
+                    self._lost[rid] = (target, partial(_answer, answer, "", None))
+                    # the sweeper ends the wait at the deadline (not wait_for: a timer and callbacks per request)
+                    self._ensure_sweeper()
+                    self._sleepers[answer] = (deadline, _TIMED_OUT)
+                    try:
+                        msg = await answer
+                    finally:
+                        del self._sleepers[answer]
             finally:
-                self._handlers.pop(rid, None)
+                del self._handlers[rid]
                 self._lost.pop(rid, None)
+            if msg is _TIMED_OUT:
+                raise (KVUnknown if write else KVFailed)(f"{key!r}: no answer within {self.timeout} s")
             if msg is None:  # no connection, or it broke after sending
                 if write and sent:
                     raise KVUnknown(f"{key!r}: the connection to {target} broke before the answer")

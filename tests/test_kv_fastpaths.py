@@ -1,8 +1,10 @@
 """The KV store's fast paths give the same results as the plain ones: the generated codec, the
-data's merge, and a log rewrite streamed from a snapshot."""
+data's merge, a log rewrite streamed from a snapshot, and the SDK's waits (one sweeper, no timer
+per wait) and frames."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -13,8 +15,14 @@ from clusterkit.kv import messages as m
 from clusterkit.kv.data import KVData, snapshot_entries
 from clusterkit.kv.messages import Ack, Found, ProtocolError, Query, Store
 from clusterkit.kv.records import Record, Version, newer
-from clusterkit.net import kv_disk
+from clusterkit.kv.server import KVServer, ServerConfig
+from clusterkit.kv.quorum import Placement, Quorums
+from clusterkit.net import kv_client, kv_disk
+from clusterkit.net.frames import HEADER
+from clusterkit.net.kv_service import KV_MAX_FRAME
 from clusterkit.net.kv_disk import KVLog
+
+from .test_kv_core import _kits
 
 _VALUES = [None, 0, 1, -1, True, False, "s", b"b", 2**64 - 1, 1.5, [], [1, "w", "v"], [1, "w", None], [-1, "w", "v"],
            [1, 2, "v"], [1, "w", 3], [1, "w"], [["k", [1, "w", "v"]]], [["k", [1, "w"]]], [[1, "w", "v"]], [1, 2],
@@ -101,3 +109,132 @@ def test_a_rewrite_streams_the_snapshot_into_records_that_replay_to_the_same_dat
     empty = KVLog(tmp_path / "empty")
     empty.load()
     assert empty.rewrite(iter(())) == 0 and empty.records == 0
+
+
+# ------------------------------------------------------------ the SDK, over an in-memory network
+class _MemConn:
+    """Stands in for the SDK's connection to one node: documents go through msgpack to an
+    in-process KVServer, and its answers come back the same way (unless the node is silent)."""
+
+    def __init__(self, net: _MemNet, node: str) -> None:
+        self.net, self.node_id, self.buffer, self.closed, self._scheduled = net, node, [], False, False
+
+    def send(self, doc: list) -> None:
+        self.buffer.append(doc)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        docs, self.buffer = self.buffer, []
+        if self.node_id not in self.net.silent:
+            asyncio.get_running_loop().call_soon(self.net.deliver, self.node_id, kv_client._frames(docs))
+
+
+class _MemNet:
+    def __init__(self, strategy: str) -> None:
+        kits = _kits().kits
+        self.servers = {n: KVServer(k, config=ServerConfig(strategy=strategy)) for n, k in kits.items()}
+        self.kit = kits["node-1"]
+        self.silent: set[str] = set()
+        self.client: kv_client.KVClient | None = None
+
+    def deliver(self, node: str, data: bytes) -> None:
+        server, pos = self.servers[node], 0
+        while pos < len(data):
+            (n,) = HEADER.unpack_from(data, pos)
+            for msg in m.from_frame(msgpack.unpackb(data[pos + 4:pos + 4 + n])):
+                server.handle("client:1", msg)
+            pos += 4 + n
+        server.data.take_unsynced()
+        out = server.take_outbox()
+        for dst, msg in out:
+            if dst == "client:1":
+                answer = msgpack.unpackb(m.encode(msg))
+                asyncio.get_running_loop().call_soon(self.client._on_message, node, m.from_doc(answer))
+            else:  # node to node (forwarded requests, replication)
+                asyncio.get_running_loop().call_soon(self._peer, node, dst, msg)
+
+    def _peer(self, src: str, dst: str, msg: m.Message) -> None:
+        if dst in self.silent:
+            return
+        server = self.servers[dst]
+        server.handle(src, m.from_doc(msgpack.unpackb(m.encode(msg))))
+        server.data.take_unsynced()
+        for to, answer in server.take_outbox():
+            asyncio.get_running_loop().call_soon(self._peer, dst, to, answer)
+
+    def sdk(self, strategy: str, timeout: float = 5.0) -> kv_client.KVClient:
+        client = kv_client.KVClient(["unused:1"], strategy=strategy, timeout=timeout, retry=0.05)
+        state = self.kit.state
+        placements = {p: Placement.of(self.kit.partition(p)) for p in range(state.config.partition_count)}
+        client.topo = kv_client.Topology(state.epoch, "e", {}, placements, state.config.hash_config, 3)
+        client.quorums = Quorums(3)
+        conns: dict[str, _MemConn] = {}
+        client._conn = lambda node: conns.setdefault(node, _MemConn(self, node))  # type: ignore[method-assign]
+        self.client = client
+        return client
+
+
+async def _closing(client: kv_client.KVClient, coro):
+    try:
+        return await coro
+    finally:
+        await client.close()
+
+
+def test_the_sdk_runs_sync_operations_and_retries_and_times_out_with_one_sweeper() -> None:
+    net = _MemNet("sync")
+    client = net.sdk("sync", timeout=0.5)
+
+    async def run() -> None:
+        written = await asyncio.gather(*(client.set(f"k{i}", f"v{i}") for i in range(50)))
+        assert [r.value for r in written] == [f"v{i}" for i in range(50)]
+        assert await client.get("k7") == "v7" and await client.get("never") is None
+        net.silent = {"node-3"}  # one copy silent: W = 2 of 3 still answer
+        assert (await client.set("k7", "again")).value == "again"
+        net.silent = {"node-2", "node-3"}  # a quorum silent: retried until the timeout
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(kv_client.KVFailed):
+            await client.set("k8", "lost")
+        assert 0.45 <= loop.time() - t0 < 1.5
+        assert client._sleepers == {} and client._handlers == {}  # nothing left behind
+        net.silent = set()
+        assert await client.get("k7") == "again"
+
+    asyncio.run(_closing(client, run()))
+
+
+def test_the_sdk_ends_a_request_nobody_answers_at_its_deadline() -> None:
+    net = _MemNet("async")
+    client = net.sdk("async", timeout=0.3)
+
+    async def run() -> None:
+        assert (await client.set("a", "1")).value == "1" and await client.get("a") == "1"
+        net.silent = set(net.servers)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(kv_client.KVUnknown):  # a write that may have happened
+            await client.set("a", "2")
+        with pytest.raises(kv_client.KVFailed):  # a read that didn't
+            await client.get("a")
+        assert 0.5 <= loop.time() - t0 < 2.0
+        assert client._sleepers == {} and client._handlers == {} and client._lost == {}
+
+    asyncio.run(_closing(client, run()))
+
+
+def test_the_sdk_splits_a_batch_too_large_for_one_frame() -> None:
+    small = [m.to_doc(Query(i, 1, 2, "k")) for i in range(3)]
+    one = kv_client._frames(small)
+    (n,) = HEADER.unpack_from(one, 0)
+    assert len(one) == 4 + n and m.from_frame(msgpack.unpackb(one[4:])) == [Query(i, 1, 2, "k") for i in range(3)]
+    big = [m.to_doc(Store(i, 1, 2, "k", Record(Version(1, "w"), b"x" * (1 << 20)))) for i in range(20)]
+    data, frames, pos = kv_client._frames(big), 0, 0
+    while pos < len(data):
+        (n,) = HEADER.unpack_from(data, pos)
+        assert n <= KV_MAX_FRAME
+        pos, frames = pos + 4 + n, frames + 1
+    assert frames == 20  # 20 MiB in one frame would pass the 16 MiB a batch may take: one frame each
