@@ -24,6 +24,7 @@ import random
 import ssl
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,12 @@ from .frames import DEFAULT_MAX_FRAME
 from .transport import Transport
 
 log = logging.getLogger("clusterkit.net")
+
+
+def _resolve(fut: asyncio.Future[Any], request: Any) -> None:
+    """A host request's done-callback: hand it to the future its caller awaits (unless that gave up)."""
+    if not fut.done():
+        fut.set_result(request)
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class NetNode:
         self._tasks: list[asyncio.Task[Any]] = []
         # Requests awaited with the default timeout -> their deadline (loop time), oldest first.
         self._waiting: dict[asyncio.Future[Any], float] = {}
+        self._proposing: list[tuple[bytes, asyncio.Future[Any]]] = []  # this loop turn's, for one batch
         self._draining = False
         self._stopping = False
         self._leader_since: tuple[int, str] | None = None
@@ -213,6 +221,10 @@ class NetNode:
             while (rd := host.begin()) is not None:
                 if rd.must_sync():
                     t0 = time.perf_counter()
+                    # A leader's appends go out now, while its own disk syncs them: the followers
+                    # write them meanwhile (the core counts the leader's own copy once synced).
+                    for m in rd.take_early_messages():
+                        transport.send(m)
                     # In a worker thread: the loop keeps taking messages and proposals meanwhile,
                     # and applies the entries an earlier sync already made durable.
                     syncing = asyncio.get_running_loop().run_in_executor(None, storage.sync)
@@ -241,10 +253,60 @@ class NetNode:
 
     # ------------------------------------------------------------ requests
     async def propose(self, data: bytes, timeout: float | None = None) -> Any:
-        """Propose on this node, which must lead (NotLeader otherwise); the entry's result."""
-        assert self.host is not None
-        proposal = await self._until_done(self.host.propose(data), timeout)
+        """Propose on this node, which must lead (NotLeader otherwise); the entry's result.
+
+        The proposals made in one turn of the event loop go to the host together, as one batch
+        (one Raft append, one Proposal list), just after it: a leader with many writers in flight
+        then spends per write little more than its entry. What one proposal alone would be refused
+        for (not the leader, a bad or oversized entry) is raised here at once, as before."""
+        host = self.host
+        assert host is not None
+        raft = host.raft
+        if raft is None or not raft.is_leader:
+            raise NotLeader(self.id, raft.leader if raft is not None else None)
+        host.check_proposal(data)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        queued = self._proposing
+        queued.append((data, done))
+        if len(queued) == 1:
+            loop.call_soon(self._propose_queued)
+        if timeout is not None and timeout != self.config.request_timeout:
+            return (await self._wait(done, timeout)).result
+        waiting = self._waiting  # _wait's default-timeout path, inline: this runs for every write
+        waiting[done] = loop.time() + self.config.request_timeout
+        try:
+            proposal = await done
+        finally:
+            waiting.pop(done, None)
+        if not proposal.ok:
+            raise RaftError(proposal.error or "request failed")
         return proposal.result
+
+    def _propose_queued(self) -> None:
+        """Hand the proposals queued this turn to the host as one batch; if the batch is refused
+        (leadership lost, backlog full), each on its own, so each caller gets its own answer."""
+        queued, self._proposing = self._proposing, []
+        queued = [(data, fut) for data, fut in queued if not fut.done()]  # a cancelled caller: dropped
+        host = self.host
+        if not queued:
+            return
+        if host is None or self._stopping:
+            for _, fut in queued:
+                fut.set_exception(NotLeader(self.id, None))
+            return
+        try:
+            proposals = host.propose_batch([data for data, _ in queued])
+        except (RaftError, TypeError, ValueError):
+            for data, fut in queued:
+                try:
+                    host.propose(data).add_done_callback(partial(_resolve, fut))
+                except (RaftError, TypeError, ValueError) as exc:
+                    fut.set_exception(exc)
+        else:
+            for proposal, (_, fut) in zip(proposals, queued):
+                proposal.add_done_callback(partial(_resolve, fut))
+        self._kick()
 
     async def linearizable_read(self, timeout: float | None = None) -> int:
         """Wait until this node may serve a linearizable read; the read index."""
@@ -255,9 +317,13 @@ class NetNode:
     async def _until_done(self, request: Any, timeout: float | None) -> Any:
         """Drive the host and wait for a host request (proposal or read) to end; RaftError if it failed."""
         self._kick()
+        done = asyncio.get_running_loop().create_future()
+        request.add_done_callback(partial(_resolve, done))
+        return await self._wait(done, timeout)
+
+    async def _wait(self, done: asyncio.Future[Any], timeout: float | None) -> Any:
+        """Wait for ``done`` to hold the ended host request; RaftError if it failed."""
         loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        request.add_done_callback(lambda r: done.done() or done.set_result(r))
         if timeout is None or timeout == self.config.request_timeout:
             # No timer of its own (a timer handle, a heap push and a cancel for every request): the
             # ticker expires these, oldest first, within a tick of their deadline.

@@ -28,7 +28,7 @@ from typing import Any
 import msgpack
 
 from ..raft.confchange import ConfChangeType, decode_entry
-from ..raft.errors import NotLeader
+from ..raft.errors import NotLeader, ProposalDropped
 from ..raft.messages import Entry, EntryType, Message, ReadState
 from ..raft.node import RaftNode
 from ..raft.ready import RaftConfig, Ready, Role
@@ -202,6 +202,23 @@ class NodeHost:
         self._proposals[index] = proposal
         return proposal
 
+    def propose_batch(self, batch: list[bytes]) -> list[Proposal]:
+        """:meth:`propose` for many entries at once, in order: one Raft append for all of them. All
+        or nothing: an error (as :meth:`propose`'s) refuses the whole batch."""
+        raft = self._live()
+        for data in batch:
+            if type(data) is not bytes or data[:1] == HOST_ENTRY:
+                self._check_data(data)  # raises the error
+        if not raft.is_leader:
+            raise NotLeader(self.id, raft.leader)
+        span = raft.propose_batch(batch)
+        if span is None:
+            return []
+        term = raft.term
+        proposals = [Proposal(index=index, term=term) for index in range(span[0], span[1] + 1)]
+        self._proposals.update(zip(range(span[0], span[1] + 1), proposals))
+        return proposals
+
     def submit(self, data: bytes) -> Proposal | None:
         """Propose from any node: tracked on the leader, forwarded by Raft (fire and forget: None)
         on a follower. For commands that are safe to repeat, like the facade's."""
@@ -226,6 +243,15 @@ class NodeHost:
         if self.raft is None:
             raise NotLeader(self.id, None)
         return self.raft
+
+    def check_proposal(self, data: bytes) -> None:
+        """Raise what :meth:`propose` would for ``data`` itself (not for the node's state): TypeError,
+        ValueError for the host's reserved byte, ProposalDropped when over ``max_entry_bytes``."""
+        self._check_data(data)
+        if len(data) > self.config.max_entry_bytes:
+            raise ProposalDropped(
+                f"proposal of {len(data)} bytes exceeds max_entry_bytes={self.config.max_entry_bytes}"
+            )
 
     @staticmethod
     def _check_data(data: bytes) -> None:

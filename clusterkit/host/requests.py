@@ -11,17 +11,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Request:
     done: bool = False
     ok: bool = False
     error: str | None = None
-    _callbacks: list[Callable[[Any], None]] = field(default_factory=list, repr=False)
+    # None until a callback is added: a leader makes one Proposal per write, most with one callback.
+    _callbacks: list[Callable[[Any], None]] | None = field(default=None, repr=False)
 
     def add_done_callback(self, fn: Callable[[Any], None]) -> None:
         """Run ``fn(self)`` when the request ends (at once if it has)."""
         if self.done:
             fn(self)
+        elif self._callbacks is None:
+            self._callbacks = [fn]
         else:
             self._callbacks.append(fn)
 
@@ -29,12 +32,13 @@ class _Request:
         if self.done:
             return
         self.done, self.ok, self.error = True, ok, error
-        callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            fn(self)
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks:
+            for fn in callbacks:
+                fn(self)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Proposal(_Request):
     """An entry this node appended as leader, known by (index, term).
 
@@ -50,7 +54,7 @@ class Proposal(_Request):
     result: Any = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ReadRequest(_Request):
     """A linearizable read: done once the leader confirmed ``index`` and this node applied it;
     the caller then reads its state machine. It fails if the node crashes; a read whose
