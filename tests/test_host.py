@@ -9,7 +9,7 @@ from clusterkit.host import AppliedLog, NodeHost
 from clusterkit.host.node import HOST_ENTRY, unwrap_snapshot
 from clusterkit.mem.cluster import MemCluster
 from clusterkit.mem.network import MemNetwork
-from clusterkit.raft import CommitNotice, ConfState, MemoryStorage, NotLeader, RaftConfig
+from clusterkit.raft import AppendEntries, CommitNotice, ConfState, Entry, MemoryStorage, NotLeader, RaftConfig
 
 CFG = RaftConfig(election_ticks=6, snapshot_threshold=20, snapshot_trailing=2)
 
@@ -190,15 +190,34 @@ def test_apply_stable_applies_durable_committed_entries_before_the_sync_and_fini
 
 
 def test_apply_stable_leaves_entries_not_yet_synced_to_finish():
+    """A follower learns an entry and its commit in one append: the Ready that persists the entry
+    also applies it, but only in finish, after the sync."""
+    net = _net()
+    leader = net.nodes[net.leader()]
+    follower = net.nodes[next(n for n in net.nodes if n != leader.id)]
+    raft = leader.raft
+    last = raft.log.last_index()
+    follower.step(AppendEntries(raft.term, leader.id, follower.id, last, raft.log.last_term(), last + 1,
+                                [Entry(raft.term, last + 1, b"x")]))
+    rd = follower.begin()
+    assert rd is not None and [e.data for e in rd.committed_entries][-1:] == [b"x"] and rd.entries
+    follower.apply_stable(rd)
+    assert b"x" not in follower.machine.data()  # not durable yet: applies only after the sync, in finish
+    follower.storage.sync()
+    follower.finish(rd)
+    assert follower.machine.data()[-1:] == [b"x"]
+
+
+def test_a_single_voter_commits_an_entry_once_its_disk_holds_it():
     host = NodeHost("solo", MemoryStorage(ConfState(voters=("solo",))), AppliedLog())
     while not host.is_leader:
         host.tick()
         host.process()
     p = host.propose(b"x")
-    rd = host.begin()  # one voter: "x" commits in the Ready that persists it
-    assert rd is not None and [e.data for e in rd.committed_entries][-1:] == [b"x"] and rd.entries
-    host.apply_stable(rd)
-    assert not p.done  # not durable yet: applies only after the sync, in finish
+    rd = host.begin()
+    assert rd is not None and rd.entries and not rd.committed_entries  # not durable: not committed
     host.storage.sync()
-    host.finish(rd)
+    host.finish(rd)  # advance: durable here, so committed; the next Ready applies it
+    assert not p.done and host.raft.log.committed == p.index
+    host.process()
     assert p.ok and host.machine.data() == [b"x"]

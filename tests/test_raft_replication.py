@@ -24,6 +24,8 @@ from clusterkit.raft import (
     VoteResponse,
 )
 
+from clusterkit.raft.storage import write_ready
+
 from .conftest import drain, make_node
 
 
@@ -113,6 +115,52 @@ def test_commit_needs_majority_of_voters():
     assert node.log.committed == 0
     node.step(AppendResponse(node.term, "c", "a", index=2))
     assert node.log.committed == 2
+
+
+def test_a_leader_counts_its_own_entry_for_a_commit_only_once_its_disk_holds_it():
+    """The driver may send a leader's appends while it syncs them (Ready.take_early_messages): one
+    follower's answer then must not commit the entry (one durable copy of three); both followers'
+    answers may (two of three), whatever the leader's disk holds; the leader's own sync counts."""
+    node = leader_of(stored(("a", "b", "c"), [], term=0))
+    drain(node)
+    node.step(AppendResponse(node.term, "b", "a", index=1))  # both in step: appends stream to them
+    node.step(AppendResponse(node.term, "c", "a", index=1))
+    drain(node)
+    node.propose(b"x")
+    rd = node.ready()
+    write_ready(node.storage, rd)
+    early = rd.take_early_messages()
+    assert sorted(m.dst for m in early if isinstance(m, AppendEntries) and m.entries) == ["b", "c"]
+    assert not any(isinstance(m, AppendEntries) for m in rd.messages)  # taken out: not sent twice
+    node.step(AppendResponse(node.term, "b", "a", index=2))
+    assert node.log.committed == 1  # b's copy alone: entry 2 is not on a majority of disks yet
+    node.storage.sync()
+    node.advance(rd)  # now the leader's disk holds it too: b and a are a majority
+    assert node.log.committed == 2
+
+    node.propose(b"y")
+    rd = node.ready()
+    write_ready(node.storage, rd)
+    rd.take_early_messages()
+    node.step(AppendResponse(node.term, "b", "a", index=3))
+    assert node.log.committed == 2
+    node.step(AppendResponse(node.term, "c", "a", index=3))
+    assert node.log.committed == 3  # b and c hold it: committed while the leader still syncs
+    node.storage.sync()
+    node.advance(rd)
+
+
+def test_no_message_leaves_before_the_sync_of_a_new_term_or_vote():
+    node = make_node("a", config=RaftConfig(pre_vote=False))
+    node.campaign()
+    rd = node.ready()
+    assert rd.hard_state_changed and rd.messages
+    assert rd.take_early_messages() == [] and rd.messages  # the votes asked wait for the sync
+    node.advance(rd)
+    follower = make_node("b")
+    follower.step(AppendEntries(1, "a", "b", index=0, log_term=0, commit=0, entries=[Entry(1, 1, b"x")]))
+    rd = follower.ready()
+    assert rd.take_early_messages() == [] and isinstance(rd.messages[0], AppendResponse)
 
 
 def test_fast_backtracking_needs_few_round_trips():

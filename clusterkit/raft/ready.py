@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .errors import ConfigError
-from .messages import Entry, HardState, Message, ReadState, Snapshot
+from .messages import AppendEntries, CommitNotice, Entry, HardState, Heartbeat, Message, ReadState, Snapshot
+
+# What a leader may send while its own disk syncs the Ready (see Ready.take_early_messages).
+_EARLY = (AppendEntries, Heartbeat, CommitNotice)
 
 
 class Role(Enum):
@@ -46,7 +49,8 @@ class Ready:
        does the writes. Nothing below may happen before the sync returns: a
        vote or an acknowledgement sent before its state is durable can elect
        two leaders or lose a committed entry after a crash.
-    2. Send ``messages`` (in any order; the network may drop or reorder them).
+    2. Send ``messages`` (in any order; the network may drop or reorder them). A driver may
+       send some of them before the sync instead: see :meth:`take_early_messages`.
     3. Apply: first, if ``snapshot`` is set, restore the state machine from
        it; then ``committed_entries``, in order. NOOP entries carry no data;
        CONF_CHANGE entries carry a membership change the core has already
@@ -79,6 +83,24 @@ class Ready:
             or self.snapshot is not None
             or self.compaction is not None
         )
+
+    def take_early_messages(self) -> list[Message]:
+        """Remove from ``messages`` and return those that may be sent before the sync: a leader's
+        appends, heartbeats and commit notices, when the term and vote are already durable (the
+        last Ready's sync made them so: ``hard_state_changed`` is false) and no snapshot is being
+        installed. Raft lets a leader write its log in parallel with replicating it (Ongaro's
+        thesis, §10.2.1): it counts itself toward a commit only for entries its own disk holds
+        (the core moves its own match in ``advance``), so an entry that commits while the leader
+        still syncs it is on the disks of a majority of the others. The commit index these
+        messages carry is committed already. Everything that acknowledges something (append and
+        vote answers, snapshot answers) stays for after the sync."""
+        if self.hard_state_changed or self.snapshot is not None or not self.messages:
+            return []
+        early, rest = [], []
+        for m in self.messages:
+            (early if isinstance(m, _EARLY) else rest).append(m)
+        self.messages = rest
+        return early
 
     def is_empty(self) -> bool:
         return not (
