@@ -190,6 +190,34 @@ class _Conn:
         return decode_body(await reader.readexactly(length))
 
 
+class _Run:
+    """One SYNC operation under way: routes its answers to its Operation and sends what that returns.
+    An object with bound methods rather than closures, which referred to each other: a reference
+    cycle per operation, left to the cyclic collector (8.7 µs of the client's CPU per write)."""
+
+    __slots__ = ("client", "op", "wake", "rids")
+
+    def __init__(self, client: KVClient, op: Operation, wake: asyncio.Future[None]) -> None:
+        self.client, self.op, self.wake = client, op, wake
+        self.rids: list[int] = []  # request ids routed here (dropped when the operation ends)
+
+    def on_message(self, src: str, msg: Message) -> None:
+        op = self.op
+        self.send(op.on_message(src, msg))
+        if (op.outcome is not None or op.stale) and not self.wake.done():
+            self.wake.set_result(None)
+
+    def send(self, out: list[tuple[str, Message]]) -> None:
+        if not out:
+            return
+        client, rid = self.client, self.op.rid
+        if rid not in client._handlers:
+            client._handlers[rid] = self.on_message
+            self.rids.append(rid)
+        for dst, msg in out:
+            client._send(dst, msg)
+
+
 class KVClient:
     def __init__(
         self,
@@ -424,31 +452,15 @@ class KVClient:
         op = Operation(key, self.placement(key), self.quorums.with_w(quorum) if write else self.quorums,
                        f"{self.id}#{next(self._serials)}", self._next_rid, write=write, value=value)
         wake: asyncio.Future[None] = loop.create_future()
-        rids: list[int] = []
-
-        def wake_up(fut: asyncio.Future[None]) -> None:
-            if not fut.done():
-                fut.set_result(None)
-
-        def on_message(src: str, msg: Message) -> None:
-            send(op.on_message(src, msg))
-            if op.outcome is not None or op.stale:
-                wake_up(wake)
-
-        def send(out: list[tuple[str, Message]]) -> None:
-            if out and op.rid not in self._handlers:
-                self._handlers[op.rid] = on_message
-                rids.append(op.rid)
-            for dst, msg in out:
-                self._send(dst, msg)
-
+        run = _Run(self, op, wake)
+        send = run.send
         self._ensure_sweeper()
         sleepers = self._sleepers
         try:
             send(op.start())
             while op.outcome is None:
                 if wake.done():
-                    wake = loop.create_future()
+                    wake = run.wake = loop.create_future()
                 # A future the answers (or the sweeper, after self.retry) wake: not wait_for, which
                 # would make a task per wait, nor a timer per wait.
                 sleepers[wake] = (loop.time() + self.retry, None)
@@ -473,7 +485,7 @@ class KVClient:
                 else:
                     send(op.retry())
         finally:
-            for rid in rids:
+            for rid in run.rids:
                 self._handlers.pop(rid, None)
         if op.outcome == "fail":
             raise KVFailed(f"{key!r}: {op.detail}")

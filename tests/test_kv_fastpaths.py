@@ -5,6 +5,7 @@ per wait) and frames."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 from pathlib import Path
 
@@ -157,6 +158,9 @@ class _MemNet:
                 asyncio.get_running_loop().call_soon(self._peer, node, dst, msg)
 
     def _peer(self, src: str, dst: str, msg: m.Message) -> None:
+        if dst == "client:1":  # a forwarded request's answer, relayed by the node that took it
+            self.client._on_message(src, m.from_doc(msgpack.unpackb(m.encode(msg))))
+            return
         if dst in self.silent:
             return
         server = self.servers[dst]
@@ -238,3 +242,30 @@ def test_the_sdk_splits_a_batch_too_large_for_one_frame() -> None:
         assert n <= KV_MAX_FRAME
         pos, frames = pos + 4 + n, frames + 1
     assert frames == 20  # 20 MiB in one frame would pass the 16 MiB a batch may take: one frame each
+
+
+def test_the_sdk_leaves_no_cyclic_garbage_per_operation() -> None:
+    """Every operation's objects are freed by reference counting: none is left for the cyclic
+    collector (the closures of a SYNC operation referred to each other: 8.7 µs per write of the
+    client's CPU went to collecting them)."""
+    for strategy in ("sync", "async", "server-side"):
+        net = _MemNet(strategy)
+        client = net.sdk(strategy)
+
+        async def run() -> tuple[int, int]:
+            for i in range(50):
+                await client.set(f"k{i}", "v")
+            gc.collect()
+            was = gc.isenabled()
+            gc.disable()
+            try:
+                for i in range(300):
+                    await client.set(f"k{i % 50}", "w")
+                    await client.get(f"k{i % 50}")
+                return gc.collect(), len(client._handlers)
+            finally:
+                if was:
+                    gc.enable()
+
+        garbage, handlers = asyncio.run(_closing(client, run()))
+        assert (garbage, handlers) == (0, 0), strategy

@@ -49,7 +49,25 @@ class Record:
             raise ValueError(f"bad record version {counter!r:.40}/{writer!r:.40}")
         if value is not None and not isinstance(value, (str, bytes)):
             raise ValueError(f"a value is a string or bytes, got {type(value).__name__}")
-        return cls(Version(counter, writer), value)
+        return make_record(counter, writer, value)
+
+
+_new = object.__new__
+_set_counter, _set_writer = Version.counter.__set__, Version.writer.__set__  # type: ignore[attr-defined]
+_set_version, _set_value = Record.version.__set__, Record.value.__set__  # type: ignore[attr-defined]
+
+
+def make_record(counter: int, writer: str, value: Value | None) -> Record:
+    """``Record(Version(counter, writer), value)`` from fields already checked (the codec's and the
+    log's hot path): the same frozen objects, their slots filled directly, at half the cost of the
+    frozen dataclasses' ``__init__`` (one ``object.__setattr__`` lookup and call per field)."""
+    version = _new(Version)
+    _set_counter(version, counter)
+    _set_writer(version, writer)
+    record = _new(Record)
+    _set_version(record, version)
+    _set_value(record, value)
+    return record
 
 
 def newer(a: Record | None, b: Record | None) -> Record | None:
