@@ -59,6 +59,7 @@ _packb = msgpack.packb
 T = TypeVar("T")
 
 
+NUMBER_CACHE = 1 << 16  # keys whose partition the client remembers (forgotten all at once past that)
 _TIMED_OUT = object()  # what the sweeper ends a request's wait with at its deadline
 
 
@@ -263,6 +264,7 @@ class KVClient:
         self._last_doc: list[Any] = []
         # SYNC operations waiting, each woken by its answers or, to retry, by one sweeper for all
         # (a timer per wait cost more than the rest of the wait's bookkeeping)
+        self._numbers: dict[str | bytes, int] = {}  # key -> its partition, under topo.hash
         self._sleepers: dict[asyncio.Future[Any], tuple[float, Any]] = {}  # -> (when, what to wake it with)
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -327,6 +329,8 @@ class KVClient:
             if topo.epoch < self.topo.epoch:
                 continue  # that node is behind us: ask another
             changed = topo.etag != self.topo.etag
+            if topo.hash != self.topo.hash:
+                self._numbers.clear()
             self.topo = topo
             self.quorums = Quorums(topo.rf, self.w, self.r)
             self.refreshes += changed
@@ -346,8 +350,13 @@ class KVClient:
                 log.debug("map poll failed", exc_info=True)
 
     def placement(self, key: str | bytes) -> Placement:
-        assert self.topo.hash is not None, "start() first"
-        return self.topo.placements[self.topo.hash.number(key)]
+        number = self._numbers.get(key)
+        if number is None:  # (an md5 per operation otherwise: keys are used again and again)
+            assert self.topo.hash is not None, "start() first"
+            if len(self._numbers) >= NUMBER_CACHE:
+                self._numbers.clear()
+            number = self._numbers[key] = self.topo.hash.number(key)
+        return self.topo.placements[number]
 
     # ------------------------------------------------------------ connections
     def _conn(self, node_id: str) -> _Conn | None:

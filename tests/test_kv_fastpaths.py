@@ -269,3 +269,14 @@ def test_the_sdk_leaves_no_cyclic_garbage_per_operation() -> None:
 
         garbage, handlers = asyncio.run(_closing(client, run()))
         assert (garbage, handlers) == (0, 0), strategy
+
+
+def test_the_sdk_remembers_partitions_of_keys_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kv_client, "NUMBER_CACHE", 8)
+    client = _MemNet("sync").sdk("sync")
+    hash_config = client.topo.hash
+    for i in range(20):
+        key = f"key-{i}"
+        assert client.placement(key) is client.topo.placements[hash_config.number(key)]
+        assert client.placement(key).number == hash_config.number(key)  # (again: from the cache)
+        assert len(client._numbers) <= 8
