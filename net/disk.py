@@ -342,6 +342,47 @@ class DiskStorage:
         self._pending_snaps.clear()
         self._drop_stale_snapshots()
 
+    # A sync in three steps, for a driver that syncs on another thread: the record is encoded on the
+    # caller's thread, the other thread only writes it and fdatasyncs (holding the GIL for nothing
+    # else), and the caller's thread takes note. sync() is the three in one, and the only way for
+    # a batch that must write a snapshot file or rewrite the log.
+    def prepare_sync(self) -> bytes | None:
+        """The record that makes every earlier write durable, when appending it and fdatasyncing is
+        all the sync takes; then :meth:`write_record` it (on any one thread) and :meth:`finish_sync`.
+        None when there is nothing to sync, or the sync must do more: call :meth:`sync`. No write may
+        come between this and :meth:`finish_sync`."""
+        self._check_writable()
+        if not self._pending or self._snap_seq in self._pending_snaps:
+            return None
+        record = _frame(msgpack.packb(self._pending, use_bin_type=True), self._salt)
+        size = self._size + len(record)
+        if size > self._rewrite_bytes:
+            dropped = any(op[0] in (_COMPACT, _APPLY_SNAPSHOT) for op in self._pending)
+            if (dropped or size > self._rewrite_at) and self._mostly_dead(size):
+                return None  # sync() rewrites the log instead
+        return record
+
+    def write_record(self, record: bytes) -> None:
+        """Append ``record`` (from :meth:`prepare_sync`) and fdatasync: the part of a sync that may
+        run on another thread. A failure leaves the storage unusable, as in :meth:`sync`."""
+        try:
+            assert self._fd is not None
+            _write_all(self._fd, record)
+            _datasync(self._fd)
+        except OSError as exc:
+            self._broken = exc
+            raise StorageError(f"{self._log_path}: write failed, reopen the directory to go on: {exc}") from exc
+
+    def finish_sync(self, record: bytes) -> None:
+        """After :meth:`write_record` returned: the writes ``record`` holds are durable."""
+        self._check_writable()
+        self._size += len(record)
+        if self._size > self._rewrite_at:
+            self._rewrite_at = 2 * self._size  # mostly live: check again once it doubles
+        self._pending.clear()
+        self._pending_snaps.clear()
+        self._drop_stale_snapshots()
+
     # -------------------------------------------------------------- lifecycle
     def close(self, sync: bool = True) -> None:
         """Sync what is buffered (a clean stop loses nothing), then release the directory. With

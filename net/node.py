@@ -21,9 +21,12 @@ import asyncio
 import gc
 import logging
 import os
+import queue
 import random
 import ssl
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -60,6 +63,53 @@ def tune_gc() -> None:
     young, older, oldest = gc.get_threshold()
     if 0 < young < GC_YOUNG:
         gc.set_threshold(GC_YOUNG, max(older, 20), max(oldest, 20))
+
+
+class _Syncer:
+    """One thread that runs a node's disk syncs, each handed over with a queue put and answered
+    through the loop (``call_soon_threadsafe``): an executor's bookkeeping (a work item, a
+    concurrent future chained to an asyncio one, their locks) ran per sync too, each piece in the
+    thread needing the GIL back from a busy loop. The record is encoded on the loop
+    (DiskStorage.prepare_sync), so the thread holds the GIL only between its system calls."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str) -> None:
+        self.loop = loop
+        self._queue: queue.SimpleQueue[tuple[Callable[[], None], asyncio.Future[None]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, fn: Callable[[], None]) -> asyncio.Future[None]:
+        """Done once ``fn()`` returned on the thread (or with the exception it raised)."""
+        fut = self.loop.create_future()
+        self._queue.put((fn, fut))
+        return fut
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, fut = item
+            try:
+                fn()
+                error: BaseException | None = None
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop, where the drain fails
+                error = exc
+            try:
+                self.loop.call_soon_threadsafe(_settle, fut, error)
+            except RuntimeError:
+                return  # the loop is closed: nobody waits any more
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let the sync under way finish, then end the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+
+def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(error)
 
 
 def _resolve(fut: asyncio.Future[Any], request: Any) -> None:
@@ -127,6 +177,8 @@ class NetNode:
         self._waiting: dict[asyncio.Future[Any], float] = {}
         self._proposing: list[tuple[bytes, asyncio.Future[Any]]] = []  # this loop turn's, for one batch
         self._draining = False
+        self._drain_task: asyncio.Task[None] | None = None
+        self._syncer: _Syncer | None = None
         self._stopping = False
         self._leader_since: tuple[int, str] | None = None
 
@@ -177,6 +229,7 @@ class NetNode:
         await self.transport.start()
         self.started_at = time.monotonic()
         loop = asyncio.get_running_loop()
+        self._syncer = _Syncer(loop, f"{self.id}-raft-sync")
         self._tasks.append(loop.create_task(self._ticker()))
         self._tasks.append(loop.create_task(self._membership()))
         self._kick()
@@ -191,9 +244,17 @@ class NetNode:
         if self.config.leave_on_stop:
             await self._leave_gracefully()  # still taking messages: the leave goes through the log
         self._stopping = True
+        drain = self._drain_task
+        if drain is not None and not drain.done():
+            # Let the Ready under way finish (its sync may be on the syncer's thread): the host's
+            # own stop below then writes and syncs what is left, never beside that thread.
+            await asyncio.wait({drain}, timeout=max(5.0, self.config.request_timeout))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._syncer is not None:
+            self._syncer.stop()
+            self._syncer = None
         if self.transport is not None:
             await self.transport.stop()
         if self.host is not None and self.host.raft is not None:
@@ -231,24 +292,28 @@ class NetNode:
         if self._draining or self.host is None or not self.host.has_ready():
             return
         self._draining = True
-        self._tasks.append(asyncio.get_running_loop().create_task(self._drain()))
+        self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+        self._tasks.append(self._drain_task)
 
     async def _drain(self) -> None:
-        host, storage, transport = self.host, self.storage, self.transport
-        assert host is not None and storage is not None and transport is not None
+        host, storage, transport, syncer = self.host, self.storage, self.transport, self._syncer
+        assert host is not None and storage is not None and transport is not None and syncer is not None
         try:
-            while (rd := host.begin()) is not None:
+            while not self._stopping and (rd := host.begin()) is not None:
                 if rd.must_sync():
                     t0 = time.perf_counter()
                     # A leader's appends go out now, while its own disk syncs them: the followers
                     # write them meanwhile (the core counts the leader's own copy once synced).
                     for m in rd.take_early_messages():
                         transport.send(m)
-                    # In a worker thread: the loop keeps taking messages and proposals meanwhile,
+                    # On the syncer's thread: the loop keeps taking messages and proposals meanwhile,
                     # and applies the entries an earlier sync already made durable.
-                    syncing = asyncio.get_running_loop().run_in_executor(None, storage.sync)
+                    record = storage.prepare_sync()
+                    syncing = syncer.run(storage.sync if record is None else partial(storage.write_record, record))
                     host.apply_stable(rd)
                     await syncing
+                    if record is not None:
+                        storage.finish_sync(record)
                     self._note_fsync(time.perf_counter() - t0)
                 for m in host.finish(rd):
                     transport.send(m)
@@ -256,7 +321,8 @@ class NetNode:
         finally:
             self._draining = False
             self._tasks = [t for t in self._tasks if not t.done()]
-        self._kick()  # whatever arrived during the last sync
+        if not self._stopping:
+            self._kick()  # whatever arrived during the last sync
 
     def _note_fsync(self, seconds: float) -> None:
         self.fsync_seconds.append(seconds)

@@ -582,6 +582,37 @@ def test_a_failed_fsync_makes_the_storage_unusable_until_reopened(tmp_path: Path
         assert again.entries(1, 2) == [Entry(1, 1, b"x")] and again.last_index() in (1, 2)
 
 
+def test_a_sync_in_three_steps_is_a_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """prepare_sync / write_record / finish_sync (a driver's sync on another thread) write the same
+    record sync() would; a batch with a snapshot file to write is left to sync(); a failed write
+    makes the storage unusable."""
+    s = DiskStorage(tmp_path, A)
+    assert s.prepare_sync() is None  # nothing to sync
+    s.append([Entry(1, 1, b"x"), Entry(1, 2, b"y")])
+    s.set_hard_state(HardState(1, "a", 1))
+    record = s.prepare_sync()
+    assert record is not None and s.unsynced_writes == 2
+    s.write_record(record)
+    s.finish_sync(record)
+    assert s.unsynced_writes == 0
+    s.save_snapshot(Snapshot(SnapshotMeta(1, 1, A), b"fsm@1"))
+    assert s.prepare_sync() is None  # the snapshot file first: sync() does it
+    s.sync()
+    s.append([Entry(1, 3, b"z")])
+    record = s.prepare_sync()
+    assert record is not None
+    monkeypatch.setattr(disk, "_datasync", lambda fd: (_ for _ in ()).throw(OSError(5, "Input/output error")))
+    with pytest.raises(StorageError, match="write failed, reopen"):
+        s.write_record(record)
+    with pytest.raises(StorageError, match="earlier write failed"):
+        s.finish_sync(record)
+    s.close()
+    monkeypatch.undo()
+    with DiskStorage(tmp_path) as again:
+        assert again.entries(1, 3) == [Entry(1, 1, b"x"), Entry(1, 2, b"y")] and again.last_index() in (2, 3)
+        assert again.initial_state()[0] == HardState(1, "a", 1) and again.snapshot().data == b"fsm@1"
+
+
 # ----------------------------------------------------------------- the core and the host on disk
 def test_a_raft_node_runs_on_disk_storage_through_restarts(tmp_path: Path):
     cfg = RaftConfig(snapshot_threshold=0, snapshot_trailing=2)
