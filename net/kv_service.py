@@ -324,15 +324,22 @@ class KVService:
     def _route(self, out: list[tuple[str, Message]]) -> None:
         grouped: dict[str, list[Message]] = {}
         for dst, msg in out:
-            waiter = self._waiters.pop(dst, None)
-            if waiter is not None:
-                if not waiter.done():
-                    waiter.set_result(msg)
-                continue
-            if self.broken and isinstance(msg, Pull):
-                continue  # the broken migration never copies anything
-            grouped.setdefault(dst, []).append(msg)
+            msgs = grouped.get(dst)
+            if msgs is None:
+                grouped[dst] = [msg]
+            else:
+                msgs.append(msg)
         for dst, msgs in grouped.items():
+            if self._waiters:
+                waiter = self._waiters.pop(dst, None)
+                if waiter is not None:  # a local request (HTTP): its one answer
+                    if not waiter.done():
+                        waiter.set_result(msgs[0])
+                    continue
+            if self.broken:
+                msgs = [m for m in msgs if not isinstance(m, Pull)]  # the broken migration never copies anything
+                if not msgs:
+                    continue
             batch = encode_frames(msgs)
             writer = self._clients.get(dst)
             if writer is not None:

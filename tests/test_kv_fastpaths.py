@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import random
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import msgpack
 import pytest
 
 from clusterkit.kv import messages as m
-from clusterkit.kv.data import KVData, snapshot_entries
+from clusterkit.kv.data import BUCKETS, KVData, bucket_of, snapshot_entries
 from clusterkit.kv.messages import Ack, Found, ProtocolError, Query, Store
 from clusterkit.kv.records import Record, Version, newer
 from clusterkit.kv.server import KVServer, ServerConfig
@@ -88,6 +89,12 @@ def test_the_merge_keeps_the_newer_version_and_the_same_digests_as_a_replay() ->
     again = KVData.replay(data.take_unsynced())
     assert again.parts == data.parts
     assert all(again.sums(p) == data.sums(p) for p in range(3))
+    for p in range(3):  # the digests kept up to date match digests computed afresh
+        expected = [0] * BUCKETS
+        for key, record in data.parts.get(p, {}).items():
+            text = f"{key}\0{record.version.counter}\0{record.version.writer}".encode()
+            expected[bucket_of(key)] ^= int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
+        assert data.sums(p) == expected
 
 
 def test_a_rewrite_streams_the_snapshot_into_records_that_replay_to_the_same_data(
