@@ -352,8 +352,10 @@ class ClusterState:
         p = doc.get("partition")
         _require(type(p) is int and 0 <= p < self.config.partition_count, f"no partition {p!r}")
         node_id = _str(doc, "node_id")
-        if node_id not in self.incoming(p):
-            return []  # late or repeated: the node holds it already or no longer owns it
+        epoch = doc.get("epoch")
+        _require(epoch is None or type(epoch) is int, "epoch must be an integer")
+        if node_id not in self.incoming(p) or (epoch is not None and epoch != self.changed[p]):
+            return []  # late or repeated: the node holds it already, no longer owns it, or copies again
         self.holders[p] = (*self.holders[p], node_id)
         if not self.incoming(p):
             # every owner holds the data: release the old owners
@@ -409,7 +411,10 @@ class ClusterState:
         for p in range(cfg.partition_count):
             self.holders[p] = hold[p] + failed[p]
             if not self.incoming(p):
-                self.holders[p] = tuple(new[p])  # nothing to copy: old owners are released
+                # Nothing to copy: old live owners are released, but not failed ones: no new owner
+                # copied from them, and they may hold writes the owners lack (the owners shrank
+                # below RF, so none was brought in).
+                self.holders[p] = tuple(new[p]) + tuple(f for f in failed[p] if f not in new[p])
             old_primary = old_owners[p][0] if old_owners[p] else None
             sources = self._copy_sources(p)
             changed = False
@@ -553,6 +558,10 @@ def rebalance_command() -> bytes:
     return encode_command("rebalance")
 
 
-def confirm_command(partition: int, node_id: str) -> bytes:
-    return encode_command("confirm", partition=partition, node_id=node_id)
+def confirm_command(partition: int, node_id: str, epoch: int | None = None) -> bytes:
+    """``node_id`` holds partition ``partition``'s data; with ``epoch``, as copied at that
+    placement (the partition's epoch): ignored if the placement changed since."""
+    if epoch is None:
+        return encode_command("confirm", partition=partition, node_id=node_id)
+    return encode_command("confirm", partition=partition, node_id=node_id, epoch=epoch)
 

@@ -340,12 +340,17 @@ class ClusterKit:
     def rebalance(self) -> Any:
         return self.propose(rebalance_command())
 
-    def confirm_copy(self, partition: Partition | str | int, node_id: str | None = None) -> Any:
-        """Tell the cluster that ``node_id`` (default: this node) now holds ``partition``'s data."""
-        return self.propose(self.confirm_copy_command(partition, node_id))
+    def confirm_copy(self, partition: Partition | str | int, node_id: str | None = None,
+                     epoch: int | None = None) -> Any:
+        """Tell the cluster that ``node_id`` (default: this node) now holds ``partition``'s data.
+        With ``epoch`` (the partition's ``Partition.epoch`` the copy was made at), the
+        confirmation counts only if the placement hasn't changed since: a copy restarted at a new
+        placement can't be completed by the confirmation of an earlier one still in flight."""
+        return self.propose(self.confirm_copy_command(partition, node_id, epoch))
 
-    def confirm_copy_command(self, partition: Partition | str | int, node_id: str | None = None) -> bytes:
-        return confirm_command(self._number(partition), node_id or self.options.node_id)
+    def confirm_copy_command(self, partition: Partition | str | int, node_id: str | None = None,
+                             epoch: int | None = None) -> bytes:
+        return confirm_command(self._number(partition), node_id or self.options.node_id, epoch)
 
     # ------------------------------------------------------------ hooks
     def on_partition_change(self, fn: Callable[[PartitionChange], Any]) -> None:

@@ -31,11 +31,20 @@ def check_kv(
     short = 0
     for key in keys:
         p = number(key)
+        # A tombstone collected (every owner held it) is gone from the copies but still the
+        # newest version of its key; a copy still holding it, or nothing, holds that version.
+        gone = kv.collected.get((p, key))
         copies = {n: kv.nodes[n].server.data.get(p, key) for n in state.owners[p] if n in kv.nodes}
         held = [r for r in copies.values() if r is not None]
         best = max(held, key=lambda r: r.version) if held else None
+        if gone is not None and (best is None or best.version <= gone):
+            best = Record(gone, None)
+            copies = {n: None if r is not None and r.value is None and r.version <= gone else r
+                      for n, r in copies.items()}
         newest[key] = best
-        lacking = sorted(n for n, r in copies.items() if r is None or best is None or r.version != best.version)
+        lacking = sorted(n for n, r in copies.items()
+                         if (r is None and not (best is not None and best.version == gone))
+                         or (r is not None and (best is None or r.version != best.version)))
         if lacking and best is not None:
             short += 1
             if len(problems) < 5:

@@ -16,9 +16,24 @@ from typing import Any
 
 from clusterkit.kv.data import KVData, LogEntry
 from clusterkit.kv.messages import Message, decode, encode
+from clusterkit.kv.records import Record, Version
 from clusterkit.kv.server import KVServer, ServerConfig
 
 from .cluster import SimCluster, SimNode
+
+
+class _AuditedData(KVData):
+    """A node's data that also tells the end checks which tombstones it collected: once gone from
+    every copy, a delete still counts as the newest version of its key (the simulator's view)."""
+
+    audit: dict[tuple[int, str], Version]
+
+    def collect(self, partition: int, key: str, tombstone: Record) -> bool:
+        done = super().collect(partition, key, tombstone)
+        if done:
+            was = self.audit.get((partition, key))
+            self.audit[(partition, key)] = max(was, tombstone.version) if was is not None else tombstone.version
+        return done
 
 
 @dataclass
@@ -38,22 +53,28 @@ class SimKV:
         self.nodes: dict[str, NodeKV] = {}
         self.endpoints: dict[str, Callable[[str, Message], None]] = {}  # clients
         self.syncs = 0
+        self.collected: dict[tuple[int, str], Version] = {}  # the newest tombstone collected, per key
 
     def bind(self, cluster: SimCluster) -> None:
         self.c = cluster
 
     # ------------------------------------------------------------ DataLayer
     def attach(self, node: SimNode) -> None:
-        self.nodes[node.id] = NodeKV(KVServer(node.kit, KVData(), self.config, hooks=False))
+        self.nodes[node.id] = NodeKV(KVServer(node.kit, self._data(), self.config, hooks=False))
         # One forwarder per facade: each life's server gets the events.
         node.kit.on_partition_change(lambda e, nid=node.id: self._changed(nid, e))
+
+    def _data(self, synced: list[LogEntry] | None = None) -> KVData:
+        data = _AuditedData.replay(synced) if synced else _AuditedData()
+        data.audit = self.collected
+        return data
 
     def _changed(self, nid: str, event: Any) -> None:
         self.nodes[nid].server.on_partition_change(event)
 
     def restart(self, node: SimNode) -> None:
         old = self.nodes[node.id]
-        server = KVServer(node.kit, KVData.replay(old.synced), self.config, hooks=False, incarnation=node.generation)
+        server = KVServer(node.kit, self._data(old.synced), self.config, hooks=False, incarnation=node.generation)
         self.nodes[node.id] = NodeKV(server, old.synced)
 
     def tick(self, node: SimNode) -> None:

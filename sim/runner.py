@@ -152,7 +152,8 @@ def build_cluster(scenario: Scenario, seed: int, trace: Trace, *, record_delays:
         trace=trace,
         # Anti-entropy every 2 s, not the nodes' default 5 s: the clients stop half-way through the
         # quiet phase, and a single round left before the end can lose a message and miss it.
-        data_layer=SimKV(ServerConfig(strategy=scenario.workload.kv, repair_ticks=20)) if scenario.workload.kv else None,
+        data_layer=SimKV(ServerConfig(strategy=scenario.workload.kv, repair_ticks=20, gc_ticks=20))
+        if scenario.workload.kv else None,
     )
 
 

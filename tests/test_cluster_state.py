@@ -174,6 +174,21 @@ def test_failed_holders_count_until_every_new_owner_confirmed() -> None:
     assert all(h not in (c,) for hs in s.holders for h in hs)
 
 
+def test_failed_holders_stay_when_the_owners_shrink_with_nothing_to_copy() -> None:
+    """Too few nodes left for RF: the survivors already hold the partition, so nothing is copied,
+    and the failed holders must not be released with the rest (found by kv-sync-detector seed
+    288: two failed holders released at once took writes the one survivor lacked)."""
+    cfg = ClusterConfig(partition_count=8, replication_factor=3)
+    s = _cluster(3, cfg)
+    assert s.apply(fail_command("node-2", by_detector=True)).ok
+    assert s.apply(fail_command("node-3", by_detector=True)).ok
+    for p in range(8):
+        assert s.owners[p] == ("node-1",) and not s.incoming(p)
+        assert sorted(s.failed_holders(p)) == ["node-2", "node-3"]
+    assert s.apply(join_command(cfg, s.nodes["node-2"])).ok  # back: a live holder again, nothing to copy
+    assert all(s.failed_holders(p) == ["node-3"] and "node-2" in s.live_holders(p) for p in range(8))
+
+
 def test_leave_of_a_failed_node_drops_its_copies_for_good() -> None:
     """An operator's leave of a failed node says it is gone, disk and all: its copies stop
     counting; a partition it was the last copy of starts again, empty, on its owners."""
@@ -287,3 +302,19 @@ def test_per_partition_epoch_moves_only_for_partitions_whose_placement_changed()
     assert sum(e == s.epoch for e in s.changed) == 1  # a confirm touches one partition
     restored = ClusterState.restore(s.snapshot())
     assert restored.changed == s.changed and restored.to_dict() == s.to_dict()
+
+
+def test_a_confirmation_naming_an_older_placement_is_ignored() -> None:
+    """A copy restarted at a new placement starts from nothing: the confirmation of the copy it
+    replaced, still in flight, must not make it a holder."""
+    s = _cluster(3)
+    assert s.apply(join_command(CFG, _node(4))).ok
+    started = {q: s.changed[q] for q in range(16) if "node-4" in s.incoming(q)}
+    assert s.apply(join_command(CFG, _node(5))).ok  # the placement moves while node-4 copies
+    p = next(q for q in started if s.changed[q] != started[q] and "node-4" in s.incoming(q))
+    assert s.apply(confirm_command(p, "node-4", started[p])).ok
+    assert "node-4" in s.incoming(p), "the stale confirmation changed nothing"
+    assert s.apply(confirm_command(p, "node-4", s.changed[p])).ok
+    assert "node-4" not in s.incoming(p)
+    res = s.apply(encode_command("confirm", partition=p, node_id="node-4", epoch="7"))
+    assert not res.ok and "epoch" in res.error

@@ -10,6 +10,12 @@ Every change also gets a sequence number (LSN) in this copy's life, and
 (migration batches page through a partition in change order, so a record
 changed while they do comes again, never skipped).
 
+Each partition also has a *floor*: a counter above every tombstone this copy
+has collected there (see :meth:`KVData.collect`). A write's version goes above
+the floors its query saw, and a copy refuses a write or a copy of data whose
+sender knew an older floor than its own (the server's part), so a collected
+delete can't be undone by a value older than it arriving late.
+
 And each partition keeps :data:`BUCKETS` digests, the XOR of a stable hash of
 every (key, version) in that bucket, kept up to date on every change: two
 copies compare 64 numbers instead of their data, and anti-entropy fetches only
@@ -27,7 +33,8 @@ from typing import Any
 
 from .records import Record, newer
 
-# Log entries: ["put", partition, key, record-wire] and ["drop", partition].
+# Log entries: ["put", partition, key, record-wire], ["drop", partition], ["del", partition, key]
+# (a collected tombstone), ["floor", partition, counter] and ["copy", partition, epoch, cluster epoch].
 LogEntry = list[Any]
 
 BUCKETS = 64
@@ -48,6 +55,7 @@ def _digest(key: str, counter: int, writer: str) -> int:
 
 
 _blake2b = hashlib.blake2b
+_from_bytes = int.from_bytes
 
 
 @dataclass
@@ -64,6 +72,11 @@ class KVData:
     _keys: dict[int, list[str]] = field(default_factory=dict)
     _sums: dict[int, list[int]] = field(default_factory=dict)  # per partition: BUCKETS digests
     _digests: dict[int, dict[str, int]] = field(default_factory=dict)  # per partition: key -> its digest now
+    floors: dict[int, int] = field(default_factory=dict)  # per partition: above every tombstone collected
+    # Per partition this node is copying in: the placement epoch its copy was started at (see
+    # KVServer._start_pull). Kept across restarts, dropped with the partition.
+    copying: dict[int, int] = field(default_factory=dict)
+    seen_epoch: int = 0  # the newest cluster epoch a copy was started at (a map older than this is stale)
 
     def get(self, partition: int, key: str) -> Record | None:
         part = self.parts.get(partition)
@@ -83,20 +96,21 @@ class KVData:
             self._keys[partition] = []
         old = part.get(key)
         version = record.version
+        counter, writer = version.counter, version.writer
         digests = self._digests[partition]
-        sums = self._sums[partition]
-        b = zlib.crc32(key.encode()) % BUCKETS
         if old is None:
             self._sorted.pop(partition, None)
+            was = 0
         else:
-            was = old.version
-            if version.counter < was.counter or (version.counter == was.counter and version.writer <= was.writer):
+            held = old.version
+            if counter < held.counter or (counter == held.counter and writer <= held.writer):
                 return False  # ours is as new or newer (see records.newer)
-            sums[b] ^= digests[key]
-        digest = digests[key] = _digest(key, version.counter, version.writer)
-        sums[b] ^= digest
+            was = digests[key]
+        # (_digest and bucket_of, inlined)
+        digest = digests[key] = _from_bytes(_blake2b(f"{key}\0{counter}\0{writer}".encode(), digest_size=8).digest(), "big")
+        self._sums[partition][zlib.crc32(key.encode()) % BUCKETS] ^= was ^ digest
         part[key] = record
-        self.unsynced.append(["put", partition, key, [version.counter, version.writer, record.value]])
+        self.unsynced.append(["put", partition, key, [counter, writer, record.value]])
         lsn = self.lsn = self.lsn + 1
         self._key_lsn[partition][key] = lsn
         lsns = self._lsns[partition]
@@ -137,11 +151,56 @@ class KVData:
         return out, max(cursor, after), i >= len(lsns)
 
     def drop(self, partition: int) -> None:
-        """Forget a partition this node no longer serves."""
-        if self.parts.pop(partition, None) is not None:
+        """Forget a partition this node no longer serves (its floor too)."""
+        had = self.parts.pop(partition, None) is not None
+        had = self.copying.pop(partition, None) is not None or had
+        if self.floors.pop(partition, None) is not None or had:
             for index in (self._sorted, self._key_lsn, self._lsns, self._keys, self._sums, self._digests):
                 index.pop(partition, None)
             self.unsynced.append(["drop", partition])
+
+    def start_copy(self, partition: int, epoch: int, cluster_epoch: int) -> bool:
+        """A copy of ``partition`` starts at placement ``epoch`` (the cluster being at
+        ``cluster_epoch``). What this node holds of the partition is dropped first (it is from an
+        earlier ownership), unless a copy started at that same placement already (this node
+        restarted during it), or the map is older than one a copy was started at before (a
+        restarted node whose cluster state hasn't caught up yet). True when dropped."""
+        if self.copying.get(partition) == epoch or cluster_epoch < self.seen_epoch:
+            return False
+        self.drop(partition)
+        self.copying[partition] = epoch
+        self.seen_epoch = cluster_epoch
+        self.unsynced.append(["copy", partition, epoch, cluster_epoch])
+        return True
+
+    def floor(self, partition: int) -> int:
+        return self.floors.get(partition, 0)
+
+    def raise_floor(self, partition: int, floor: int) -> None:
+        if floor > self.floors.get(partition, 0):
+            self.floors[partition] = floor
+            self.unsynced.append(["floor", partition, floor])
+
+    def collect(self, partition: int, key: str, tombstone: Record) -> bool:
+        """Remove ``key`` if what this copy holds for it is exactly ``tombstone`` (a newer write
+        stays). The caller raises the floor above it first. True when removed."""
+        part = self.parts.get(partition)
+        held = part.get(key) if part is not None else None
+        if held is None or held.value is not None or held.version != tombstone.version:
+            return False
+        self._remove(partition, key)
+        self.unsynced.append(["del", partition, key])
+        return True
+
+    def _remove(self, partition: int, key: str) -> None:
+        part = self.parts[partition]
+        del part[key]
+        self._sums[partition][zlib.crc32(key.encode()) % BUCKETS] ^= self._digests[partition].pop(key)
+        self._key_lsn[partition].pop(key, None)  # its entries in the change lists are now stale
+        self._sorted.pop(partition, None)
+
+    def tombstones(self, partition: int) -> dict[str, Record]:
+        return {k: r for k, r in self.parts.get(partition, {}).items() if r.value is None}
 
     def scan(
         self, partition: int, after: str | None, limit: int, max_bytes: int = 4 << 20,
@@ -203,25 +262,39 @@ class KVData:
                 data.put(entry[1], entry[2], Record.from_wire(entry[3]))
             elif entry[0] == "drop":
                 data.drop(entry[1])
+            elif entry[0] == "floor":
+                data.raise_floor(entry[1], entry[2])
+            elif entry[0] == "copy":
+                data.copying[entry[1]] = entry[2]
+                data.seen_epoch = max(data.seen_epoch, entry[3])
+            elif entry[0] == "del" and entry[2] in data.parts.get(entry[1], {}):
+                data._remove(entry[1], entry[2])
         data.unsynced = []
         data.synced_lsn = data.lsn  # replayed from the synced log
         return data
 
     def compacted(self) -> list[LogEntry]:
         """The shortest log that replays to this data (to rewrite a log that grew long)."""
-        return [["put", p, k, r.to_wire()] for p, part in self.parts.items() for k, r in part.items()]
+        return [*(["copy", p, e, self.seen_epoch] for p, e in self.copying.items()),
+                *(["floor", p, f] for p, f in self.floors.items()),
+                *(["put", p, k, r.to_wire()] for p, part in self.parts.items() for k, r in part.items())]
 
-    def snapshot(self) -> list[tuple[int, dict[str, Record]]]:
+    def snapshot(self) -> list[tuple[int, dict[str, Record], int, int | None, int]]:
         """The data as it is now, to write out while it changes: one shallow copy per partition (a
-        C-level dict copy: records are immutable), read by :func:`snapshot_entries`."""
-        return [(p, dict(part)) for p, part in self.parts.items()]
+        C-level dict copy: records are immutable) and its floor, read by :func:`snapshot_entries`."""
+        return [(p, dict(self.parts.get(p, {})), self.floors.get(p, 0), self.copying.get(p), self.seen_epoch)
+                for p in {*self.parts, *self.floors, *self.copying}]
 
 
-def snapshot_entries(snapshot: list[tuple[int, dict[str, Record]]]) -> Iterator[tuple[Any, ...]]:
+def snapshot_entries(snapshot: list[tuple[int, dict[str, Record], int, int | None, int]]) -> Iterator[tuple[Any, ...]]:
     """The log entries (as tuples: msgpack writes them as arrays) that replay to ``snapshot``, one
     at a time: a rewrite of a large data set builds no list of them, and leaves the cyclic
     collector nothing to find."""
-    for p, part in snapshot:
+    for p, part, floor, copying, seen in snapshot:
+        if copying is not None:
+            yield ("copy", p, copying, seen)
+        if floor:
+            yield ("floor", p, floor)
         for k, r in part.items():
             v = r.version
             yield ("put", p, k, (v.counter, v.writer, r.value))

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from collections.abc import Callable
+from types import MemberDescriptorType
 from typing import Any, ClassVar
 
 import msgpack
 
-from .records import Record, Version
+from .records import Record, make_record
 
 
 class ProtocolError(ValueError):
@@ -43,6 +44,7 @@ class Store:
     epoch: int
     key: str
     record: Record
+    floor: int = 0  # the highest floor the writer's query saw: a copy with a higher one refuses
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class Replicate:
     rid: int
     partition: int
     items: list[tuple[str, Record]]
+    floor: int = 0  # the primary's floor when it sent them
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,7 @@ class Found:
     TAG: ClassVar[int] = 10
     rid: int
     record: Record | None
+    floor: int = 0  # this copy's floor for the partition: a new version goes above it
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +140,7 @@ class Batch:
     items: list[tuple[str, Record]]
     done: bool
     cursor: int = 0
+    floor: int = 0  # the source's floor when it read them
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +156,50 @@ class Digest:
 class Refused:
     """The request can't be served here now. ``reason``: ``stale`` (the sender's placement is
     older than ours: refresh), ``behind`` (ours is older: retry soon), ``not_serving``,
-    ``not_primary``, ``overloaded``, ``bad_request``, ``timeout``, ``unavailable``."""
+    ``not_primary``, ``overloaded``, ``bad_request``, ``timeout``, ``unavailable``,
+    ``collected`` (this copy collected tombstones since the sender's query: ``floor`` is ours;
+    query again)."""
 
     TAG: ClassVar[int] = 13
     rid: int
     reason: str
     epoch: int = 0
     detail: str = ""
+    floor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Have:
+    """Tombstone collection, from the partition's primary: which of these tombstones do you hold
+    exactly (or have collected already)?"""
+
+    TAG: ClassVar[int] = 16
+    rid: int
+    partition: int
+    epoch: int
+    items: list[tuple[str, Record]]
+
+
+@dataclass(frozen=True, slots=True)
+class Has:
+    """Answer to Have: the indexes of the tombstones held (or collected), and this copy's floor."""
+
+    TAG: ClassVar[int] = 17
+    rid: int
+    held: list[int]
+    floor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Collect:
+    """Every copy holds these tombstones: raise your floor to ``floor`` and remove them (a key
+    holding anything else stays). Safe at any time, so not fenced by epoch; answered by Ack."""
+
+    TAG: ClassVar[int] = 18
+    rid: int
+    partition: int
+    floor: int
+    items: list[tuple[str, Record]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +214,11 @@ class Result:
 
 
 Message = (Query | Store | Pull | Sums | Fetch | Replicate | Set | Get | Found | Ack | Batch | Digest | Refused
-           | Result)
+           | Result | Have | Has | Collect)
 _TYPES: dict[int, Any] = {
     cls.TAG: cls
-    for cls in (Query, Store, Pull, Sums, Fetch, Replicate, Set, Get, Found, Ack, Batch, Digest, Refused, Result)
+    for cls in (Query, Store, Pull, Sums, Fetch, Replicate, Set, Get, Found, Ack, Batch, Digest, Refused, Result,
+                Have, Has, Collect)
 }
 
 
@@ -276,7 +319,7 @@ _INLINE: dict[str, str] = {
     "Record": ("(type({v}) is list and len({v}) == 3 and type({v}[0]) is int and {v}[0] >= 0 and type({v}[1]) is str"
                " and ({v}[2] is None or type({v}[2]) is str or type({v}[2]) is bytes))"),
 }
-_BUILD: dict[str, str] = {"Record": "Record(Version({v}[0], {v}[1]), {v}[2])"}
+_BUILD: dict[str, str] = {"Record": "_make_record({v}[0], {v}[1], {v}[2])"}
 _ENCODE: dict[str, str] = {
     "Record": "[{v}.version.counter, {v}.version.writer, {v}.value]",
     "list[tuple[str, Record]]": "[[k, [r.version.counter, r.version.writer, r.value]] for k, r in {v}]",
@@ -308,6 +351,13 @@ def _compile(spec: _Spec) -> tuple[Callable[[Any], list[Any]], Callable[[list[An
             args.append((i, f"{'None if ' + v + ' is None else ' if optional else ''}{_BUILD[base].format(v=v)}"))
     built = dict(args)
     unpack = ", ".join(f"v{i}" for i in range(len(kinds)))
+    values = [built.get(i, f"v{i}") for i in range(len(kinds))]
+    slots = all(isinstance(getattr(spec.cls, n, None), MemberDescriptorType) for n in spec.names)
+    if hasattr(spec.cls, "__post_init__") or not slots:
+        make = f"    return cls({', '.join(values)})\n"
+    else:  # the frozen dataclass's slots filled directly: its __init__ would do just that, at twice the cost
+        make = (f"    o = _new(cls)\n" + "".join(f"    _set{i}(o, {value})\n" for i, value in enumerate(values))
+                + "    return o\n")
     source = (
         f"def encode_{name}(m):\n    return [{tag}, {', '.join(enc)}]\n"
         f"def decode_{name}(doc):\n"
@@ -315,10 +365,12 @@ def _compile(spec: _Spec) -> tuple[Callable[[Any], list[Any]], Callable[[list[An
         f"    _, {unpack}{',' if len(kinds) == 1 else ''} = doc\n"
         f"    if not ({' and '.join(checks) or 'True'}):\n        return _slow(doc)\n"
         + (f"    try:\n{''.join(pre)}    except ValueError:\n        return _slow(doc)\n" if pre else "")
-        + f"    return cls({', '.join(built.get(i, f'v{i}') for i in range(len(kinds)))})\n"
+        + make
     )
-    namespace: dict[str, Any] = {"cls": spec.cls, "Record": Record, "Version": Version, "_items": _items,
-                                 "_ints": _ints, "_slow": _from_doc_slow}
+    namespace: dict[str, Any] = {"cls": spec.cls, "_make_record": make_record, "_items": _items,
+                                 "_ints": _ints, "_slow": _from_doc_slow, "_new": object.__new__,
+                                 **({f"_set{i}": getattr(spec.cls, n).__set__ for i, n in enumerate(spec.names)}
+                                    if slots else {})}
     exec(compile(source, f"<KV codec for {name}>", "exec"), namespace)  # noqa: S102 - our own source
     return namespace[f"encode_{name}"], namespace[f"decode_{name}"]
 
@@ -342,7 +394,11 @@ def encode_batch(msgs: list[Message]) -> bytes:
 def from_frame(doc: Any) -> list[Message]:
     """The messages of one frame body: one message, or a batch of them."""
     if type(doc) is list and doc and doc[0] == BATCH and type(doc[0]) is int:
-        return [from_doc(d) for d in doc[1:]]
+        decoders, out = _DECODERS, []
+        for d in doc[1:]:  # (from_doc, inlined: a frame carries hundreds of messages under load)
+            decoder = decoders.get(d[0]) if type(d) is list and d and type(d[0]) is int else None
+            out.append(decoder(d) if decoder is not None else _from_doc_slow(d))
+        return out
     return [from_doc(doc)]
 
 

@@ -7,6 +7,14 @@ asks a read quorum and returns the newest record, first writing it back to a
 write quorum unless enough copies already hold it, so that no later read can
 return anything older (the step that makes quorum reads linearizable).
 
+Collected tombstones: each copy reports its partition's *floor* with its
+answer, a new version's counter goes above every floor seen, and the Store
+carries the highest floor seen. A copy that collected tombstones since, and
+can't tell whether one of them was newer than this Store, refuses it
+``collected``: that copy just doesn't count toward the quorum. The write never
+takes a second version: once one version may be visible, a second, higher one
+could overtake a later write.
+
 Used by the smart client (SYNC: the client coordinates) and by a node
 (SERVER-SIDE, and any node's HTTP routes). The owner sends what
 :meth:`start`/:meth:`on_message`/:meth:`retry` return and calls
@@ -20,7 +28,7 @@ from dataclasses import dataclass, field
 
 from .messages import Ack, Found, Message, Query, Refused, Store
 from .quorum import Placement, Quorums
-from .records import ZERO, Record, Value
+from .records import Record, Value, Version
 
 Outbound = tuple[str, Message]
 
@@ -47,6 +55,7 @@ class Operation:
     detail: str = ""
     stored_any: bool = False  # a Store went out: a failure now may still have written
     stale: bool = False  # a copy has a newer placement: refresh before going on
+    floor: int = 0  # the highest partition floor seen: new versions go above it, Stores carry it
 
     # ------------------------------------------------------------ driving
     def start(self) -> list[Outbound]:
@@ -69,7 +78,7 @@ class Operation:
             return Query(self.rid, p.number, p.epoch, self.key)
         assert self.record is not None
         self.stored_any = True
-        return Store(self.rid, p.number, p.epoch, self.key, self.record)
+        return Store(self.rid, p.number, p.epoch, self.key, self.record, self.floor)
 
     def _send_all(self) -> list[Outbound]:
         msg = self._request()
@@ -110,6 +119,8 @@ class Operation:
             return []
         if self.phase == QUERY and isinstance(msg, Found) and src in self.placement.asked:
             self.answered[src] = msg.record
+            if msg.floor > self.floor:
+                self.floor = msg.floor
             if self.placement.read_done(self.answered, self.quorums):
                 return self._queried()
         elif self.phase == STORE and isinstance(msg, Ack) and src in self.placement.asked:
@@ -124,8 +135,8 @@ class Operation:
             if record is not None and (newest is None or record.version > newest.version):
                 newest = record
         if self.write:
-            top = newest.version if newest is not None else ZERO
-            self.record = Record(top.next(self.writer), self.value)
+            top = newest.version.counter if newest is not None else 0
+            self.record = Record(Version(max(top, self.floor) + 1, self.writer), self.value)
             return self._phase(STORE)
         self.result = newest
         if newest is None:

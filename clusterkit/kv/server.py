@@ -21,6 +21,17 @@ version never replaces a newer one), and confirms through ClusterKit. Old
 owners drop their copy when the map no longer lists them, which happens only
 after every new owner confirmed.
 
+**Tombstones** are collected by the partition's primary once the placement
+is settled (no copy moving, none marked failed): a tombstone it has held for
+a whole ``gc_ticks`` round that every owner holds too (or has collected) is
+removed everywhere, and each copy raises the partition's *floor* above it and
+above every owner's floor (:class:`~.messages.Have`, :class:`~.messages.Collect`).
+New versions go above the floors a query saw; a Store, Replicate or repair
+batch from a sender that knew an older floor is refused, as it may carry a
+value older than a collected delete. A node that becomes an owner again
+copies the partition afresh (its old copy is dropped when its copy starts),
+so a stale disk can't bring back a collected delete either.
+
 **Strategies.** ``sync``: the client coordinates quorum reads and writes
 (:class:`~.operation.Operation`); a node asked directly coordinates them
 itself. ``server-side``: a node forwards a client's request to the partition's
@@ -33,7 +44,7 @@ acknowledged but had not yet replicated.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from itertools import count, islice
 from typing import Any
@@ -42,7 +53,8 @@ from clusterkit.facade import ClusterKit, PartitionChange
 
 from .data import KVData
 from .messages import (
-    Ack, Batch, Digest, Fetch, Found, Get, Message, Pull, Query, Refused, Replicate, Result, Set, Store, Sums,
+    Ack, Batch, Collect, Digest, Fetch, Found, Get, Has, Have, Message, Pull, Query, Refused, Replicate, Result, Set,
+    Store, Sums,
 )
 from .operation import Operation, Outbound
 from .quorum import Placement, Quorums
@@ -71,12 +83,14 @@ class ServerConfig:
     max_pulls: int = 4
     batch_bytes: int = 1 << 20
     pull_retry_ticks: int = 20
+    gc_ticks: int = 300  # tombstones held this long by every owner are collected (checked this often)
+    gc_batch: int = 1024  # tombstones per collection round and partition
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         for name in ("batch", "op_timeout_ticks", "retry_ticks", "queue_limit", "repair_ticks", "max_pulls",
-                     "batch_bytes", "pull_retry_ticks"):
+                     "batch_bytes", "pull_retry_ticks", "gc_ticks", "gc_batch"):
             if type(getattr(self, name)) is not int or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
 
@@ -134,6 +148,21 @@ class _PullJob:
 
 
 @dataclass
+class _GcRound:
+    """One collection round of one partition, run by its primary."""
+
+    placement: Placement
+    items: list[tuple[str, Record]]
+    rid: int
+    started: int
+    held: dict[str, set[int]] = field(default_factory=dict)  # owner -> indexes of items it holds
+    floor: int = 0  # the highest floor an owner reported
+    collecting: bool = False  # second phase: Collect sent
+    acked: set[str] = field(default_factory=set)
+    sent_tick: int = 0
+
+
+@dataclass
 class _Pending:
     """A client request this node answers later: its own operation, or one it forwarded."""
 
@@ -156,6 +185,7 @@ class Stats:
     dropped: int = 0  # partitions released after the new owners confirmed
     replicated: int = 0  # ASYNC records acknowledged by a replica
     repaired: int = 0  # records that anti-entropy brought here (a copy a write had missed)
+    collected: int = 0  # tombstones removed (every owner had them)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -182,6 +212,12 @@ class KVServer:
         self.quorums = Quorums(kit.options.replication_factor, self.config.w, self.config.r)
         self.stats = Stats()
         self._outbox: list[Outbound] = []
+        # With ``answer_early`` (a driver that calls data.mark_synced and take_early): answers that
+        # report only durable data (a Query's Found when the key's last change is synced) go here,
+        # to be sent without waiting for the next sync. Off, everything goes through the outbox.
+        self.answer_early = False
+        self._early: list[Outbound] = []
+        self._replicate_due = False  # ASYNC: records were queued; take_outbox sends them to the peers
         self._local: list[Message] = []  # to ourselves: handled at once, answered through the outbox
         if type(incarnation) is not int or not 0 <= incarnation < 1 << 31:
             raise ValueError(f"incarnation must be an integer in [0, 2**31), got {incarnation!r}")
@@ -193,6 +229,11 @@ class KVServer:
         self._pulls: dict[int, _PullJob] = {}
         self._waiting: dict[int, None] = {}  # partitions to copy once fewer than max_pulls are under way
         self._repairs: dict[int, _PullJob] = {}
+        self._gc: dict[int, _GcRound] = {}
+        self._gc_seen: dict[int, dict[str, Record]] = {}  # per partition: the tombstones at its last round
+        # Per partition, the collections applied here that are remembered: the floor they reach back
+        # to, and (floor before, floor after, key -> tombstone version removed) for each, newest last.
+        self._collected: dict[int, tuple[int, list[tuple[int, int, dict[str, Version]]]]] = {}
         self._queues: dict[str, OrderedDict[tuple[int, str], None]] = {}  # ASYNC, per peer
         self._in_flight: dict[int, tuple[str, list[tuple[int, str]], int]] = {}  # rid -> peer, keys, tick
         self._busy_peers: dict[str, int] = {}  # peer -> records in flight to it
@@ -203,12 +244,25 @@ class KVServer:
         # A duplicated request (the network may deliver one twice) is answered, never run twice:
         # a second run could write after the first had answered "fail".
         self._requests: dict[tuple[str, int], tuple[int, Message | None]] = {}
+        self._answered: deque[tuple[int, tuple[str, int]]] = deque()  # (tick, request) as answered, to forget them
         if hooks:
             kit.on_partition_change(self.on_partition_change)
 
     # ------------------------------------------------------------ driver interface
     def take_outbox(self) -> list[Outbound]:
+        """Every message to send once ``data.take_unsynced()`` (taken first) is durable; with
+        ``answer_early``, those :meth:`take_early` hasn't taken too, first."""
+        if self._replicate_due:
+            self._flush_replication()  # one Replicate per peer and partition for all of this batch's writes
         out, self._outbox = self._outbox, []
+        if self._early:
+            out, self._early = self._early + out, []
+        return out
+
+    def take_early(self) -> list[Outbound]:
+        """Answers that report only what is already durable: they may leave before the next sync
+        (``answer_early``). Whatever isn't taken here goes out with :meth:`take_outbox`."""
+        out, self._early = self._early, []
         return out
 
     def handle(self, src: str, msg: Message) -> None:
@@ -228,12 +282,15 @@ class KVServer:
             self._tick_pull(p)
         self._launch_waiting()
         self._tick_repairs()
+        self._tick_gc()
         if self.config.strategy == "async":
             self._retry_replication()
             self._flush_replication()
         if self._ticks % self.config.op_timeout_ticks == 0:
             keep = self._ticks - 10 * self.config.op_timeout_ticks
-            self._requests = {k: v for k, v in self._requests.items() if v[1] is None or v[0] >= keep}
+            answered, requests = self._answered, self._requests
+            while answered and answered[0][0] < keep:  # (in answer order: no pass over every request)
+                requests.pop(answered.popleft()[1], None)
         self._drain_local()
 
     # ------------------------------------------------------------ placement
@@ -270,6 +327,7 @@ class KVServer:
             known = self._requests.get((dst, msg.rid))
             if known is not None and known[1] is None:
                 self._requests[(dst, msg.rid)] = (self._ticks, msg)
+                self._answered.append((self._ticks, (dst, msg.rid)))
         if dst == self.me:
             self._local.append(msg)
         else:
@@ -283,16 +341,24 @@ class KVServer:
     def _dispatch(self, src: str, msg: Message) -> None:
         if isinstance(msg, Query):
             if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
-                self._send(src, Found(msg.rid, self.data.get(msg.partition, msg.key)))
+                found = Found(msg.rid, self.data.get(msg.partition, msg.key), self.data.floors.get(msg.partition, 0))
+                if self.answer_early and src != self.me and self.data.durable(msg.partition, msg.key):
+                    self._early.append((src, found))  # reports synced data only: needn't wait for a sync
+                else:
+                    self._send(src, found)
         elif isinstance(msg, Store):
             if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+                if msg.floor < self.data.floors.get(msg.partition, 0) and not self._may_take(
+                        msg.partition, msg.key, msg.record, msg.floor):
+                    self._send(src, Refused(msg.rid, "collected", 0, "", self.data.floor(msg.partition)))
+                    return
                 self.data.put(msg.partition, msg.key, msg.record)
                 self._send(src, Ack(msg.rid))
         elif isinstance(msg, Pull):
             if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
                 limit = max(1, min(msg.limit, 4096))
                 items, cursor, done = self.data.changes(msg.partition, msg.after, limit, self.config.batch_bytes)
-                self._send(src, Batch(msg.rid, items, done, cursor))
+                self._send(src, Batch(msg.rid, items, done, cursor, self.data.floor(msg.partition)))
         elif isinstance(msg, Sums):
             if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
                 self._send(src, Digest(msg.rid, self.data.sums(msg.partition)))
@@ -300,9 +366,14 @@ class KVServer:
             if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
                 limit = max(1, min(msg.limit, 4096))
                 items, done = self.data.scan(msg.partition, msg.after, limit, self.config.batch_bytes, set(msg.buckets))
-                self._send(src, Batch(msg.rid, items, done))
+                self._send(src, Batch(msg.rid, items, done, 0, self.data.floor(msg.partition)))
         elif isinstance(msg, Replicate):
             self._replicated_in(src, msg)
+        elif isinstance(msg, Have):
+            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+                self._has(src, msg)
+        elif isinstance(msg, Collect):
+            self._collect_in(src, msg)
         elif isinstance(msg, (Set, Get)):
             self._client(src, msg)
         else:
@@ -315,6 +386,10 @@ class KVServer:
             return
         if self.me not in self.placement(msg.partition).serving:
             self._refuse(src, msg.rid, "not_serving")
+            return
+        floor = self.data.floor(msg.partition)
+        if msg.floor < floor and not all(self._may_take(msg.partition, k, r, msg.floor) for k, r in msg.items):
+            self._send(src, Refused(msg.rid, "collected", 0, "", floor))  # the primary sends again
             return
         for key, record in msg.items:
             self.data.put(msg.partition, key, record)
@@ -414,17 +489,20 @@ class KVServer:
             self._send(src, Result(msg.rid, self.data.get(partition, msg.key)))
             return
         peers = [n for n in here.serving if n != self.me]
-        if any(len(self._queues.get(n, ())) >= self.config.queue_limit for n in peers):
-            self._refuse(src, msg.rid, "overloaded", detail="replication is behind; retry")
-            return
+        queues, limit = self._queues, self.config.queue_limit
+        for n in peers:
+            queue = queues.get(n)
+            if queue is not None and len(queue) >= limit:
+                self._refuse(src, msg.rid, "overloaded", detail="replication is behind; retry")
+                return
         old = self.data.get(partition, msg.key)
-        top = old.version if old is not None else Version(0, "")
-        record = Record(top.next(f"{self.me}#{next(self._writes)}"), msg.value)
+        top = max(old.version.counter if old is not None else 0, self.data.floor(partition))
+        record = Record(Version(top + 1, f"{self.me}#{next(self._writes)}"), msg.value)
         self.data.put(partition, msg.key, record)
         for n in peers:
             self._queues.setdefault(n, OrderedDict())[(partition, msg.key)] = None
         self._send(src, Result(msg.rid, record))
-        self._flush_replication()
+        self._replicate_due = True  # sent by take_outbox: one batch for every write handled until then
 
     # ------------------------------------------------------------ answers to our requests
     def _answer(self, src: str, msg: Message) -> None:
@@ -436,6 +514,9 @@ class KVServer:
         if route is None:
             return  # late: the request is finished
         kind, key = route
+        if kind == "gc":
+            self._gc_answer(key, src, msg)
+            return
         if kind in ("pull", "repair"):
             job = (self._pulls if kind == "pull" else self._repairs).get(key)
             source = job.sources.get(src) if job is not None else None
@@ -484,9 +565,11 @@ class KVServer:
 
     # ------------------------------------------------------------ migration
     def on_partition_change(self, event: PartitionChange) -> None:
-        """The facade's hook: this node must copy a partition (the next tick would see it too)."""
+        """The facade's hook: this node must copy a partition. Started by the next tick, from the
+        map as it is then: hooks also fire while a restarted node replays old entries, and a copy
+        started from a map that later entries change would drop data this node holds now."""
         if event.copy_to is not None and event.copy_to.id == self.me:
-            self._start_pull(event.number)
+            self._waiting[event.number] = None
 
     def _reconcile(self) -> None:
         """After any map change: pull what we must copy, drop what we no longer serve."""
@@ -500,6 +583,7 @@ class KVServer:
         for p in list(self.data.parts):
             if self.me not in self.placement(p).asked:  # (a failed holder keeps its copy: it counts)
                 self.data.drop(p)
+                self._collected.pop(p, None)
                 self.stats.dropped += 1
                 log.info("%s dropped partition %d (no longer an owner)", self.me, p)
         if self.config.strategy == "async":
@@ -519,6 +603,12 @@ class KVServer:
         old = self._pulls.get(p)
         if old is not None:
             self._forget(old)
+        # Start from nothing, unless this copy started at this very placement (a restart during
+        # it): what this node holds of p is from an earlier ownership (a stale disk could bring
+        # back a delete collected since) or writes a quorum of holders also has. A confirmation
+        # of an earlier copy, still in flight, names its epoch and is ignored (cluster state).
+        if self.data.start_copy(p, here.epoch, self.kit.state.epoch):
+            self._collected.pop(p, None)
         job = _PullJob(here, here.copy_sources(self.quorums))
         self._pulls[p] = job
         for node in here.holders[: job.need]:
@@ -548,6 +638,9 @@ class KVServer:
             return
         if not isinstance(msg, Batch):
             return
+        # A source's batch at this placement holds nothing older than a delete collected at an
+        # earlier one (every owner held the tombstone then), so its floor is adopted, not checked.
+        self._adopt_floor(p, msg.floor)
         for key, record in msg.items:
             job.keys += self.data.put(p, key, record)
         source.tries = 0
@@ -572,6 +665,10 @@ class KVServer:
             if not source.buckets:
                 source.done = True
         elif isinstance(msg, Batch) and source.buckets is not None:
+            if msg.floor < self.data.floor(p):
+                self._end_repair(p)  # read before tombstones were collected here: may be older
+                return
+            self._adopt_floor(p, msg.floor)
             for key, record in msg.items:
                 job.keys += self.data.put(p, key, record)
             if msg.done:
@@ -604,7 +701,7 @@ class KVServer:
             log.info("%s copied partition %d (%d keys) from %s", self.me, p, job.keys, sorted(job.sources))
             self._launch_waiting()  # a copy slot is free: don't wait for the next tick
         try:
-            self.kit.confirm_copy(p)
+            self.kit.confirm_copy(p, epoch=job.placement.epoch)
         except Exception as exc:  # noqa: BLE001 - no leader right now: the next tick asks again
             log.debug("confirm of partition %d not proposed: %s", p, exc)
 
@@ -672,10 +769,157 @@ class KVServer:
         for source in job.sources.values():
             self._routes.pop(source.rid, None)
 
+    # ------------------------------------------------------------ tombstone collection
+    def _tick_gc(self) -> None:
+        """Each partition this node is the primary of, once per ``gc_ticks``: the tombstones it
+        held at the last round too, if every owner holds them (or has collected them), are
+        collected everywhere; only while the placement is settled."""
+        period = self.config.gc_ticks
+        for p, rnd in list(self._gc.items()):
+            if self._ticks - rnd.started >= period or self.placement(p).epoch != rnd.placement.epoch:
+                self._end_gc(p)
+            elif rnd.collecting and self._ticks - rnd.sent_tick >= self.config.retry_ticks:
+                self._send_collect(p, rnd)  # a lost Collect or Ack: ask again
+            elif not rnd.collecting and self._ticks - rnd.sent_tick >= self.config.retry_ticks:
+                rnd.sent_tick = self._ticks
+                have = Have(rnd.rid, p, rnd.placement.epoch, rnd.items)
+                for node in rnd.placement.serving:
+                    if node != self.me and node not in rnd.held:
+                        self._send(node, have)
+        state = self.kit.state
+        for p in range(self._ticks % period, len(state.owners), period):
+            if p in self._gc or p in self._pulls:
+                continue
+            here = self.placement(p)
+            if here.primary != self.me or here.failed or set(here.owners) != set(here.holders):
+                self._gc_seen.pop(p, None)  # not settled here: candidates start again
+                continue
+            tombs = self.data.tombstones(p)
+            seen, self._gc_seen[p] = self._gc_seen.get(p, {}), tombs
+            items = [(k, r) for k, r in tombs.items() if seen.get(k) == r][: self.config.gc_batch]
+            if not items:
+                continue
+            rnd = self._gc[p] = _GcRound(here, items, next(self._rids), self._ticks, sent_tick=self._ticks)
+            self._routes[rnd.rid] = ("gc", p)
+            others = [n for n in here.serving if n != self.me]
+            if not others:
+                self._gc_decide(p, rnd)
+            for node in others:
+                self._send(node, Have(rnd.rid, p, here.epoch, items))
+
+    def _adopt_floor(self, p: int, floor: int) -> None:
+        """A floor learned from another copy (it collected tombstones this one never held, or
+        hasn't collected yet): what was collected below it isn't known here, so the rounds
+        remembered start again from it."""
+        if floor > self.data.floor(p):
+            self.data.raise_floor(p, floor)
+            self._collected[p] = (floor, [])
+
+    def _may_take(self, p: int, key: str, record: Record, floor: int) -> bool:
+        """Whether a record sent by someone who knew only ``floor`` (older than ours) is safe to
+        merge: the key holds something here (a merge keeps the newer), or none of the tombstones
+        collected here since was of this key, or the one that was is older than the record. The
+        rounds remembered don't reach back that far (a restart forgets them): not safe."""
+        if self.data.get(p, key) is not None:
+            return True
+        rounds = self._collected.get(p)
+        if rounds is None or floor < rounds[0]:
+            return False
+        for _before, after, keys in rounds[1]:
+            if after > floor:
+                gone = keys.get(key)
+                if gone is not None and record.version <= gone:
+                    return False
+        return True
+
+    def _has(self, src: str, msg: Have) -> None:
+        floor = self.data.floor(msg.partition)
+        held = []
+        for i, (key, tomb) in enumerate(msg.items):
+            mine = self.data.get(msg.partition, key)
+            if (mine is None and floor >= tomb.version.counter) or (
+                    mine is not None and mine.value is None and mine.version == tomb.version):
+                held.append(i)
+        self._send(src, Has(msg.rid, held, floor))
+
+    def _gc_answer(self, p: int, src: str, msg: Message) -> None:
+        rnd = self._gc.get(p)
+        if rnd is None:
+            return
+        if isinstance(msg, Has) and not rnd.collecting and src in rnd.placement.serving:
+            rnd.held[src] = set(msg.held)
+            rnd.floor = max(rnd.floor, msg.floor)
+            if all(n in rnd.held for n in rnd.placement.serving if n != self.me):
+                self._gc_decide(p, rnd)
+        elif isinstance(msg, Ack) and rnd.collecting:
+            rnd.acked.add(src)
+            if all(n in rnd.acked for n in rnd.placement.serving if n != self.me):
+                self._end_gc(p)
+        elif isinstance(msg, Refused) and msg.reason in ("stale", "not_serving"):
+            self._end_gc(p)  # the placement moved on: the next round starts again
+
+    def _gc_decide(self, p: int, rnd: _GcRound) -> None:
+        keep = set(range(len(rnd.items)))
+        for held in rnd.held.values():
+            keep &= held
+        items = [rnd.items[i] for i in sorted(keep)]
+        if not items:
+            self._end_gc(p)
+            return
+        # Above every owner's floor and every tombstone collected: a Store, Replicate or repair
+        # batch read before any copy collected these carries a lower floor, and is refused.
+        floor = max(rnd.floor, self.data.floor(p), max(r.version.counter for _k, r in items)) + 1
+        rnd.items, rnd.floor, rnd.collecting = items, floor, True
+        self._collect(p, floor, items)
+        if all(n == self.me for n in rnd.placement.serving):
+            self._end_gc(p)
+        else:
+            self._send_collect(p, rnd)
+
+    def _send_collect(self, p: int, rnd: _GcRound) -> None:
+        rnd.sent_tick = self._ticks
+        msg = Collect(rnd.rid, p, rnd.floor, rnd.items)
+        for node in rnd.placement.serving:
+            if node != self.me and node not in rnd.acked:
+                self._send(node, msg)
+
+    def _collect_in(self, src: str, msg: Collect) -> None:
+        cfg = self.kit.state.config
+        if cfg is None or not 0 <= msg.partition < cfg.partition_count:
+            self._refuse(src, msg.rid, "behind" if cfg is None else "bad_request")
+            return
+        if self.me in self.placement(msg.partition).asked:  # (else: nothing of it here to collect)
+            self._collect(msg.partition, msg.floor, msg.items)
+        self._send(src, Ack(msg.rid))
+
+    def _collect(self, p: int, floor: int, items: list[tuple[str, Record]]) -> None:
+        before = self.data.floor(p)
+        rounds = self._collected.setdefault(p, (before, []))
+        self.data.raise_floor(p, floor)  # first: from now on, nothing older is taken in
+        gone = {}
+        for key, tomb in items:
+            if self.data.collect(p, key, tomb):
+                self.stats.collected += 1
+                gone[key] = tomb.version
+        if floor > before:
+            rounds[1].append((before, floor, gone))
+            if len(rounds[1]) > 8:  # remembered: the last 8 rounds; older senders are refused
+                self._collected[p] = (rounds[1][1][0], rounds[1][1:])
+        seen = self._gc_seen.get(p)
+        if seen:
+            for key, _tomb in items:
+                seen.pop(key, None)
+
+    def _end_gc(self, p: int) -> None:
+        rnd = self._gc.pop(p, None)
+        if rnd is not None:
+            self._routes.pop(rnd.rid, None)
+
     # ------------------------------------------------------------ ASYNC replication
     def _flush_replication(self) -> None:
         """Send each idle peer the oldest ``batch`` queued records, one Replicate per partition
         among them; a peer is busy until all of those are answered (or time out)."""
+        self._replicate_due = False
         if not self._queues:
             return
         busy = self._busy_peers
@@ -692,17 +936,19 @@ class KVServer:
                     rid = next(self._rids)
                     self._in_flight[rid] = (peer, items, self._ticks)
                     records = [(key, r) for _p, key in items if (r := self.data.get(p, key)) is not None]
-                    self._send(peer, Replicate(rid, p, records))
+                    self._send(peer, Replicate(rid, p, records, self.data.floor(p)))
                     busy[peer] = busy.get(peer, 0) + len(items)
 
     def _replication_answer(self, rid: int, msg: Message) -> None:
         peer, items, _tick = self._in_flight.pop(rid)
         self._settled(peer, len(items))
+        if isinstance(msg, Refused) and msg.reason == "collected" and items:
+            self._adopt_floor(items[0][0], msg.floor)  # what we send now holds nothing older
         if isinstance(msg, Ack):
             self.stats.replicated += len(items)
         elif isinstance(msg, Refused) and msg.reason != "not_serving":
             self._requeue(peer, items)
-        self._flush_replication()
+        self._replicate_due = True
 
     def _retry_replication(self) -> None:
         for rid, (peer, items, tick) in list(self._in_flight.items()):
