@@ -70,7 +70,8 @@ def test_log_rewrite_keeps_only_live_data(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("kvnet")
-    with LocalCluster(root, size=3, extra_args=["--log-level", "WARNING"], kv=True) as c:
+    # (tombstones collected every second, not every 30 s: test_deletes_are_collected waits for it)
+    with LocalCluster(root, size=3, extra_args=["--log-level", "WARNING", "--kv-gc-seconds", "1"], kv=True) as c:
         c.start_all()
 
         def ready() -> bool:
@@ -145,3 +146,24 @@ def test_sdk_smart_and_simple_and_a_restart_keeps_the_data(cluster: LocalCluster
         return total >= 199  # RF 3 on 3 nodes: node-2 holds every key, replayed from its log
 
     cluster.wait(holds, 20, "node-2 to serve its replayed data")
+
+
+def test_deletes_are_collected_on_every_node_and_the_key_can_be_written_again(cluster: LocalCluster) -> None:
+    url = cluster.nodes["node-3"].url
+
+    def collected() -> list[int]:
+        return [http_json(cluster.nodes[n].url + "/kv/stats")[1].get("collected", 0) for n in sorted(cluster.nodes)]
+
+    before = collected()
+    keys = [f"gc-{i}" for i in range(20)]
+    for key in keys:
+        assert http_json(url + "/kv/set", "POST", {"key": key, "value": "x"})[0] == 200
+        assert http_json(url + f"/kv/delete?key={key}", "POST")[0] == 200
+    # RF 3 on 3 nodes: every node holds every tombstone, and each collects all 20 (two rounds: seen, then gone)
+    cluster.wait(lambda: all(a - b >= len(keys) for a, b in zip(collected(), before)), 20,
+                 "every node to collect the tombstones")
+    for key in keys[:5]:
+        assert http_json(url + f"/kv/get?key={key}")[0] == 404
+        assert http_json(url + "/kv/set", "POST", {"key": key, "value": "again"})[0] == 200
+        status, doc = http_json(cluster.nodes["node-1"].url + f"/kv/get?key={key}")
+        assert status == 200 and doc["value"] == "again"

@@ -96,6 +96,9 @@ def add_parser(sub: Any) -> None:
                     help="write quorum W (0: a majority of the replication factor) [KV_W]")
     kv.add_argument("--kv-r", type=bounded_int(0, 16), default=env.get("KV_R", "0"),
                     help="read quorum R (0: a majority of the replication factor) [KV_R]")
+    kv.add_argument("--kv-gc-seconds", type=_seconds, default=env.get("KV_GC_SECONDS", "30"),
+                    help="how often a partition's primary collects the tombstones every owner holds; a "
+                         "tombstone goes once it is at least this old [KV_GC_SECONDS] (default 30)"),
     p.add_argument("--log-level", default=env.get("LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_run)
 
@@ -153,6 +156,7 @@ def _kv_options(args: argparse.Namespace, options: Any) -> Any:
     from clusterkit.net.kv_service import BREAK_MIGRATION_ENV, KVOptions
 
     _split_host_port(args.kv_addr if not args.kv_addr.endswith(":0") else args.kv_addr[:-1] + "1", "kv_addr")
-    server = ServerConfig(strategy=args.kv_strategy, w=int(args.kv_w), r=int(args.kv_r))
+    gc_ticks = max(1, round(float(args.kv_gc_seconds) / KVOptions.tick))  # (the KV server ticks every 0.1 s)
+    server = ServerConfig(strategy=args.kv_strategy, w=int(args.kv_w), r=int(args.kv_r), gc_ticks=gc_ticks)
     Quorums(options.replication_factor, server.w, server.r)  # W and R must fit the replication factor
     return KVOptions(args.kv_addr, server, break_migration=os.environ.get(BREAK_MIGRATION_ENV) == "1")
