@@ -192,6 +192,7 @@ class KVService:
         # each life draws its own incarnation.
         incarnation = int.from_bytes(os.urandom(4), "big") >> 1
         self.server = KVServer(self.node.kit, data, self.options.server, incarnation=incarnation)
+        self.server.answer_early = True  # _flush marks what is synced; _read_messages sends early answers
         _tune_gc()
         host, port = split_addr(self.options.addr)
         bind = "0.0.0.0" if self.options.addr.startswith(":") else host
@@ -544,6 +545,9 @@ class KVService:
             for body in bodies:  # every frame that arrived, then one flush for all of them
                 for msg in from_frame(body):
                     server.handle(src, msg)
+            early = server.take_early()
+            if early:
+                self._route(early)  # answers about synced data only: they don't wait for the next sync
             self._kick()
 
     async def _proxy_http(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

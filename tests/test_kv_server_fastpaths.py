@@ -1,0 +1,82 @@
+"""The KV server's fast paths that need its driver's help: answers sent before a sync only when
+they report synced data, and ASYNC replication in one batch per flush."""
+
+from __future__ import annotations
+
+from clusterkit.kv.data import KVData
+from clusterkit.kv.messages import Ack, Found, Query, Replicate, Result, Set, Store
+from clusterkit.kv.records import Record, Version
+from clusterkit.kv.server import KVServer, ServerConfig
+
+from .test_kv_core import _kits
+
+
+def _server(strategy: str = "sync") -> tuple[KVServer, int, int]:
+    kit = _kits().kits["node-1"]
+    server = KVServer(kit, config=ServerConfig(strategy=strategy))
+    p = next(p for p in range(kit.state.config.partition_count) if kit.partition(p).primary == "node-1")
+    return server, p, kit.partition(p).epoch
+
+
+def test_a_found_leaves_before_the_sync_only_when_what_it_reports_is_synced() -> None:
+    server, p, epoch = _server()
+    server.answer_early = True
+    r1, r2 = Record(Version(1, "w"), "one"), Record(Version(2, "w"), "two")
+    server.handle("c", Query(1, p, epoch, "k"))  # never written: nothing to wait for
+    assert server.take_early() == [("c", Found(1, None))]
+    server.handle("c", Store(2, p, epoch, "k", r1))
+    server.handle("c", Query(3, p, epoch, "k"))  # reports r1, not synced yet: waits for the sync
+    assert server.take_early() == []
+    lsn = server.data.lsn
+    assert server.data.take_unsynced() and not server.data.durable(p, "k")
+    assert server.take_outbox() == [("c", Ack(2)), ("c", Found(3, r1))]
+    server.data.mark_synced(lsn)  # the driver synced those entries
+    assert server.data.durable(p, "k")
+    server.handle("c", Query(4, p, epoch, "k"))
+    assert server.take_early() == [("c", Found(4, r1))]
+    server.handle("c", Store(5, p, epoch, "k", r2))  # changed again: not durable until the next sync
+    server.handle("c", Query(6, p, epoch, "k"))
+    server.handle("c", Query(7, p, epoch, "other"))
+    assert server.take_early() == [("c", Found(7, None))]
+    assert server.take_outbox() == [("c", Ack(5)), ("c", Found(6, r2))]
+    # early answers nobody took leave with the outbox, first; without answer_early none is early
+    server.handle("c", Query(8, p, epoch, "other"))
+    assert server.take_outbox() == [("c", Found(8, None))]
+    plain, p2, epoch2 = _server()
+    plain.handle("c", Query(1, p2, epoch2, "k"))
+    assert plain.take_early() == [] and plain.take_outbox() == [("c", Found(1, None))]
+    # data replayed from the synced log is durable
+    assert KVData.replay(server.data.compacted()).durable(p, "k")
+
+
+def test_async_writes_handled_before_a_flush_replicate_in_one_message_per_peer_and_partition() -> None:
+    server, p, _epoch = _server("async")
+    number = server.kit.state.config.hash_config.number
+    keys = [k for k in (f"key-{i}" for i in range(2000)) if number(k) == p][:6]
+    assert len(keys) == 6
+    for i, key in enumerate(keys):
+        server.handle("c", Set(i + 1, key, "v"))
+    out = server.take_outbox()
+    assert [msg.rid for _dst, msg in out if isinstance(msg, Result)] == [1, 2, 3, 4, 5, 6]
+    replicates = [(dst, msg) for dst, msg in out if isinstance(msg, Replicate)]
+    # one per peer for the six writes (each sent one of its own before), in write order
+    assert sorted(dst for dst, _msg in replicates) == sorted(n for n in server.placement(p).serving if n != "node-1")
+    assert all([k for k, _r in msg.items] == keys and msg.partition == p for _dst, msg in replicates)
+    assert server.take_outbox() == []
+
+
+def test_an_answered_request_is_answered_again_until_forgotten_in_answer_order() -> None:
+    server, p, _epoch = _server("async")
+    number = server.kit.state.config.hash_config.number
+    key = next(k for k in (f"key-{i}" for i in range(2000)) if number(k) == p)
+    server.handle("c", Set(1, key, "v"))
+    [answer] = [msg for _dst, msg in server.take_outbox() if isinstance(msg, Result)]
+    server.handle("c", Set(1, key, "v"))  # a duplicate: the same answer, not a second write
+    assert [msg for _dst, msg in server.take_outbox()] == [answer]
+    window = 10 * server.config.op_timeout_ticks
+    for _ in range(window):
+        server.tick()
+    assert ("c", 1) in server._requests  # still within the window
+    for _ in range(server.config.op_timeout_ticks + 1):
+        server.tick()
+    assert ("c", 1) not in server._requests and not server._answered
