@@ -88,7 +88,7 @@ def test_status_reports_role_term_and_progress():
     node.campaign()
     st = node.status()
     assert st["role"] == "leader" and st["term"] == 1 and st["leader"] == "a"
-    assert st["progress"]["a"]["match"] == 0  # the leader's no-op counts once it is durable here
+    assert st["progress"]["a"]["match"] == 0  # the leader's own match is what its disk holds
     node.advance(node.ready())
     assert node.status()["progress"]["a"]["match"] == 1 and node.log.committed == 1
 

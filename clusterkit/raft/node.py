@@ -47,7 +47,7 @@ from .messages import (
     TimeoutNow,
     VoteResponse,
 )
-from .progress import Progress, ProgressState
+from .progress import OwnProgress, Progress, ProgressState
 from .reads import ReadQueue
 from .ready import Compaction, RaftConfig, Ready, Role, SoftState
 from .snapshot_buffer import SnapshotBuffer
@@ -465,13 +465,9 @@ class RaftNode:
             self._prev_soft_state = rd.soft_state
         if rd.entries:
             self.log.stable_to_persisting()
-            if self.role is Role.LEADER:
-                # The leader counts for a commit only what its own disk holds: the driver may send
-                # the appends while it syncs them (Ready.messages_before_sync), so a quorum of
-                # acknowledgements without us must be one of other nodes' disks.
-                pr = self.progress.get(self.id)
-                if pr is not None and pr.maybe_update(self.log.stable) and self._maybe_commit():
-                    self._bcast_commit()
+            own = self.progress.get(self.id) if self.role is Role.LEADER else None
+            if own is not None and own.maybe_update(self.log.stable) and self._maybe_commit():
+                self._bcast_commit()  # our own copy of these entries counts now (see OwnProgress)
         if rd.committed_entries:
             self.log.applied_to(rd.committed_entries[-1].index)
 
@@ -539,9 +535,11 @@ class RaftNode:
         for peer in self.voters + self.learners + (self.id,):
             pr = self.progress.get(peer)
             if pr is None:
-                pr = self.progress[peer] = Progress(last + 1, self.config.max_inflight)
                 if peer == self.id:
-                    pr.match = self.log.stable  # what our disk holds (see advance)
+                    pr = self.progress[peer] = OwnProgress(last + 1, self.config.max_inflight, self.log)
+                    pr.match = self.log.stable
+                else:
+                    pr = self.progress[peer] = Progress(last + 1, self.config.max_inflight)
             pr.learner = peer not in self.voters
 
     def _become_follower(self, term: int, leader: str | None) -> None:
@@ -570,10 +568,11 @@ class RaftNode:
             self._track_departed(prev.voters + prev.learners)
         self.progress[self.id].become_replicate()
         self.progress[self.id].recent_active = True
-        # A no-op of our own term lets entries of earlier terms commit (§5.4.2). It counts for us
-        # once it is durable here (advance), like every entry we append: nothing to commit yet.
+        # A no-op of our own term lets entries of earlier terms commit (§5.4.2).
         entry = Entry(self.term, self.log.last_index() + 1, b"", EntryType.NOOP)
         self.log.append([entry])
+        self.progress[self.id].maybe_update(entry.index)
+        self._maybe_commit()
         self._bcast_append()
 
     # ---------------------------------------------------------- membership
@@ -628,7 +627,9 @@ class RaftNode:
         index = self.log.last_index() + 1
         self.log.append([Entry(self.term, index, encode_entry(cc, new), EntryType.CONF_CHANGE)])
         self._refresh_conf()
-        self._maybe_commit()  # a smaller quorum may commit what the old one had not yet
+        if self.id in self.progress:
+            self.progress[self.id].maybe_update(index)
+        self._maybe_commit()
         self._bcast_append()
         return index
 
@@ -889,7 +890,8 @@ class RaftNode:
         self.log.append([Entry(term, first + i, data) for i, data in enumerate(batch)], normal_only=True)
         self.uncommitted_bytes += size
         last = self.log.last_index()
-        # They count for us once durable here (advance). The appends go out once, when the next Ready is taken: proposals arriving one at a time
+        self.progress[self.id].maybe_update(last)  # OwnProgress: counts once synced (advance)
+        # The appends go out once, when the next Ready is taken: proposals arriving one at a time
         # (each awaited by its own caller) then cost one append per follower per Ready, not one each.
         self._bcast_pending = True
         return first, last

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from enum import Enum
+from typing import Any
 
 
 class ProgressState(Enum):
@@ -137,3 +138,21 @@ class Progress:
         self.next = max(min(rejected, match_hint + 1), self.match + 1)
         self.paused = False
         return True
+
+
+class OwnProgress(Progress):
+    """The leader's view of its own log. Its match is what the leader's disk holds (the log's
+    stable index), never more: the driver may send the leader's appends while it syncs them
+    (``Ready.take_early_messages``), so the leader counts itself toward a commit only for entries
+    already synced, and an entry committed without it is on a majority of the other nodes' disks
+    (Ongaro's thesis, §10.2.1). ``maybe_update`` is capped there; ``RaftNode.advance`` moves it
+    once a Ready's entries are synced."""
+
+    __slots__ = ("_log",)
+
+    def __init__(self, next_index: int, max_inflight: int, log: Any) -> None:
+        super().__init__(next_index, max_inflight)
+        self._log = log  # anything with a ``stable`` index: the node's RaftLog
+
+    def maybe_update(self, index: int) -> bool:
+        return super().maybe_update(min(index, self._log.stable))
