@@ -12,7 +12,7 @@ reach a quorum of the new owners.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clusterkit.facade import Partition
 
@@ -62,6 +62,12 @@ class Placement:
     owners: tuple[str, ...]  # where it is going (differs from holders during a migration)
     incoming: tuple[str, ...]
     failed: tuple[str, ...] = ()  # holders marked failed: counted in quorums, asked, not written to in the background
+    # Worked out once (a placement is shared by every operation at its epoch): nothing moving, so
+    # one quorum of the holders is enough.
+    settled: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settled", set(self.owners) == set(self.holders))
 
     @classmethod
     def of(cls, p: Partition) -> Placement:
@@ -80,7 +86,7 @@ class Placement:
         copy that hasn't applied the confirmation yet still serves reads at this placement."""
         if not sum(n in replied for n in self.holders) >= needed(len(self.holders), q.r, q.rf) > 0:
             return False
-        if set(self.owners) == set(self.holders):
+        if self.settled:
             return True
         return sum(n in replied for n in self.owners) >= needed(len(self.owners), q.r, q.rf)
 
@@ -89,7 +95,7 @@ class Placement:
         (so the write survives whichever old owners the migration releases)."""
         if not sum(n in acked for n in self.holders) >= needed(len(self.holders), q.w, q.rf) > 0:
             return False
-        if set(self.owners) == set(self.holders):
+        if self.settled:
             return True
         return sum(n in acked for n in self.owners) >= needed(len(self.owners), q.w, q.rf)
 
