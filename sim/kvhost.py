@@ -60,9 +60,14 @@ class SimKV:
 
     # ------------------------------------------------------------ DataLayer
     def attach(self, node: SimNode) -> None:
-        self.nodes[node.id] = NodeKV(KVServer(node.kit, self._data(), self.config, hooks=False))
+        self.nodes[node.id] = NodeKV(self._server(node, self._data()))
         # One forwarder per facade: each life's server gets the events.
         node.kit.on_partition_change(lambda e, nid=node.id: self._changed(nid, e))
+
+    def _server(self, node: SimNode, data: KVData, incarnation: int = 0) -> KVServer:
+        server = KVServer(node.kit, data, self.config, hooks=False, incarnation=incarnation)
+        server.answer_early = True
+        return server
 
     def _data(self, synced: list[LogEntry] | None = None) -> KVData:
         data = _AuditedData.replay(synced) if synced else _AuditedData()
@@ -74,7 +79,7 @@ class SimKV:
 
     def restart(self, node: SimNode) -> None:
         old = self.nodes[node.id]
-        server = KVServer(node.kit, self._data(old.synced), self.config, hooks=False, incarnation=node.generation)
+        server = self._server(node, self._data(old.synced), node.generation)
         self.nodes[node.id] = NodeKV(server, old.synced)
 
     def tick(self, node: SimNode) -> None:
@@ -106,22 +111,27 @@ class SimKV:
     # ------------------------------------------------------------ the disk
     def _flush(self, node: SimNode) -> None:
         kv = self.nodes[node.id]
+        # As the TCP node does: answers that report only synced data leave at once (answer_early).
+        self._send_all(node.id, kv.server.take_early())
         if kv.flushing:
             return  # the flush under way sends this output too, once its sync is done
         # The answers taken with the entries wait for their sync; later ones wait for the next.
-        entries, out = kv.server.data.take_unsynced(), kv.server.take_outbox()
+        data = kv.server.data
+        entries, out, lsn = data.take_unsynced(), kv.server.take_outbox(), data.lsn
         if not entries:
             self._send_all(node.id, out)
             return
         kv.flushing = True
         generation = node.generation
         ev = self.c.env.timeout(self.c.fsync.sample(self.c.rng) + max(0.0, node.stall_until - self.c.env.now))
-        ev.callbacks.append(lambda _e: self._synced(node, kv, generation, entries, out))
+        ev.callbacks.append(lambda _e: self._synced(node, kv, generation, entries, out, lsn))
 
-    def _synced(self, node: SimNode, kv: NodeKV, generation: int, entries: list[LogEntry], out: list[Any]) -> None:
+    def _synced(self, node: SimNode, kv: NodeKV, generation: int, entries: list[LogEntry], out: list[Any],
+                lsn: int) -> None:
         if node.generation != generation or self.nodes.get(node.id) is not kv:
             return  # crashed before the sync: the entries and the answers died with the process
         kv.synced.extend(entries)
+        kv.server.data.mark_synced(lsn)
         self.syncs += 1
         kv.flushing = False
         self._send_all(node.id, out)
