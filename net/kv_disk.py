@@ -197,6 +197,8 @@ def _valid(entry: Any) -> bool:
         return len(entry) == 3 and type(entry[1]) is int and isinstance(entry[2], str)
     if entry[0] == "floor":
         return len(entry) == 3 and type(entry[1]) is int and type(entry[2]) is int
+    if entry[0] == "seen":
+        return len(entry) == 2 and type(entry[1]) is int
     if entry[0] == "copy":
         return len(entry) == 4 and all(type(e) is int for e in entry[1:])
     return False

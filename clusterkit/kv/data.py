@@ -34,7 +34,8 @@ from typing import Any
 from .records import Record, newer
 
 # Log entries: ["put", partition, key, record-wire], ["drop", partition], ["del", partition, key]
-# (a collected tombstone), ["floor", partition, counter] and ["copy", partition, epoch, cluster epoch].
+# (a collected tombstone), ["floor", partition, counter], ["copy", partition, epoch, cluster epoch] and
+# ["seen", cluster epoch] (the newest map the server acted on).
 LogEntry = list[Any]
 
 BUCKETS = 64
@@ -173,6 +174,13 @@ class KVData:
         self.unsynced.append(["copy", partition, epoch, cluster_epoch])
         return True
 
+    def note_epoch(self, cluster_epoch: int) -> None:
+        """The server acts on the map at ``cluster_epoch`` (drops, copies): logged, so that after a
+        restart it waits for its cluster state to catch up to at least this epoch."""
+        if cluster_epoch > self.seen_epoch:
+            self.seen_epoch = cluster_epoch
+            self.unsynced.append(["seen", cluster_epoch])
+
     def floor(self, partition: int) -> int:
         return self.floors.get(partition, 0)
 
@@ -267,6 +275,8 @@ class KVData:
             elif entry[0] == "copy":
                 data.copying[entry[1]] = entry[2]
                 data.seen_epoch = max(data.seen_epoch, entry[3])
+            elif entry[0] == "seen":
+                data.seen_epoch = max(data.seen_epoch, entry[1])
             elif entry[0] == "del" and entry[2] in data.parts.get(entry[1], {}):
                 data._remove(entry[1], entry[2])
         data.unsynced = []
@@ -275,7 +285,7 @@ class KVData:
 
     def compacted(self) -> list[LogEntry]:
         """The shortest log that replays to this data (to rewrite a log that grew long)."""
-        return [*(["copy", p, e, self.seen_epoch] for p, e in self.copying.items()),
+        return [["seen", self.seen_epoch], *(["copy", p, e, self.seen_epoch] for p, e in self.copying.items()),
                 *(["floor", p, f] for p, f in self.floors.items()),
                 *(["put", p, k, r.to_wire()] for p, part in self.parts.items() for k, r in part.items())]
 
@@ -290,6 +300,9 @@ def snapshot_entries(snapshot: list[tuple[int, dict[str, Record], int, int | Non
     """The log entries (as tuples: msgpack writes them as arrays) that replay to ``snapshot``, one
     at a time: a rewrite of a large data set builds no list of them, and leaves the cyclic
     collector nothing to find."""
+    top = max((seen for *_rest, seen in snapshot), default=0)
+    if top:
+        yield ("seen", top)
     for p, part, floor, copying, seen in snapshot:
         if copying is not None:
             yield ("copy", p, copying, seen)

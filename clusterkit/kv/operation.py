@@ -93,15 +93,21 @@ class Operation:
         return [(n, msg) for n in self._targets() if n not in done]
 
     def refresh(self, placement: Placement) -> list[Outbound]:
-        """Go on at a newer placement. A write keeps its version: a second version of one write
-        could reappear after a later write."""
+        """Go on at a newer placement: a query asks again there. A write already storing ends
+        ``info`` instead (it may have happened): taking a second version could overtake a later
+        write, and storing its version at the new placement could reach a new owner that can't
+        yet tell it is older than a delete collected since its query. A read's write-back asks
+        again (its answer is whatever the new placement holds)."""
         if self.outcome is not None or placement.epoch <= self.placement.epoch:
             return []
         self.placement, self.stale = placement, False
         if not placement.holders:
             self._finish("info" if self.stored_any else "fail", "no complete copy of this partition is left")
             return []
-        return self._phase(self.phase if self.phase == STORE else QUERY)
+        if self.write and self.phase == STORE:
+            self._finish("info", "the partition moved while the write was being stored; it may have happened")
+            return []
+        return self._phase(QUERY)
 
     def expire(self) -> None:
         if self.outcome is None:

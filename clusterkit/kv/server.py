@@ -274,7 +274,12 @@ class KVServer:
         if self.kit.state.config is None:
             return
         if self.kit.state.epoch != self._seen_epoch:
+            if self.kit.state.epoch < self.data.seen_epoch:
+                # A restarted node whose cluster state is older than a map its data was kept
+                # under: dropping or copying by it could lose a copy this node holds. Wait.
+                return
             self._seen_epoch = self.kit.state.epoch
+            self.data.note_epoch(self._seen_epoch)
             self._reconcile()
         for rid, pend in list(self._pending.items()):
             self._tick_pending(rid, pend)
@@ -833,14 +838,28 @@ class KVServer:
         return True
 
     def _has(self, src: str, msg: Have) -> None:
-        floor = self.data.floor(msg.partition)
+        """Held: the very tombstone, or its key collected here in a round still remembered (so an
+        older value of it would be refused). Not a key merely absent: a copy that never got the
+        delete would take an older value of it that arrives late (found in review)."""
         held = []
         for i, (key, tomb) in enumerate(msg.items):
             mine = self.data.get(msg.partition, key)
-            if (mine is None and floor >= tomb.version.counter) or (
-                    mine is not None and mine.value is None and mine.version == tomb.version):
+            if mine is None:
+                gone = self._remembered(msg.partition, key)
+                if gone is not None and gone >= tomb.version:
+                    held.append(i)
+            elif mine.value is None and mine.version == tomb.version:
                 held.append(i)
-        self._send(src, Has(msg.rid, held, floor))
+        self._send(src, Has(msg.rid, held, self.data.floor(msg.partition)))
+
+    def _remembered(self, p: int, key: str) -> Version | None:
+        rounds = self._collected.get(p)
+        best = None
+        for _before, _after, keys in rounds[1] if rounds is not None else ():
+            gone = keys.get(key)
+            if gone is not None and (best is None or gone > best):
+                best = gone
+        return best
 
     def _gc_answer(self, p: int, src: str, msg: Message) -> None:
         rnd = self._gc.get(p)
@@ -896,13 +915,18 @@ class KVServer:
         before = self.data.floor(p)
         rounds = self._collected.setdefault(p, (before, []))
         self.data.raise_floor(p, floor)  # first: from now on, nothing older is taken in
+        # Every key of the round this copy holds nothing newer of is remembered, removed now or not
+        # (a late Collect, after a newer round raised the floor, still removes: the review found
+        # one that removed and remembered nothing, then took an older value of the key).
         gone = {}
         for key, tomb in items:
             if self.data.collect(p, key, tomb):
                 self.stats.collected += 1
+            mine = self.data.get(p, key)
+            if mine is None or mine.version <= tomb.version:
                 gone[key] = tomb.version
-        if floor > before:
-            rounds[1].append((before, floor, gone))
+        if gone or floor > before:
+            rounds[1].append((before, max(floor, before), gone))
             if len(rounds[1]) > 8:  # remembered: the last 8 rounds; older senders are refused
                 self._collected[p] = (rounds[1][1][0], rounds[1][1:])
         seen = self._gc_seen.get(p)
