@@ -23,11 +23,8 @@ It moves bytes, time and disk syncs, nothing else (quorums, fences and migration
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +44,8 @@ from .frames import (
     ACCEPT, DIAL, HEADER, HELLO, FrameError, FrameReader, Transcript, auth_frame, check_auth, frame, hello_frame, parse_hello,
 )
 from .kv_disk import KVLog
+from .node import tune_gc
+from .sync_thread import SyncThread
 from .transport import read_frame, split_addr
 
 if TYPE_CHECKING:
@@ -87,69 +86,6 @@ def encode_frames(msgs: list[Message]) -> list[bytes]:
     return [encode_frame(m) for m in msgs]
 
 
-GC_YOUNG = 50_000  # objects allocated (net) between young collections on a node serving the KV store
-
-
-def _tune_gc() -> None:
-    """A node serving the KV store allocates a few containers per message (frames, messages,
-    records, log entries) and keeps many (records, answers remembered for duplicates). At
-    CPython's default of a young collection every 700 net allocations, the cyclic collector ran
-    hundreds of times a second and its full collections walked the whole data set: 13 to 23 µs
-    per write in bench/kv.py, 15 to 25% of the nodes' CPU. Young collections every GC_YOUNG
-    allocations (older ones at least 20 of those apart) cut that to between a third and a sixth.
-    Process-wide, and only ever raised: the node process is the KV store's."""
-    young, older, oldest = gc.get_threshold()
-    if 0 < young < GC_YOUNG:
-        gc.set_threshold(GC_YOUNG, max(older, 20), max(oldest, 20))
-
-
-class _Syncer:
-    """One thread that appends and fdatasyncs the KV log's records, handed each record's bytes
-    through a queue and answering through the loop (``call_soon_threadsafe``). The record is encoded
-    on the loop, so the thread holds the GIL only around its two system calls: a thread that needs
-    the GIL waits for the busy loop to let go of it, and an executor's bookkeeping (futures, locks,
-    a work item per call) costs that wait several times per sync."""
-
-    def __init__(self, kvlog: KVLog, loop: asyncio.AbstractEventLoop, name: str) -> None:
-        self.kvlog = kvlog
-        self.loop = loop
-        self._queue: queue.SimpleQueue[tuple[bytes, asyncio.Future[None]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def write(self, blob: bytes) -> asyncio.Future[None]:
-        """Done once ``blob`` is appended and synced (or with the exception that stopped it)."""
-        fut = self.loop.create_future()
-        self._queue.put((blob, fut))
-        return fut
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            blob, fut = item
-            try:
-                self.kvlog.write_record(blob)
-                error: BaseException | None = None
-            except BaseException as exc:  # noqa: BLE001 - handed to the loop, which stops the store
-                error = exc
-            try:
-                self.loop.call_soon_threadsafe(_settle, fut, error)
-            except RuntimeError:
-                return  # the loop is closed: nobody waits any more
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-
-def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
-    if fut.done():
-        return
-    if error is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(error)
-
-
 @dataclass
 class _Peer:
     id: str
@@ -166,7 +102,7 @@ class KVService:
         self.addr = options.addr
         self.server: KVServer | None = None
         self.kvlog: KVLog | None = None
-        self._syncer: _Syncer | None = None
+        self._syncer: SyncThread | None = None
         self.broken = options.break_migration
         self._server: asyncio.Server | None = None
         self._peers: dict[str, _Peer] = {}
@@ -186,14 +122,14 @@ class KVService:
         directory = Path(self.node.options.data_dir) / "kv"
         self.kvlog = KVLog(directory)
         entries = await asyncio.to_thread(self.kvlog.load)
-        self._syncer = _Syncer(self.kvlog, asyncio.get_running_loop(), f"{self.node.id}-kv-sync")
+        self._syncer = SyncThread(asyncio.get_running_loop(), f"{self.node.id}-kv-sync")
         data = KVData.replay(entries)
         # Request ids must not repeat across restarts (peers remember answers by sender and id):
         # each life draws its own incarnation.
         incarnation = int.from_bytes(os.urandom(4), "big") >> 1
         self.server = KVServer(self.node.kit, data, self.options.server, incarnation=incarnation)
         self.server.answer_early = True  # _flush marks what is synced; _read_messages sends early answers
-        _tune_gc()
+        tune_gc()
         host, port = split_addr(self.options.addr)
         bind = "0.0.0.0" if self.options.addr.startswith(":") else host
         self._server = await asyncio.start_server(self._accept, bind, port, limit=1 << 20)
@@ -300,7 +236,8 @@ class KVService:
                     break
                 if entries:
                     t0 = time.perf_counter()
-                    await self._syncer.write(kvlog.encode_record(entries))
+                    blob = kvlog.encode_record(entries)  # (encoded here: the thread holds the GIL only to write and sync)
+                    await self._syncer.run(lambda: kvlog.write_record(blob))
                     server.data.mark_synced(lsn)
                     self._note_sync(time.perf_counter() - t0)
                     if kvlog.wants_rewrite():

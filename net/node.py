@@ -21,12 +21,9 @@ import asyncio
 import gc
 import logging
 import os
-import queue
 import random
 import ssl
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -43,6 +40,7 @@ from clusterkit.raft.ready import RaftConfig, Role
 
 from .disk import DiskStorage
 from .frames import DEFAULT_MAX_FRAME
+from .sync_thread import SyncThread
 from .transport import Transport
 
 log = logging.getLogger("clusterkit.net")
@@ -63,53 +61,6 @@ def tune_gc() -> None:
     young, older, oldest = gc.get_threshold()
     if 0 < young < GC_YOUNG:
         gc.set_threshold(GC_YOUNG, max(older, 20), max(oldest, 20))
-
-
-class _Syncer:
-    """One thread that runs a node's disk syncs, each handed over with a queue put and answered
-    through the loop (``call_soon_threadsafe``): an executor's bookkeeping (a work item, a
-    concurrent future chained to an asyncio one, their locks) ran per sync too, each piece in the
-    thread needing the GIL back from a busy loop. The record is encoded on the loop
-    (DiskStorage.prepare_sync), so the thread holds the GIL only between its system calls."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, name: str) -> None:
-        self.loop = loop
-        self._queue: queue.SimpleQueue[tuple[Callable[[], None], asyncio.Future[None]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def run(self, fn: Callable[[], None]) -> asyncio.Future[None]:
-        """Done once ``fn()`` returned on the thread (or with the exception it raised)."""
-        fut = self.loop.create_future()
-        self._queue.put((fn, fut))
-        return fut
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            fn, fut = item
-            try:
-                fn()
-                error: BaseException | None = None
-            except BaseException as exc:  # noqa: BLE001 - handed to the loop, where the drain fails
-                error = exc
-            try:
-                self.loop.call_soon_threadsafe(_settle, fut, error)
-            except RuntimeError:
-                return  # the loop is closed: nobody waits any more
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Let the sync under way finish, then end the thread."""
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-
-def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
-    if fut.done():
-        return
-    if error is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(error)
 
 
 def _resolve(fut: asyncio.Future[Any], request: Any) -> None:
@@ -178,7 +129,7 @@ class NetNode:
         self._proposing: list[tuple[bytes, asyncio.Future[Any]]] = []  # this loop turn's, for one batch
         self._draining = False
         self._drain_task: asyncio.Task[None] | None = None
-        self._syncer: _Syncer | None = None
+        self._syncer: SyncThread | None = None
         self._stopping = False
         self._leader_since: tuple[int, str] | None = None
 
@@ -229,7 +180,7 @@ class NetNode:
         await self.transport.start()
         self.started_at = time.monotonic()
         loop = asyncio.get_running_loop()
-        self._syncer = _Syncer(loop, f"{self.id}-raft-sync")
+        self._syncer = SyncThread(loop, f"{self.id}-raft-sync")
         self._tasks.append(loop.create_task(self._ticker()))
         self._tasks.append(loop.create_task(self._membership()))
         self._kick()
