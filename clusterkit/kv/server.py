@@ -671,11 +671,16 @@ class KVServer:
                 source.done = True
         elif isinstance(msg, Batch) and source.buckets is not None:
             if msg.floor < self.data.floor(p):
-                self._end_repair(p)  # read before tombstones were collected here: may be older
-                return
-            self._adopt_floor(p, msg.floor)
-            for key, record in msg.items:
-                job.keys += self.data.put(p, key, record)
+                # read before tombstones were collected here: each record is checked as a Store
+                # from that sender would be (ending the round instead starved repair whenever the
+                # floors differed, as they do between a collection's first copy and its last)
+                for key, record in msg.items:
+                    if self._may_take(p, key, record, msg.floor):
+                        job.keys += self.data.put(p, key, record)
+            else:
+                self._adopt_floor(p, msg.floor)
+                for key, record in msg.items:
+                    job.keys += self.data.put(p, key, record)
             if msg.done:
                 source.done = True
             elif msg.items:
@@ -727,11 +732,14 @@ class KVServer:
             if source.done or self._ticks - source.sent_tick < source.wait:
                 continue
             source.tries += 1
+            failed = job.placement.failed
             spare = [h for h in job.placement.holders if h not in job.sources]
+            if node not in failed:  # a live source is left only for another live one: one marked
+                spare = [h for h in spare if h not in failed]  # failed is likelier down for good
             if source.tries > 3 and spare:  # silent: copy from another complete holder instead
-                # (untried and live ones first; once all were tried, round again: a holder silent
-                # then may be back, and one we moved away from may be the only one left)
-                spare.sort(key=lambda h: (h in job.tried, h in job.placement.failed))
+                # (untried ones first; once all were tried, round again: a holder silent then may
+                # be back, and one we moved away from may be the only one left)
+                spare.sort(key=lambda h: (h in failed, h in job.tried))
                 del job.sources[node]
                 self._pull_from(p, job, spare[0])
             else:
