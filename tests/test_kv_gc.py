@@ -126,3 +126,26 @@ def test_a_copy_starts_from_nothing_unless_restarted_at_the_same_placement() -> 
     assert replayed.get(3, "fresh") is not None
     assert not replayed.start_copy(3, epoch=8, cluster_epoch=5)  # a map older than one seen: left alone
     assert replayed.start_copy(3, epoch=8, cluster_epoch=10) and replayed.get(3, "fresh") is None
+
+
+def test_a_new_owner_still_copying_refuses_a_refreshed_store_of_a_key_it_lacks() -> None:
+    """A write whose version was chosen at an older placement may be older than a delete its new
+    owner's sources collected since; a new owner that hasn't copied the key yet can't tell."""
+    c, servers = _settled()
+    kit = c.kits["node-1"]
+    s = servers["node-1"]
+    p = 0
+    here = s.placement(p)
+    s.placement = lambda q, here=here: here.__class__(  # node-1 seen as still copying p
+        here.number, here.epoch, here.primary, here.serving, tuple(n for n in here.holders if n != "node-1"),
+        here.owners, ("node-1",))
+    old = Record(Version(3, "w"), "old")
+    s.handle("x", Store(1, p, here.epoch, "absent-here", old, 0, True))
+    [(_, answer)] = s.take_outbox()
+    assert isinstance(answer, Refused) and answer.reason == "collected" and s.data.get(p, "absent-here") is None
+    s.handle("x", Store(2, p, here.epoch, "fresh", old, 0, False))  # chosen at this placement: fine
+    assert s.take_outbox() == [("x", Ack(2))]
+    s.data.put(p, "held", Record(Version(1, "v"), "x"))
+    s.handle("x", Store(3, p, here.epoch, "held", old, 0, True))  # a key it holds: merged as ever
+    assert s.take_outbox() == [("x", Ack(3))] and s.data.get(p, "held") == old
+    assert kit.state.config is not None

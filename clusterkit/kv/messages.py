@@ -45,6 +45,7 @@ class Store:
     key: str
     record: Record
     floor: int = 0  # the highest floor the writer's query saw: a copy with a higher one refuses
+    refreshed: bool = False  # its version was chosen at an older placement (see KVServer's Store)
 
 
 @dataclass(frozen=True, slots=True)

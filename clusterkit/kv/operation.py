@@ -56,6 +56,7 @@ class Operation:
     stored_any: bool = False  # a Store went out: a failure now may still have written
     stale: bool = False  # a copy has a newer placement: refresh before going on
     floor: int = 0  # the highest partition floor seen: new versions go above it, Stores carry it
+    refreshed: bool = False  # storing at a newer placement than the one its version was chosen at
 
     # ------------------------------------------------------------ driving
     def start(self) -> list[Outbound]:
@@ -78,7 +79,7 @@ class Operation:
             return Query(self.rid, p.number, p.epoch, self.key)
         assert self.record is not None
         self.stored_any = True
-        return Store(self.rid, p.number, p.epoch, self.key, self.record, self.floor)
+        return Store(self.rid, p.number, p.epoch, self.key, self.record, self.floor, self.refreshed)
 
     def _send_all(self) -> list[Outbound]:
         msg = self._request()
@@ -93,11 +94,11 @@ class Operation:
         return [(n, msg) for n in self._targets() if n not in done]
 
     def refresh(self, placement: Placement) -> list[Outbound]:
-        """Go on at a newer placement: a query asks again there. A write already storing ends
-        ``info`` instead (it may have happened): taking a second version could overtake a later
-        write, and storing its version at the new placement could reach a new owner that can't
-        yet tell it is older than a delete collected since its query. A read's write-back asks
-        again (its answer is whatever the new placement holds)."""
+        """Go on at a newer placement: a query asks again there. A write already storing keeps
+        its version (a second one could overtake a later write), marked ``refreshed``: a new owner
+        still copying can't tell it from a version older than a delete collected since its query,
+        and refuses it for a key it doesn't hold yet (the other owners can complete it). A read's
+        write-back asks again (its answer is whatever the new placement holds)."""
         if self.outcome is not None or placement.epoch <= self.placement.epoch:
             return []
         self.placement, self.stale = placement, False
@@ -105,8 +106,8 @@ class Operation:
             self._finish("info" if self.stored_any else "fail", "no complete copy of this partition is left")
             return []
         if self.write and self.phase == STORE:
-            self._finish("info", "the partition moved while the write was being stored; it may have happened")
-            return []
+            self.refreshed = True
+            return self._phase(STORE)
         return self._phase(QUERY)
 
     def expire(self) -> None:

@@ -352,9 +352,13 @@ class KVServer:
                 else:
                     self._send(src, found)
         elif isinstance(msg, Store):
-            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
-                if msg.floor < self.data.floors.get(msg.partition, 0) and not self._may_take(
-                        msg.partition, msg.key, msg.record, msg.floor):
+            here = self._fence(src, msg.rid, msg.partition, msg.epoch)
+            if here is not None:
+                if (msg.floor < self.data.floors.get(msg.partition, 0) and not self._may_take(
+                        msg.partition, msg.key, msg.record, msg.floor)) or (
+                        msg.refreshed and self.me in here.incoming and self.data.get(msg.partition, msg.key) is None):
+                    # (a new owner still copying knows no floor yet: a version chosen at an older
+                    # placement may be older than a delete its sources collected since)
                     self._send(src, Refused(msg.rid, "collected", 0, "", self.data.floor(msg.partition)))
                     return
                 self.data.put(msg.partition, msg.key, msg.record)
