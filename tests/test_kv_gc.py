@@ -9,6 +9,7 @@ from clusterkit.kv.records import Record, Version
 from clusterkit.kv.server import KVServer, ServerConfig
 from clusterkit.mem.cluster import MemCluster
 from net.kv_disk import _valid
+from tests.test_kv_gc_review import _pump  # (ticks every server, delivers every message)
 
 GC = ServerConfig(gc_ticks=4, repair_ticks=1000)
 
@@ -27,24 +28,6 @@ def _settled():
     assert not kit.state.migrating
     servers = {nid: KVServer(k, config=GC, hooks=False) for nid, k in sorted(c.kits.items())}
     return c, servers
-
-
-def _pump(servers: dict[str, KVServer], rounds: int = 1, outside: list | None = None) -> None:
-    """Tick every server ``rounds`` times, delivering every message until none is left."""
-    for _ in range(rounds):
-        for s in servers.values():
-            s.tick()
-        moving = True
-        while moving:
-            moving = False
-            for nid, s in servers.items():
-                s.data.take_unsynced()
-                for dst, msg in s.take_outbox():
-                    moving = True
-                    if dst in servers:
-                        servers[dst].handle(nid, msg)
-                    elif outside is not None:
-                        outside.append((dst, msg))
 
 
 def _key_of(kit, p: int) -> str:

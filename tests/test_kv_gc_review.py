@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from clusterkit.facade import ClusterKit
 from clusterkit.kv.data import KVData
-from clusterkit.kv.messages import Ack, Collect, Found, Query, Refused, Store
+from clusterkit.kv.messages import Collect, Refused, Store
 from clusterkit.kv.operation import Operation
 from clusterkit.kv.quorum import Placement, Quorums
 from clusterkit.kv.records import Record, Version
