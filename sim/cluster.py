@@ -230,6 +230,13 @@ class SimCluster:
             self._observe(node)
             return
         if rd.must_sync():
+            # As the TCP node does: a leader's appends go out now, while its own disk syncs them
+            # (the core counts the leader's copy toward a commit only once synced).
+            early = rd.take_early_messages()
+            if early:
+                self.observer.sent(early)
+                for m in early:
+                    self._send(m)
             delay = self.fsync.sample(self.rng) + max(0.0, node.stall_until - self.env.now)
             ev = self.env.timeout(delay)
             ev.callbacks.append(lambda _e, rd=rd: self._synced(node, generation, rd))

@@ -421,15 +421,18 @@ def test_quiet_phase_retries_a_lost_probe() -> None:
 
 
 def test_a_proposal_truncated_away_ends() -> None:
-    """A leader whose disk stalls appends six entries it can't send; a new leader writes two (its
-    no-op and a host entry) and the cluster goes idle. The old leader's entries are cut from its
-    log: every proposal must end (lost), including those at indexes no later entry takes, or
-    whoever waits on one without a timeout (the quiet phase's probe) waits forever."""
+    """A leader whose disk stalls, and whose every message is lost, appends six entries it can't
+    send (a leader sends its appends while its own disk syncs them: only the cut stops them); a
+    new leader writes two (its no-op and a host entry) and the cluster goes idle. The old leader's
+    entries are cut from its log: every proposal must end (lost), including those at indexes no
+    later entry takes, or whoever waits on one without a timeout (the quiet phase's probe) waits
+    forever."""
     m = SimClusterMachine()
     m._start(3, 3, 0)
     c = m.c
     lead = c.leader()
     m._fault("stall", lead, seconds=3.0)
+    m._fault("partition", shape="one-way-leader")
     proposals = [c.nodes[lead].host.propose(put_command("k", f"v{i}")) for i in range(6)]
     c._kick(c.nodes[lead])
     m._run(30.0)
