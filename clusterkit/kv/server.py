@@ -27,8 +27,9 @@ a whole ``gc_ticks`` round that every owner holds too (or has collected) is
 removed everywhere, and each copy raises the partition's *floor* above it and
 above every owner's floor (:class:`~.messages.Have`, :class:`~.messages.Collect`).
 New versions go above the floors a query saw; a Store, Replicate or repair
-batch from a sender that knew an older floor is refused, as it may carry a
-value older than a collected delete. A node that becomes an owner again
+batch from a sender that knew an older floor is taken only where this copy
+can tell that no tombstone it collected since was of the same key and newer
+(it may carry a value older than a collected delete). A node that becomes an owner again
 copies the partition afresh (its old copy is dropped when its copy starts),
 so a stale disk can't bring back a collected delete either.
 
@@ -309,10 +310,20 @@ class KVServer:
             here = self._placements[partition] = Placement.of(self.kit.partition(partition))
         return here
 
-    def _fence(self, src: str, rid: int, partition: int, epoch: int) -> Placement | None:
+    def _known_partition(self, src: str, rid: int, partition: int) -> bool:
+        """A partition of this cluster's map; else the request is refused (no map yet: behind)."""
         cfg = self.kit.state.config
         if cfg is None or type(partition) is not int or not 0 <= partition < cfg.partition_count:
             self._refuse(src, rid, "behind" if cfg is None else "bad_request")
+            return False
+        return True
+
+    def _refuse_collected(self, src: str, rid: int, partition: int) -> None:
+        """Tombstones were collected here since the sender's floor: it may carry an older value."""
+        self._send(src, Refused(rid, "collected", 0, "", self.data.floor(partition)))
+
+    def _fence(self, src: str, rid: int, partition: int, epoch: int) -> Placement | None:
+        if not self._known_partition(src, rid, partition):
             return None
         here = self.placement(partition)
         if epoch != here.epoch:
@@ -359,7 +370,7 @@ class KVServer:
                         msg.refreshed and self.me in here.incoming and self.data.get(msg.partition, msg.key) is None):
                     # (a new owner still copying knows no floor yet: a version chosen at an older
                     # placement may be older than a delete its sources collected since)
-                    self._send(src, Refused(msg.rid, "collected", 0, "", self.data.floor(msg.partition)))
+                    self._refuse_collected(src, msg.rid, msg.partition)
                     return
                 self.data.put(msg.partition, msg.key, msg.record)
                 self._send(src, Ack(msg.rid))
@@ -389,16 +400,14 @@ class KVServer:
             self._answer(src, msg)
 
     def _replicated_in(self, src: str, msg: Replicate) -> None:
-        cfg = self.kit.state.config
-        if cfg is None or not 0 <= msg.partition < cfg.partition_count:
-            self._refuse(src, msg.rid, "behind" if cfg is None else "bad_request")
+        if not self._known_partition(src, msg.rid, msg.partition):
             return
         if self.me not in self.placement(msg.partition).serving:
             self._refuse(src, msg.rid, "not_serving")
             return
-        floor = self.data.floor(msg.partition)
-        if msg.floor < floor and not all(self._may_take(msg.partition, k, r, msg.floor) for k, r in msg.items):
-            self._send(src, Refused(msg.rid, "collected", 0, "", floor))  # the primary sends again
+        if msg.floor < self.data.floor(msg.partition) and not all(
+                self._may_take(msg.partition, k, r, msg.floor) for k, r in msg.items):
+            self._refuse_collected(src, msg.rid, msg.partition)  # the primary sends again
             return
         for key, record in msg.items:
             self.data.put(msg.partition, key, record)
@@ -798,17 +807,13 @@ class KVServer:
             elif rnd.collecting and self._ticks - rnd.sent_tick >= self.config.retry_ticks:
                 self._send_collect(p, rnd)  # a lost Collect or Ack: ask again
             elif not rnd.collecting and self._ticks - rnd.sent_tick >= self.config.retry_ticks:
-                rnd.sent_tick = self._ticks
-                have = Have(rnd.rid, p, rnd.placement.epoch, rnd.items)
-                for node in rnd.placement.serving:
-                    if node != self.me and node not in rnd.held:
-                        self._send(node, have)
+                self._send_have(p, rnd)  # a lost Have or Has: ask again
         state = self.kit.state
         for p in range(self._ticks % period, len(state.owners), period):
             if p in self._gc or p in self._pulls:
                 continue
             here = self.placement(p)
-            if here.primary != self.me or here.failed or set(here.owners) != set(here.holders):
+            if here.primary != self.me or here.failed or not here.settled:
                 self._gc_seen.pop(p, None)  # not settled here: candidates start again
                 continue
             tombs = self.data.tombstones(p)
@@ -816,13 +821,12 @@ class KVServer:
             items = [(k, r) for k, r in tombs.items() if seen.get(k) == r][: self.config.gc_batch]
             if not items:
                 continue
-            rnd = self._gc[p] = _GcRound(here, items, next(self._rids), self._ticks, sent_tick=self._ticks)
+            rnd = self._gc[p] = _GcRound(here, items, next(self._rids), self._ticks)
             self._routes[rnd.rid] = ("gc", p)
-            others = [n for n in here.serving if n != self.me]
-            if not others:
+            if all(n == self.me for n in here.serving):
                 self._gc_decide(p, rnd)
-            for node in others:
-                self._send(node, Have(rnd.rid, p, here.epoch, items))
+            else:
+                self._send_have(p, rnd)
 
     def _adopt_floor(self, p: int, floor: int) -> None:
         """A floor learned from another copy (it collected tombstones this one never held, or
@@ -907,6 +911,13 @@ class KVServer:
         else:
             self._send_collect(p, rnd)
 
+    def _send_have(self, p: int, rnd: _GcRound) -> None:
+        rnd.sent_tick = self._ticks
+        msg = Have(rnd.rid, p, rnd.placement.epoch, rnd.items)
+        for node in rnd.placement.serving:
+            if node != self.me and node not in rnd.held:
+                self._send(node, msg)
+
     def _send_collect(self, p: int, rnd: _GcRound) -> None:
         rnd.sent_tick = self._ticks
         msg = Collect(rnd.rid, p, rnd.floor, rnd.items)
@@ -915,9 +926,7 @@ class KVServer:
                 self._send(node, msg)
 
     def _collect_in(self, src: str, msg: Collect) -> None:
-        cfg = self.kit.state.config
-        if cfg is None or not 0 <= msg.partition < cfg.partition_count:
-            self._refuse(src, msg.rid, "behind" if cfg is None else "bad_request")
+        if not self._known_partition(src, msg.rid, msg.partition):
             return
         if self.me in self.placement(msg.partition).asked:  # (else: nothing of it here to collect)
             self._collect(msg.partition, msg.floor, msg.items)
