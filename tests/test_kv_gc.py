@@ -3,8 +3,11 @@ their messages delivered by hand."""
 
 from __future__ import annotations
 
+import msgpack
+import pytest
+
 from clusterkit.kv.data import KVData
-from clusterkit.kv.messages import Ack, Collect, Found, Query, Refused, Store
+from clusterkit.kv.messages import Ack, Collect, Found, Have, ProtocolError, Query, Refused, Store, decode
 from clusterkit.kv.records import Record, Version
 from clusterkit.kv.server import KVServer, ServerConfig
 from clusterkit.mem.cluster import MemCluster
@@ -132,3 +135,19 @@ def test_a_new_owner_still_copying_refuses_a_refreshed_store_of_a_key_it_lacks()
     s.handle("x", Store(3, p, here.epoch, "held", old, 0, True))  # a key it holds: merged as ever
     assert s.take_outbox() == [("x", Ack(3))] and s.data.get(p, "held") == old
     assert kit.state.config is not None
+
+
+def test_bad_collection_messages_are_refused_and_change_nothing() -> None:
+    c, servers = _settled()
+    s = servers["node-1"]
+    tomb = Record(Version(4, "d"), None)
+    s.data.put(0, "a", tomb)
+    s.data.take_unsynced()
+    for msg in (Collect(1, 10**6, 99, [("a", tomb)]), Have(2, 10**6, 1, [("a", tomb)]), Have(3, 0, 10**6, [])):
+        s.handle("x", msg)
+        [(_, answer)] = s.take_outbox()
+        assert isinstance(answer, Refused) and answer.reason in ("bad_request", "behind"), (msg, answer)
+    assert s.data.get(0, "a") == tomb and s.data.floor(0) == 0 and s.data.take_unsynced() == []
+    for raw in ([16, 1, 0, 1, [["a", [1, "w"]]]], [17, 1, "x", 0], [18, 1, 0, "floor", []]):  # malformed
+        with pytest.raises(ProtocolError):
+            decode(msgpack.packb(raw))
