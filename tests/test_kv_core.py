@@ -7,7 +7,7 @@ import pytest
 
 from clusterkit.kv.data import KVData, bucket_of
 from clusterkit.kv.messages import (
-    Ack, Batch, Digest, Fetch, Found, Get, ProtocolError, Pull, Query, Refused, Replicate, Result, Set, Store, Sums,
+    Ack, Batch, Digest, Fetch, Found, Get, ProtocolError, Pull, Query, Refused, Replicate, Replicated, Result, Set, Store, Sums,
     decode, encode,
 )
 from clusterkit.kv.operation import Operation
@@ -63,7 +63,7 @@ def test_a_write_during_a_migration_needs_a_quorum_of_the_new_owners_too() -> No
 
 def test_codec_round_trips_and_refuses_bad_frames() -> None:
     msgs = [Query(1, 2, 3, "k"), Store(1, 2, 3, "k", R1), Pull(1, 2, 3, 0, 10), Pull(1, 2, 3, 7, 10),
-            Replicate(1, 2, [("a", R1)]), Set(1, "k", None), Set(1, "k", b"\x00", 3, 1), Get(1, "k"),
+            Replicate(1, [2, 5], [0, 9], [1, 0], [("a", R1)]), Replicated(4, [2], [7], [5]), Set(1, "k", None), Set(1, "k", b"\x00", 3, 1), Get(1, "k"),
             Found(1, None), Found(2, R2), Ack(1), Batch(1, [("a", R1)], True), Batch(1, [], False, 9), Sums(1, 2, 3), Fetch(1, 2, 3, [0, 63], "k", 5), Digest(1, [0, 2**64 - 1]), Refused(1, "stale", 3, "why"),
             Result(1, R1, "info", "t")]
     for m in msgs:
@@ -104,7 +104,7 @@ def test_data_merges_scans_in_batches_and_replays_its_log() -> None:
     assert d2.changes(3, cursor, 10) == ([], cursor, True)
     for i in range(3000):
         d2.put(3, "hot", Record(Version(i + 3, "w"), str(i)))
-    assert len(d2._lsns[3]) < 2 * 6 + 1024 + 1  # the change list is trimmed, not grown forever
+    assert len(d2._state[3].lsns) < 2 * 6 + 1024 + 1  # the change list is trimmed, not grown forever
     assert d2.changes(3, cursor, 10)[0] == [("hot", d2.get(3, "hot"))]
     # bucket digests: equal copies agree, a missed write shows in exactly its bucket, fetch gets it
     a, b = KVData(), KVData()

@@ -4,7 +4,7 @@ they report synced data, and ASYNC replication in one batch per flush."""
 from __future__ import annotations
 
 from clusterkit.kv.data import KVData
-from clusterkit.kv.messages import Ack, Found, Query, Replicate, Result, Set, Store
+from clusterkit.kv.messages import Ack, Found, Query, Refused, Replicate, Replicated, Result, Set, Store
 from clusterkit.kv.records import Record, Version
 from clusterkit.kv.server import KVServer, ServerConfig
 
@@ -49,19 +49,24 @@ def test_a_found_leaves_before_the_sync_only_when_what_it_reports_is_synced() ->
     assert KVData.replay(server.data.compacted()).durable(p, "k")
 
 
-def test_async_writes_handled_before_a_flush_replicate_in_one_message_per_peer_and_partition() -> None:
+def test_async_writes_handled_before_a_flush_replicate_in_one_message_per_peer() -> None:
     server, p, _epoch = _server("async")
     number = server.kit.state.config.hash_config.number
     keys = [k for k in (f"key-{i}" for i in range(2000)) if number(k) == p][:6]
-    assert len(keys) == 6
-    for i, key in enumerate(keys):
+    q = next(n for n in range(server.kit.state.config.partition_count)
+             if n != p and server.placement(n).primary == "node-1" and server.placement(n).serving == server.placement(p).serving)
+    other = [k for k in (f"other-{i}" for i in range(5000)) if number(k) == q][:2]
+    assert len(keys) == 6 and len(other) == 2
+    for i, key in enumerate(keys[:3] + other + keys[3:]):
         server.handle("c", Set(i + 1, key, "v"))
     out = server.take_outbox()
-    assert [msg.rid for _dst, msg in out if isinstance(msg, Result)] == [1, 2, 3, 4, 5, 6]
+    assert [msg.rid for _dst, msg in out if isinstance(msg, Result)] == [1, 2, 3, 4, 5, 6, 7, 8]
     replicates = [(dst, msg) for dst, msg in out if isinstance(msg, Replicate)]
-    # one per peer for the six writes (each sent one of its own before), in write order
+    # one per peer for the eight writes of two partitions, each partition's in write order
     assert sorted(dst for dst, _msg in replicates) == sorted(n for n in server.placement(p).serving if n != "node-1")
-    assert all([k for k, _r in msg.items] == keys and msg.partition == p for _dst, msg in replicates)
+    for _dst, msg in replicates:
+        assert msg.partitions == [p, q] and msg.counts == [6, 2]
+        assert [k for k, _r in msg.items] == keys + other
     assert server.take_outbox() == []
 
 
@@ -80,3 +85,46 @@ def test_an_answered_request_is_answered_again_until_forgotten_in_answer_order()
     for _ in range(server.config.op_timeout_ticks + 1):
         server.tick()
     assert ("c", 1) not in server._requests and not server._answered
+
+
+def test_a_replicate_is_taken_per_partition_and_what_was_not_taken_is_sent_again_or_dropped() -> None:
+    primary, p, _epoch = _server("async")
+    kit = primary.kit
+    # a copy on another node of the same cluster map (every node serves every partition: RF 3 of 3)
+    replica = KVServer(_kits().kits["node-2"], config=ServerConfig(strategy="async"))
+    number = kit.state.config.hash_config.number
+    q = next(n for n in range(kit.state.config.partition_count) if n != p and primary.placement(n).primary == "node-1")
+    kp, kp2 = [k for k in (f"key-{i}" for i in range(2000)) if number(k) == p][:2]
+    kq = next(k for k in (f"key-{i}" for i in range(2000)) if number(k) == q)
+    primary.handle("c", Set(1, kp, "a"))
+    primary.handle("c", Set(2, kq, "b"))
+    [(_dst, rep)] = [(d, m) for d, m in primary.take_outbox() if isinstance(m, Replicate) and d == "node-2"]
+    assert rep.partitions == [p, q] and rep.counts == [1, 1]
+    replica.handle("node-1", rep)
+    assert replica.take_outbox() == [("node-1", Ack(rep.rid))] and replica.data.get(q, kq).value == "b"
+    primary.handle("node-2", Ack(rep.rid))
+    # the replica collected tombstones in p since (a floor the primary never saw, no rounds kept):
+    # p's record of a key it lacks (one collected there, for all it knows) comes back to be sent
+    # again once the primary took that floor; q's is taken
+    replica.data.raise_floor(p, 50)
+    primary.handle("c", Set(3, kp2, "a2"))
+    primary.handle("c", Set(4, kq, "b2"))
+    [rep] = [m for d, m in primary.take_outbox() if isinstance(m, Replicate) and d == "node-2"]
+    replica.handle("node-1", rep)
+    [(_dst, answer)] = replica.take_outbox()
+    assert answer == Replicated(rep.rid, [p], [50], []) and replica.data.get(q, kq).value == "b2"
+    assert replica.data.get(p, kp2) is None
+    primary.handle("node-2", answer)
+    assert primary.data.floor(p) == 50
+    [rep] = [m for d, m in primary.take_outbox() if isinstance(m, Replicate) and d == "node-2"]
+    assert rep.partitions == [p] and rep.floors == [50] and [k for k, _r in rep.items] == [kp2]
+    replica.handle("node-1", rep)
+    assert replica.take_outbox() == [("node-1", Ack(rep.rid))] and replica.data.get(p, kp2).value == "a2"
+    primary.handle("node-2", Ack(rep.rid))
+    # a partition outside the map is dropped (never sent again); a malformed one refused whole
+    replica.handle("node-1", Replicate(77, [q, 10_000], [0, 0], [0, 1], [("x", Record(Version(1, "w"), "v"))]))
+    assert replica.take_outbox() == [("node-1", Replicated(77, [], [], [10_000]))]
+    replica.handle("node-1", Replicate(78, [q], [0], [2], [("x", Record(Version(1, "w"), "v"))]))
+    [(_dst, refused)] = replica.take_outbox()
+    assert isinstance(refused, Refused) and refused.reason == "bad_request" and replica.data.get(q, "x") is None
+    assert "node-2" not in primary._busy_peers and primary.stats.replicated == 2 + 2  # (node-3 never answered)

@@ -57,22 +57,32 @@ def _digest(key: str, counter: int, writer: str) -> int:
 
 _blake2b = hashlib.blake2b
 _from_bytes = int.from_bytes
+_crc32 = zlib.crc32
+
+
+@dataclass(slots=True)
+class _Part:
+    """One partition's records and what is kept up to date with them on every change."""
+
+    records: dict[str, Record]
+    sums: list[int] = field(default_factory=lambda: [0] * BUCKETS)  # per bucket: XOR of its digests
+    digests: dict[str, int] = field(default_factory=dict)  # key -> its digest now
+    key_lsn: dict[str, int] = field(default_factory=dict)  # key -> its last change
+    # Every change as parallel (LSN, key) lists in LSN order; an entry whose key changed again
+    # later is stale and skipped (the lists are trimmed when mostly stale).
+    lsns: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    sorted: list[str] | None = None  # key order, for scan (None: to sort again)
 
 
 @dataclass
 class KVData:
     parts: dict[int, dict[str, Record]] = field(default_factory=dict)
     unsynced: list[LogEntry] = field(default_factory=list)
-    _sorted: dict[int, list[str]] = field(default_factory=dict)  # key order, for scan
     lsn: int = 0  # the newest change's sequence number (in this life of the data)
     synced_lsn: int = 0  # every change up to this one is durable (the driver says so: mark_synced)
-    _key_lsn: dict[int, dict[str, int]] = field(default_factory=dict)  # per partition: key -> its last change
-    # Per partition, every change as parallel (LSN, key) lists in LSN order; an entry whose key
-    # changed again later is stale and skipped (the lists are trimmed when mostly stale).
-    _lsns: dict[int, list[int]] = field(default_factory=dict)
-    _keys: dict[int, list[str]] = field(default_factory=dict)
-    _sums: dict[int, list[int]] = field(default_factory=dict)  # per partition: BUCKETS digests
-    _digests: dict[int, dict[str, int]] = field(default_factory=dict)  # per partition: key -> its digest now
+    # Per partition, its indexes (see _Part); ``parts[p]`` is ``_state[p].records``.
+    _state: dict[int, _Part] = field(default_factory=dict)
     floors: dict[int, int] = field(default_factory=dict)  # per partition: above every tombstone collected
     # Per partition this node is copying in: the placement epoch its copy was started at (see
     # KVServer._start_pull). Kept across restarts, dropped with the partition.
@@ -85,47 +95,49 @@ class KVData:
 
     def put(self, partition: int, key: str, record: Record) -> bool:
         """Merge one copy: keep whichever version is newer. True when ours changed."""
-        # (the hot path of every write on every copy: the indexes are fetched once, no setdefault
-        # that builds a throwaway container per call, the version compared inline)
-        part = self.parts.get(partition)
-        if part is None:
-            part = self.parts[partition] = {}
-            self._sums[partition] = [0] * BUCKETS
-            self._digests[partition] = {}
-            self._key_lsn[partition] = {}
-            self._lsns[partition] = []
-            self._keys[partition] = []
-        old = part.get(key)
+        # (the hot path of every write on every copy: one lookup for the partition's indexes, the
+        # version compared inline, _digest and bucket_of inlined)
+        st = self._state.get(partition)
+        if st is None:
+            st = self._part(partition)
+        records = st.records
+        old = records.get(key)
         version = record.version
         counter, writer = version.counter, version.writer
-        digests = self._digests[partition]
         if old is None:
-            self._sorted.pop(partition, None)
+            st.sorted = None
             was = 0
         else:
             held = old.version
             if counter < held.counter or (counter == held.counter and writer <= held.writer):
                 return False  # ours is as new or newer (see records.newer)
-            was = digests[key]
-        # (_digest and bucket_of, inlined)
-        digest = digests[key] = _from_bytes(_blake2b(f"{key}\0{counter}\0{writer}".encode(), digest_size=8).digest(), "big")
-        self._sums[partition][zlib.crc32(key.encode()) % BUCKETS] ^= was ^ digest
-        part[key] = record
+            was = st.digests[key]
+        digest = st.digests[key] = _from_bytes(_blake2b(f"{key}\0{counter}\0{writer}".encode(), digest_size=8).digest(), "big")
+        st.sums[_crc32(key.encode()) % BUCKETS] ^= was ^ digest
+        records[key] = record
         self.unsynced.append(["put", partition, key, [counter, writer, record.value]])
         lsn = self.lsn = self.lsn + 1
-        self._key_lsn[partition][key] = lsn
-        lsns = self._lsns[partition]
+        st.key_lsn[key] = lsn
+        lsns = st.lsns
         lsns.append(lsn)
-        self._keys[partition].append(key)
-        if len(lsns) > 2 * len(part) + 1024:
-            self._trim(partition)
+        st.keys.append(key)
+        if len(lsns) > 2 * len(records) + 1024:
+            self._trim(st)
         return True
 
-    def _trim(self, partition: int) -> None:
-        current = self._key_lsn[partition]
-        live = [(n, k) for n, k in zip(self._lsns[partition], self._keys[partition]) if current.get(k) == n]
-        self._lsns[partition] = [n for n, _k in live]
-        self._keys[partition] = [k for _n, k in live]
+    def _part(self, partition: int) -> _Part:
+        records = self.parts.get(partition)
+        if records is None:
+            records = self.parts[partition] = {}
+        st = self._state[partition] = _Part(records)
+        return st
+
+    @staticmethod
+    def _trim(st: _Part) -> None:
+        current = st.key_lsn
+        live = [(n, k) for n, k in zip(st.lsns, st.keys) if current.get(k) == n]
+        st.lsns = [n for n, _k in live]
+        st.keys = [k for _n, k in live]
 
     def changes(
         self, partition: int, after: int, limit: int, max_bytes: int = 4 << 20
@@ -134,8 +146,10 @@ class KVData:
         ``limit`` of them and about ``max_bytes`` (at least one); the LSN to ask after next time;
         and whether that reached the newest change. ``after=0`` lists the whole partition. A
         record changed again while a caller pages through comes again later: none is skipped."""
-        lsns, keys = self._lsns.get(partition, []), self._keys.get(partition, [])
-        part, current = self.parts.get(partition, {}), self._key_lsn.get(partition, {})
+        st = self._state.get(partition)
+        if st is None:
+            return [], after, True
+        lsns, keys, part, current = st.lsns, st.keys, st.records, st.key_lsn
         i = bisect_right(lsns, after)
         out: list[tuple[str, Record]] = []
         size, cursor = 0, after
@@ -156,8 +170,7 @@ class KVData:
         had = self.parts.pop(partition, None) is not None
         had = self.copying.pop(partition, None) is not None or had
         if self.floors.pop(partition, None) is not None or had:
-            for index in (self._sorted, self._key_lsn, self._lsns, self._keys, self._sums, self._digests):
-                index.pop(partition, None)
+            self._state.pop(partition, None)
             self.unsynced.append(["drop", partition])
 
     def start_copy(self, partition: int, epoch: int, cluster_epoch: int) -> bool:
@@ -201,11 +214,11 @@ class KVData:
         return True
 
     def _remove(self, partition: int, key: str) -> None:
-        part = self.parts[partition]
-        del part[key]
-        self._sums[partition][zlib.crc32(key.encode()) % BUCKETS] ^= self._digests[partition].pop(key)
-        self._key_lsn[partition].pop(key, None)  # its entries in the change lists are now stale
-        self._sorted.pop(partition, None)
+        st = self._state[partition]
+        del st.records[key]
+        st.sums[_crc32(key.encode()) % BUCKETS] ^= st.digests.pop(key)
+        st.key_lsn.pop(key, None)  # its entries in the change lists are now stale
+        st.sorted = None
 
     def tombstones(self, partition: int) -> dict[str, Record]:
         return {k: r for k, r in self.parts.get(partition, {}).items() if r.value is None}
@@ -217,10 +230,13 @@ class KVData:
         """Records with keys after ``after`` (in ``buckets`` only, when given), in key order: up to
         ``limit`` of them and about ``max_bytes`` of keys and values (always at least one, so a
         batch makes progress); and whether that was the end."""
-        part = self.parts.get(partition, {})
-        keys = self._sorted.get(partition)
+        st = self._state.get(partition)
+        if st is None:
+            return [], True
+        part = st.records
+        keys = st.sorted
         if keys is None:
-            keys = self._sorted[partition] = sorted(part)
+            keys = st.sorted = sorted(part)
         out: list[tuple[str, Record]] = []
         size = 0
         for i in range(0 if after is None else bisect_right(keys, after), len(keys)):
@@ -238,7 +254,8 @@ class KVData:
 
     def sums(self, partition: int) -> list[int]:
         """The partition's bucket digests (all zero when it holds nothing)."""
-        return list(self._sums.get(partition, [0] * BUCKETS))
+        st = self._state.get(partition)
+        return list(st.sums) if st is not None else [0] * BUCKETS
 
     def take_unsynced(self) -> list[LogEntry]:
         out, self.unsynced = self.unsynced, []
@@ -254,8 +271,8 @@ class KVData:
     def durable(self, partition: int, key: str) -> bool:
         """Whether what this copy holds for ``key`` now is on disk (its last change synced), so an
         answer that reports it need not wait for the next sync."""
-        changes = self._key_lsn.get(partition)
-        lsn = changes.get(key) if changes is not None else None
+        st = self._state.get(partition)
+        lsn = st.key_lsn.get(key) if st is not None else None
         return lsn is None or lsn <= self.synced_lsn
 
     def keys(self) -> int:

@@ -86,13 +86,17 @@ class Fetch:
 
 @dataclass(frozen=True, slots=True)
 class Replicate:
-    """ASYNC's background copy of records the primary acknowledged (merged, never fenced)."""
+    """ASYNC's background copy of records the primary acknowledged (merged, never fenced), for
+    every partition one peer is owed at once: ``items`` holds ``counts[i]`` records of
+    ``partitions[i]``, in that order, sent when the primary's floor there was ``floors[i]``.
+    Answered by Ack when every partition took its records, else by Replicated."""
 
     TAG: ClassVar[int] = 4
     rid: int
-    partition: int
+    partitions: list[int]
+    floors: list[int]
+    counts: list[int]
     items: list[tuple[str, Record]]
-    floor: int = 0  # the primary's floor when it sent them
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,19 @@ class Collect:
 
 
 @dataclass(frozen=True, slots=True)
+class Replicated:
+    """Answer to a Replicate some of whose partitions were not taken: those in ``again`` are to be
+    sent again (this copy's floor there in ``floors``, 0 when it has no map yet), those in
+    ``dropped`` not (this copy doesn't serve them)."""
+
+    TAG: ClassVar[int] = 19
+    rid: int
+    again: list[int]
+    floors: list[int]
+    dropped: list[int]
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """Answer to a client's Set or Get: the value read (or written) and its version."""
 
@@ -215,11 +232,11 @@ class Result:
 
 
 Message = (Query | Store | Pull | Sums | Fetch | Replicate | Set | Get | Found | Ack | Batch | Digest | Refused
-           | Result | Have | Has | Collect)
+           | Result | Have | Has | Collect | Replicated)
 _TYPES: dict[int, Any] = {
     cls.TAG: cls
     for cls in (Query, Store, Pull, Sums, Fetch, Replicate, Set, Get, Found, Ack, Batch, Digest, Refused, Result,
-                Have, Has, Collect)
+                Have, Has, Collect, Replicated)
 }
 
 

@@ -54,12 +54,12 @@ from clusterkit.facade import ClusterKit, PartitionChange
 
 from .data import KVData
 from .messages import (
-    Ack, Batch, Collect, Digest, Fetch, Found, Get, Has, Have, Message, Pull, Query, Refused, Replicate, Result, Set,
-    Store, Sums,
+    Ack, Batch, Collect, Digest, Fetch, Found, Get, Has, Have, Message, Pull, Query, Refused, Replicate, Replicated,
+    Result, Set, Store, Sums,
 )
 from .operation import Operation, Outbound
 from .quorum import Placement, Quorums
-from .records import Record, Version
+from .records import Record, Version, make_record
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +241,9 @@ class KVServer:
         self._seen_epoch = -1
         self._placements: dict[int, Placement] = {}
         self._placements_epoch = -1
+        self._peers_of: dict[int, tuple[str, ...]] = {}  # ASYNC: partition -> the other serving copies (this epoch)
+        self._hash_for: Any = None  # the cluster config _number belongs to
+        self._number: Any = None
         # Client requests by (sender, request id): None while in progress, then the answer sent.
         # A duplicated request (the network may deliver one twice) is answered, never run twice:
         # a second run could write after the first had answered "fail".
@@ -254,7 +257,7 @@ class KVServer:
         """Every message to send once ``data.take_unsynced()`` (taken first) is durable; with
         ``answer_early``, those :meth:`take_early` hasn't taken too, first."""
         if self._replicate_due:
-            self._flush_replication()  # one Replicate per peer and partition for all of this batch's writes
+            self._flush_replication()  # one Replicate per peer for all of this batch's writes
         out, self._outbox = self._outbox, []
         if self._early:
             out, self._early = self._early + out, []
@@ -304,11 +307,18 @@ class KVServer:
         """Where ``partition`` lives in this node's map (cached until the map's epoch moves)."""
         epoch = self.kit.state.epoch
         if epoch != self._placements_epoch:
-            self._placements, self._placements_epoch = {}, epoch
+            self._placements, self._placements_epoch, self._peers_of = {}, epoch, {}
         here = self._placements.get(partition)
         if here is None:
             here = self._placements[partition] = Placement.of(self.kit.partition(partition))
         return here
+
+    def _partition_of(self, key: str) -> int:
+        """``key``'s partition in this node's map (the hash function kept while the config is the same)."""
+        cfg = self.kit.state.config
+        if cfg is not self._hash_for:
+            self._hash_for, self._number = cfg, cfg.hash_config.number
+        return self._number(key)
 
     def _known_partition(self, src: str, rid: int, partition: int) -> bool:
         """A partition of this cluster's map; else the request is refused (no map yet: behind)."""
@@ -400,18 +410,41 @@ class KVServer:
             self._answer(src, msg)
 
     def _replicated_in(self, src: str, msg: Replicate) -> None:
-        if not self._known_partition(src, msg.rid, msg.partition):
+        """Merge each partition's records unless this copy doesn't serve it (dropped: the primary
+        forgets them) or collected tombstones since the primary's floor there (sent again, once
+        the primary adopted our floor)."""
+        parts, floors, counts, items = msg.partitions, msg.floors, msg.counts, msg.items
+        if not (len(parts) == len(floors) == len(counts) and min(counts, default=0) >= 0
+                and sum(counts) == len(items)):
+            self._refuse(src, msg.rid, "bad_request", detail="a Replicate's partitions, floors and counts disagree")
             return
-        if self.me not in self.placement(msg.partition).serving:
-            self._refuse(src, msg.rid, "not_serving")
+        cfg = self.kit.state.config
+        if cfg is None:
+            self._refuse(src, msg.rid, "behind")
             return
-        if msg.floor < self.data.floor(msg.partition) and not all(
-                self._may_take(msg.partition, k, r, msg.floor) for k, r in msg.items):
-            self._refuse_collected(src, msg.rid, msg.partition)  # the primary sends again
-            return
-        for key, record in msg.items:
-            self.data.put(msg.partition, key, record)
-        self._send(src, Ack(msg.rid))
+        data, me, placement = self.data, self.me, self.placement
+        again: list[int] = []
+        again_floors: list[int] = []
+        dropped: list[int] = []
+        end = 0
+        for p, floor, n in zip(parts, floors, counts):
+            start, end = end, end + n
+            if not 0 <= p < cfg.partition_count or me not in placement(p).serving:
+                dropped.append(p)
+                continue
+            if floor < data.floor(p) and not all(self._may_take(p, k, r, floor) for k, r in items[start:end]):
+                again.append(p)
+                again_floors.append(data.floor(p))
+                continue
+            put = data.put
+            for i in range(start, end):
+                key, record = items[i]
+                put(p, key, record)
+        if again or dropped:
+            self.stats.refused += 1
+            self._send(src, Replicated(msg.rid, again, again_floors, dropped))
+        else:
+            self._send(src, Ack(msg.rid))
 
     # ------------------------------------------------------------ client requests
     def _client(self, src: str, msg: Set | Get) -> None:
@@ -434,7 +467,7 @@ class KVServer:
         if self.kit.state.config is None:
             self._refuse(src, msg.rid, "unavailable", detail="this node has no cluster map yet")
             return
-        partition = self.kit.state.config.hash_config.number(msg.key)
+        partition = self._partition_of(msg.key)
         here = self.placement(partition)
         if write:
             self.stats.sets += 1
@@ -506,19 +539,28 @@ class KVServer:
         if isinstance(msg, Get):
             self._send(src, Result(msg.rid, self.data.get(partition, msg.key)))
             return
-        peers = [n for n in here.serving if n != self.me]
+        peers = self._peers_of.get(partition)
+        if peers is None:  # (here is at the current epoch: placement() just reset the cache if it moved)
+            peers = self._peers_of[partition] = tuple(n for n in here.serving if n != self.me)
         queues, limit = self._queues, self.config.queue_limit
         for n in peers:
             queue = queues.get(n)
             if queue is not None and len(queue) >= limit:
                 self._refuse(src, msg.rid, "overloaded", detail="replication is behind; retry")
                 return
-        old = self.data.get(partition, msg.key)
-        top = max(old.version.counter if old is not None else 0, self.data.floor(partition))
-        record = Record(Version(top + 1, f"{self.me}#{next(self._writes)}"), msg.value)
-        self.data.put(partition, msg.key, record)
+        data, key = self.data, msg.key
+        old = data.get(partition, key)
+        top = data.floors.get(partition, 0)
+        if old is not None and old.version.counter > top:
+            top = old.version.counter
+        record = make_record(top + 1, f"{self.me}#{next(self._writes)}", msg.value)
+        data.put(partition, key, record)
+        item = (partition, key)
         for n in peers:
-            self._queues.setdefault(n, OrderedDict())[(partition, msg.key)] = None
+            queue = queues.get(n)
+            if queue is None:
+                queue = queues[n] = OrderedDict()
+            queue[item] = None
         self._send(src, Result(msg.rid, record))
         self._replicate_due = True  # sent by take_outbox: one batch for every write handled until then
 
@@ -962,37 +1004,52 @@ class KVServer:
 
     # ------------------------------------------------------------ ASYNC replication
     def _flush_replication(self) -> None:
-        """Send each idle peer the oldest ``batch`` queued records, one Replicate per partition
-        among them; a peer is busy until all of those are answered (or time out)."""
+        """Send each idle peer the oldest ``batch`` queued records, every partition among them in
+        one Replicate; a peer is busy until those are answered (or time out)."""
         self._replicate_due = False
         if not self._queues:
             return
-        busy = self._busy_peers
+        busy, batch, data = self._busy_peers, self.config.batch, self.data
         for peer, queue in self._queues.items():
             # Up to 4 x ``batch`` records in flight per peer: one batch per round trip would cap
             # replication at batch/RTT, behind what a primary acknowledges.
-            while queue and busy.get(peer, 0) < 4 * self.config.batch:
-                by_partition: dict[int, list[tuple[int, str]]] = {}
-                for item in islice(queue, self.config.batch):  # not list(queue): the backlog can be long
-                    by_partition.setdefault(item[0], []).append(item)
-                for p, items in by_partition.items():
-                    for item in items:
-                        del queue[item]
-                    rid = next(self._rids)
-                    self._in_flight[rid] = (peer, items, self._ticks)
-                    records = [(key, r) for _p, key in items if (r := self.data.get(p, key)) is not None]
-                    self._send(peer, Replicate(rid, p, records, self.data.floor(p)))
-                    busy[peer] = busy.get(peer, 0) + len(items)
+            while queue and busy.get(peer, 0) < 4 * batch:
+                items = list(islice(queue, batch))  # (not list(queue): the backlog can be long)
+                keys_of: dict[int, list[str]] = {}
+                for item in items:
+                    del queue[item]
+                    keys = keys_of.get(item[0])
+                    if keys is None:
+                        keys_of[item[0]] = [item[1]]
+                    else:
+                        keys.append(item[1])
+                parts, floors, counts, records = list(keys_of), [], [], []
+                for p, keys in keys_of.items():
+                    before = len(records)
+                    records += [(key, r) for key in keys if (r := data.get(p, key)) is not None]
+                    floors.append(data.floor(p))
+                    counts.append(len(records) - before)
+                rid = next(self._rids)
+                self._in_flight[rid] = (peer, items, self._ticks)
+                self._send(peer, Replicate(rid, parts, floors, counts, records))
+                busy[peer] = busy.get(peer, 0) + len(items)
 
     def _replication_answer(self, rid: int, msg: Message) -> None:
         peer, items, _tick = self._in_flight.pop(rid)
         self._settled(peer, len(items))
-        if isinstance(msg, Refused) and msg.reason == "collected" and items:
-            self._adopt_floor(items[0][0], msg.floor)  # what we send now holds nothing older
         if isinstance(msg, Ack):
             self.stats.replicated += len(items)
-        elif isinstance(msg, Refused) and msg.reason != "not_serving":
-            self._requeue(peer, items)
+        elif isinstance(msg, Replicated):
+            again = dict(zip(msg.again, msg.floors))
+            for p, floor in again.items():
+                self._adopt_floor(p, floor)  # what we send now holds nothing older
+            dropped = set(msg.dropped)
+            self.stats.replicated += sum(1 for p, _k in items if p not in again and p not in dropped)
+            retry = [item for item in items if item[0] in again]
+            if retry:
+                self._requeue(peer, retry)
+        elif isinstance(msg, Refused):
+            self._requeue(peer, items)  # (no map there yet, or a malformed batch: send again)
         self._replicate_due = True
 
     def _retry_replication(self) -> None:
