@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,35 +95,42 @@ class KVData:
 
     def put(self, partition: int, key: str, record: Record) -> bool:
         """Merge one copy: keep whichever version is newer. True when ours changed."""
-        # (the hot path of every write on every copy: one lookup for the partition's indexes, the
-        # version compared inline, _digest and bucket_of inlined)
+        return self.put_many(partition, ((key, record),)) == 1
+
+    def put_many(self, partition: int, items: Iterable[tuple[str, Record]]) -> int:
+        """:meth:`put` each of ``items`` (keys of ``partition``); how many changed ours."""
+        # (the hot path of every write on every copy: the partition's indexes looked up once per
+        # batch, the version compared inline, _digest and bucket_of inlined)
         st = self._state.get(partition)
         if st is None:
             st = self._part(partition)
-        records = st.records
-        old = records.get(key)
-        version = record.version
-        counter, writer = version.counter, version.writer
-        if old is None:
-            st.sorted = None
-            was = 0
-        else:
-            held = old.version
-            if counter < held.counter or (counter == held.counter and writer <= held.writer):
-                return False  # ours is as new or newer (see records.newer)
-            was = st.digests[key]
-        digest = st.digests[key] = _from_bytes(_blake2b(f"{key}\0{counter}\0{writer}".encode(), digest_size=8).digest(), "big")
-        st.sums[_crc32(key.encode()) % BUCKETS] ^= was ^ digest
-        records[key] = record
-        self.unsynced.append(["put", partition, key, [counter, writer, record.value]])
-        lsn = self.lsn = self.lsn + 1
-        st.key_lsn[key] = lsn
-        lsns = st.lsns
-        lsns.append(lsn)
-        st.keys.append(key)
+        records, digests, sums, key_lsn, lsns, keys = st.records, st.digests, st.sums, st.key_lsn, st.lsns, st.keys
+        log, lsn, changed = self.unsynced.append, self.lsn, 0
+        for key, record in items:
+            old = records.get(key)
+            version = record.version
+            counter, writer = version.counter, version.writer
+            if old is None:
+                st.sorted = None
+                was = 0
+            else:
+                held = old.version
+                if counter < held.counter or (counter == held.counter and writer <= held.writer):
+                    continue  # ours is as new or newer (see records.newer)
+                was = digests[key]
+            digest = digests[key] = _from_bytes(_blake2b(f"{key}\0{counter}\0{writer}".encode(), digest_size=8).digest(), "big")
+            sums[_crc32(key.encode()) % BUCKETS] ^= was ^ digest
+            records[key] = record
+            log(["put", partition, key, [counter, writer, record.value]])
+            lsn += 1
+            key_lsn[key] = lsn
+            lsns.append(lsn)
+            keys.append(key)
+            changed += 1
+        self.lsn = lsn
         if len(lsns) > 2 * len(records) + 1024:
             self._trim(st)
-        return True
+        return changed
 
     def _part(self, partition: int) -> _Part:
         records = self.parts.get(partition)

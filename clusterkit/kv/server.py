@@ -48,6 +48,7 @@ import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from itertools import count, islice
+from collections.abc import Callable
 from typing import Any
 
 from clusterkit.facade import ClusterKit, PartitionChange
@@ -249,6 +250,12 @@ class KVServer:
         # a second run could write after the first had answered "fail".
         self._requests: dict[tuple[str, int], tuple[int, Message | None]] = {}
         self._answered: deque[tuple[int, tuple[str, int]]] = deque()  # (tick, request) as answered, to forget them
+        # Requests by message type (anything else is an answer to one of ours).
+        self._handlers: dict[type, Callable[[str, Any], None]] = {
+            Set: self._client, Get: self._client, Replicate: self._replicated_in, Query: self._query,
+            Store: self._store, Pull: self._serve_pull, Sums: self._serve_sums, Fetch: self._serve_fetch,
+            Have: self._serve_have, Collect: self._collect_in,
+        }
         if hooks:
             kit.on_partition_change(self.on_partition_change)
 
@@ -365,49 +372,54 @@ class KVServer:
 
     # ------------------------------------------------------------ requests
     def _dispatch(self, src: str, msg: Message) -> None:
-        if isinstance(msg, Query):
-            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
-                found = Found(msg.rid, self.data.get(msg.partition, msg.key), self.data.floors.get(msg.partition, 0))
-                if self.answer_early and src != self.me and self.data.durable(msg.partition, msg.key):
-                    self._early.append((src, found))  # reports synced data only: needn't wait for a sync
-                else:
-                    self._send(src, found)
-        elif isinstance(msg, Store):
-            here = self._fence(src, msg.rid, msg.partition, msg.epoch)
-            if here is not None:
-                if (msg.floor < self.data.floors.get(msg.partition, 0) and not self._may_take(
-                        msg.partition, msg.key, msg.record, msg.floor)) or (
-                        msg.refreshed and self.me in here.incoming and self.data.get(msg.partition, msg.key) is None):
-                    # (a new owner still copying knows no floor yet: a version chosen at an older
-                    # placement may be older than a delete its sources collected since)
-                    self._refuse_collected(src, msg.rid, msg.partition)
-                    return
-                self.data.put(msg.partition, msg.key, msg.record)
-                self._send(src, Ack(msg.rid))
-        elif isinstance(msg, Pull):
-            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
-                limit = max(1, min(msg.limit, 4096))
-                items, cursor, done = self.data.changes(msg.partition, msg.after, limit, self.config.batch_bytes)
-                self._send(src, Batch(msg.rid, items, done, cursor, self.data.floor(msg.partition)))
-        elif isinstance(msg, Sums):
-            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
-                self._send(src, Digest(msg.rid, self.data.sums(msg.partition)))
-        elif isinstance(msg, Fetch):
-            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
-                limit = max(1, min(msg.limit, 4096))
-                items, done = self.data.scan(msg.partition, msg.after, limit, self.config.batch_bytes, set(msg.buckets))
-                self._send(src, Batch(msg.rid, items, done, 0, self.data.floor(msg.partition)))
-        elif isinstance(msg, Replicate):
-            self._replicated_in(src, msg)
-        elif isinstance(msg, Have):
-            if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
-                self._has(src, msg)
-        elif isinstance(msg, Collect):
-            self._collect_in(src, msg)
-        elif isinstance(msg, (Set, Get)):
-            self._client(src, msg)
-        else:
+        # (by type, one lookup: a Set no longer walks past every request type before its own)
+        handler = self._handlers.get(type(msg))
+        if handler is None:
             self._answer(src, msg)
+        else:
+            handler(src, msg)
+
+    def _query(self, src: str, msg: Query) -> None:
+        if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+            found = Found(msg.rid, self.data.get(msg.partition, msg.key), self.data.floors.get(msg.partition, 0))
+            if self.answer_early and src != self.me and self.data.durable(msg.partition, msg.key):
+                self._early.append((src, found))  # reports synced data only: needn't wait for a sync
+            else:
+                self._send(src, found)
+
+    def _store(self, src: str, msg: Store) -> None:
+        here = self._fence(src, msg.rid, msg.partition, msg.epoch)
+        if here is None:
+            return
+        if (msg.floor < self.data.floors.get(msg.partition, 0) and not self._may_take(
+                msg.partition, msg.key, msg.record, msg.floor)) or (
+                msg.refreshed and self.me in here.incoming and self.data.get(msg.partition, msg.key) is None):
+            # (a new owner still copying knows no floor yet: a version chosen at an older
+            # placement may be older than a delete its sources collected since)
+            self._refuse_collected(src, msg.rid, msg.partition)
+            return
+        self.data.put(msg.partition, msg.key, msg.record)
+        self._send(src, Ack(msg.rid))
+
+    def _serve_pull(self, src: str, msg: Pull) -> None:
+        if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+            limit = max(1, min(msg.limit, 4096))
+            items, cursor, done = self.data.changes(msg.partition, msg.after, limit, self.config.batch_bytes)
+            self._send(src, Batch(msg.rid, items, done, cursor, self.data.floor(msg.partition)))
+
+    def _serve_sums(self, src: str, msg: Sums) -> None:
+        if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+            self._send(src, Digest(msg.rid, self.data.sums(msg.partition)))
+
+    def _serve_fetch(self, src: str, msg: Fetch) -> None:
+        if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+            limit = max(1, min(msg.limit, 4096))
+            items, done = self.data.scan(msg.partition, msg.after, limit, self.config.batch_bytes, set(msg.buckets))
+            self._send(src, Batch(msg.rid, items, done, 0, self.data.floor(msg.partition)))
+
+    def _serve_have(self, src: str, msg: Have) -> None:
+        if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
+            self._has(src, msg)
 
     def _replicated_in(self, src: str, msg: Replicate) -> None:
         """Merge each partition's records unless this copy doesn't serve it (dropped: the primary
@@ -436,10 +448,7 @@ class KVServer:
                 again.append(p)
                 again_floors.append(data.floor(p))
                 continue
-            put = data.put
-            for i in range(start, end):
-                key, record = items[i]
-                put(p, key, record)
+            data.put_many(p, items[start:end])
         if again or dropped:
             self.stats.refused += 1
             self._send(src, Replicated(msg.rid, again, again_floors, dropped))
@@ -448,13 +457,14 @@ class KVServer:
 
     # ------------------------------------------------------------ client requests
     def _client(self, src: str, msg: Set | Get) -> None:
-        known = self._requests.get((src, msg.rid))
+        request = (src, msg.rid)
+        known = self._requests.get(request)
         if known is not None:
             if known[1] is not None:
                 self._outbox.append((src, known[1]))  # a duplicate of one answered: answer again
             return  # a duplicate of one in progress: its answer is coming
-        self._requests[(src, msg.rid)] = (self._ticks, None)
-        write = isinstance(msg, Set)
+        self._requests[request] = (self._ticks, None)
+        write = type(msg) is Set
         problem = check_request(msg.key, msg.value if write else None)
         if problem is None and write and msg.w is not None:
             try:
@@ -701,8 +711,7 @@ class KVServer:
         # A source's batch at this placement holds nothing older than a delete collected at an
         # earlier one (every owner held the tombstone then), so its floor is adopted, not checked.
         self._adopt_floor(p, msg.floor)
-        for key, record in msg.items:
-            job.keys += self.data.put(p, key, record)
+        job.keys += self.data.put_many(p, msg.items)
         source.tries = 0
         source.after = msg.cursor
         if msg.done:
@@ -729,13 +738,10 @@ class KVServer:
                 # read before tombstones were collected here: each record is checked as a Store
                 # from that sender would be (ending the round instead starved repair whenever the
                 # floors differed, as they do between a collection's first copy and its last)
-                for key, record in msg.items:
-                    if self._may_take(p, key, record, msg.floor):
-                        job.keys += self.data.put(p, key, record)
+                job.keys += self.data.put_many(p, [(k, r) for k, r in msg.items if self._may_take(p, k, r, msg.floor)])
             else:
                 self._adopt_floor(p, msg.floor)
-                for key, record in msg.items:
-                    job.keys += self.data.put(p, key, record)
+                job.keys += self.data.put_many(p, msg.items)
             if msg.done:
                 source.done = True
             elif msg.items:
