@@ -30,13 +30,14 @@ Async API (``async with KVClient([...]) as kv: await kv.set(...)``) and a blocki
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
+import struct
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import count
 from typing import Any, TypeVar
 
@@ -47,7 +48,7 @@ from clusterkit.kv.messages import BATCH, Get, Message, Refused, Result, Set, fr
 from clusterkit.kv.operation import Operation
 from clusterkit.kv.quorum import Placement, Quorums
 from clusterkit.kv.records import Record, Value
-from clusterkit.kv.server import STRATEGIES, check_request
+from clusterkit.kv.server import MAX_KEY_BYTES, MAX_VALUE_BYTES, STRATEGIES, check_request
 from clusterkit.partitioning.hashing import HashConfig
 
 from .frames import HEADER, FrameReader, check_length, decode_body, frame
@@ -61,11 +62,8 @@ T = TypeVar("T")
 
 NUMBER_CACHE = 1 << 16  # keys whose partition the client remembers (forgotten all at once past that)
 _TIMED_OUT = object()  # what the sweeper ends a request's wait with at its deadline
-
-
-def _answer(fut: asyncio.Future[Any], src: str, msg: Message | None) -> None:
-    if not fut.done():
-        fut.set_result(msg)
+_md5 = hashlib.md5
+_first_u32 = struct.Struct(">I").unpack_from
 
 
 class KVError(Exception):
@@ -171,10 +169,17 @@ class _Conn:
                 raise ConnectionError(f"{self.addr} is not {self.node_id}'s KV port: {body[:4]!r}")
             self._flush()
             frames = FrameReader(reader, KV_MAX_FRAME)
+            waiting, handlers, node_id = self.client._waiting, self.client._handlers, self.node_id
             while True:
                 for body in await frames.frames():
                     for msg in from_frame(body):
-                        self.client._on_message(self.node_id, msg)
+                        # (KVClient._on_message, inlined: a call less per answer)
+                        fut = waiting.pop(msg.rid, None)
+                        if fut is not None:
+                            if not fut.done():
+                                fut.set_result(msg)
+                        elif (handler := handlers.get(msg.rid)) is not None:
+                            handler(node_id, msg)
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # noqa: BLE001 - any failure ends this connection; the client reconnects
@@ -196,15 +201,17 @@ class _Run:
     An object with bound methods rather than closures, which referred to each other: a reference
     cycle per operation, left to the cyclic collector (8.7 µs of the client's CPU per write)."""
 
-    __slots__ = ("client", "op", "wake", "rids")
+    __slots__ = ("client", "op", "wake", "rid")
 
-    def __init__(self, client: KVClient, op: Operation, wake: asyncio.Future[None]) -> None:
+    def __init__(self, client: KVClient, op: Operation, wake: asyncio.Future[Any]) -> None:
         self.client, self.op, self.wake = client, op, wake
-        self.rids: list[int] = []  # request ids routed here (dropped when the operation ends)
+        self.rid = 0  # the request id routed here (dropped when the operation ends)
 
     def on_message(self, src: str, msg: Message) -> None:
         op = self.op
-        self.send(op.on_message(src, msg))
+        out = op.on_message(src, msg)
+        if out:
+            self.send(out)
         if (op.outcome is not None or op.stale) and not self.wake.done():
             self.wake.set_result(None)
 
@@ -212,9 +219,13 @@ class _Run:
         if not out:
             return
         client, rid = self.client, self.op.rid
-        if rid not in client._handlers:
-            client._handlers[rid] = self.on_message
-            self.rids.append(rid)
+        if rid != self.rid:
+            handlers = client._handlers
+            # Only the current phase's answers are routed: the Operation ignores an earlier one's
+            # (the copy that answers after a quorum did), so they needn't reach it.
+            handlers.pop(self.rid, None)
+            handlers[rid] = self.on_message
+            self.rid = rid
         for dst, msg in out:
             client._send(dst, msg)
 
@@ -251,8 +262,14 @@ class KVClient:
         self.refreshes = 0
         self._serials = count(1)
         self._rids = count(1)
-        self._handlers: dict[int, Callable[[str, Message], None]] = {}
-        self._lost: dict[int, tuple[str, Callable[[], None]]] = {}  # rid -> (node, what to do if its link breaks)
+        self._handlers: dict[int, Callable[[str, Message], None]] = {}  # rid -> a SYNC operation's router
+        # A single-phase request's wait (ASYNC, server-side, the simple client), ended with its one
+        # answer, or None if the link it went out on breaks: the future itself, not callbacks
+        # wrapping it (two partials per request, alive while it waited).
+        self._waiting: dict[int, asyncio.Future[Any]] = {}  # rid -> the request's wait
+        self._lost: dict[int, str] = {}  # rid -> the node it was sent to
+        self._primary = smart and strategy != "async"  # every request goes to the partition's primary
+        self._abd_mode = smart and strategy == "sync"  # the client runs each operation itself
         self._conns: dict[str, _Conn] = {}
         self._session: aiohttp.ClientSession | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -262,10 +279,12 @@ class KVClient:
         # encoded once.
         self._last_msg: Message | None = None
         self._last_doc: list[Any] = []
-        # SYNC operations waiting, each woken by its answers or, to retry, by one sweeper for all
-        # (a timer per wait cost more than the rest of the wait's bookkeeping)
         self._numbers: dict[str | bytes, int] = {}  # key -> its partition, under topo.hash
-        self._sleepers: dict[asyncio.Future[Any], tuple[float, Any]] = {}  # -> (when, what to wake it with)
+        # Waits, each ended by its answers or, past its time, by one sweeper for all (a timer per
+        # wait cost more than the rest of the wait's bookkeeping): a SYNC operation's, to retry; a
+        # request's, at its deadline. Just the time, no tuple: an object less per request alive
+        # while it waits, for the cyclic collector to go through.
+        self._sleepers: dict[asyncio.Future[Any], float] = {}  # -> when
         self._sweeper: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -352,10 +371,17 @@ class KVClient:
     def placement(self, key: str | bytes) -> Placement:
         number = self._numbers.get(key)
         if number is None:  # (an md5 per operation otherwise: keys are used again and again)
-            assert self.topo.hash is not None, "start() first"
+            hash_config = self.topo.hash
+            assert hash_config is not None, "start() first"
             if len(self._numbers) >= NUMBER_CACHE:
                 self._numbers.clear()
-            number = self._numbers[key] = self.topo.hash.number(key)
+            if hash_config.algorithm == "md5" and type(key) is str:
+                # HashConfig.number's md5 (the first 4 bytes of the digest, big-endian), without its
+                # checks and two calls: a third of its cost
+                number = _first_u32(_md5(key.encode()).digest())[0] % hash_config.modulo
+            else:
+                number = hash_config.number(key)
+            self._numbers[key] = number
         return self.topo.placements[number]
 
     # ------------------------------------------------------------ connections
@@ -379,7 +405,13 @@ class KVClient:
         return True
 
     def _on_message(self, src: str, msg: Message) -> None:
-        handler = self._handlers.get(msg.rid)  # (every KV message has a request id)
+        rid = msg.rid  # (every KV message has a request id)
+        fut = self._waiting.pop(rid, None)
+        if fut is not None:  # a single-phase request's one answer
+            if not fut.done():
+                fut.set_result(msg)
+            return
+        handler = self._handlers.get(rid)
         if handler is not None:
             handler(src, msg)
 
@@ -388,23 +420,26 @@ class KVClient:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def _sweep(self) -> None:
-        """Wake every wait that ran past its time: a SYNC operation's, to retry (with None); a
-        request's, at its deadline (with _TIMED_OUT). Every retry / 4 seconds."""
+        """Wake every wait that ran past its time (with _TIMED_OUT): a SYNC operation's, to retry
+        (it looks at its Operation, not at what woke it); a request's, at its deadline. Every
+        retry / 4 seconds."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.retry / 4)
             now = loop.time()
-            for fut, (when, value) in list(self._sleepers.items()):
+            for fut, when in list(self._sleepers.items()):
                 if when <= now and not fut.done():
-                    fut.set_result(value)
+                    fut.set_result(_TIMED_OUT)
 
     def _on_conn_lost(self, conn: _Conn) -> None:
         if self._conns.get(conn.node_id) is conn:
             del self._conns[conn.node_id]
-        for rid, (node, lost) in list(self._lost.items()):
+        for rid, node in list(self._lost.items()):
             if node == conn.node_id:
                 del self._lost[rid]
-                lost()
+                fut = self._waiting.pop(rid, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
 
     def _next_rid(self) -> int:
         return next(self._rids)
@@ -414,7 +449,17 @@ class KVClient:
         """Write ``value``; ``quorum`` raises W for this write (the seed's ``set(key, value, quorum=3)``)."""
         if value is None:
             raise KVBadRequest("value must not be None (use delete)")
-        return await self._write(key, value, quorum)
+        # (_write's steps, here: a coroutine less per write)
+        self._check(key, value)
+        if quorum is not None:
+            self._check_quorum(quorum)
+        if self._abd_mode:
+            op = await self._abd(key, True, value, quorum)
+            assert op.result is not None
+            return op.result
+        answer = await self._request(key, True, value, quorum)
+        assert answer.record is not None
+        return answer.record
 
     async def delete(self, key: str, quorum: int | None = None) -> Record:
         """Delete ``key`` (a tombstone with its own version: an older copy can't bring it back)."""
@@ -426,29 +471,39 @@ class KVClient:
 
     async def get_record(self, key: str) -> Record | None:
         self._check(key, None)
-        if self.strategy == "sync" and self.smart:
+        if self._abd_mode:
             op = await self._abd(key, False, None, None)
             return op.result
-        answer = await self._request(key, False, lambda rid: Get(rid, key))
+        answer = await self._request(key, False, None, None)
         return answer.record
 
     async def _write(self, key: str, value: Value | None, quorum: int | None) -> Record:
         self._check(key, value)
-        if quorum is not None and self.quorums is not None:
+        if quorum is not None:
+            self._check_quorum(quorum)
+        if self._abd_mode:
+            op = await self._abd(key, True, value, quorum)
+            assert op.result is not None
+            return op.result
+        answer = await self._request(key, True, value, quorum)
+        assert answer.record is not None
+        return answer.record
+
+    def _check_quorum(self, quorum: int) -> None:
+        if self.quorums is not None:
             try:
                 self.quorums.with_w(quorum)
             except ValueError as exc:
                 raise KVBadRequest(str(exc)) from None
-        if self.strategy == "sync" and self.smart:
-            op = await self._abd(key, True, value, quorum)
-            assert op.result is not None
-            return op.result
-        answer = await self._request(key, True, lambda rid: Set(rid, key, value, quorum))
-        assert answer.record is not None
-        return answer.record
 
     @staticmethod
     def _check(key: Any, value: Any) -> None:
+        # At a glance first: ASCII text is valid UTF-8 as long as itself, so a short ASCII key with
+        # a short ASCII (or bytes) value passes check_request (which encodes both to find out).
+        if (type(key) is str and 0 < len(key) <= MAX_KEY_BYTES and key.isascii()
+                and (value is None or (type(value) is str and len(value) <= MAX_VALUE_BYTES and value.isascii())
+                     or (type(value) is bytes and len(value) <= MAX_VALUE_BYTES))):
+            return
         problem = check_request(key, value)
         if problem is not None:
             raise KVBadRequest(problem)
@@ -460,7 +515,7 @@ class KVClient:
         assert self.quorums is not None
         op = Operation(key, self.placement(key), self.quorums.with_w(quorum) if write else self.quorums,
                        f"{self.id}#{next(self._serials)}", self._next_rid, write=write, value=value)
-        wake: asyncio.Future[None] = loop.create_future()
+        wake: asyncio.Future[Any] = loop.create_future()
         run = _Run(self, op, wake)
         send = run.send
         self._ensure_sweeper()
@@ -472,7 +527,7 @@ class KVClient:
                     wake = run.wake = loop.create_future()
                 # A future the answers (or the sweeper, after self.retry) wake: not wait_for, which
                 # would make a task per wait, nor a timer per wait.
-                sleepers[wake] = (loop.time() + self.retry, None)
+                sleepers[wake] = loop.time() + self.retry
                 try:
                     await wake
                 finally:
@@ -494,8 +549,7 @@ class KVClient:
                 else:
                     send(op.retry())
         finally:
-            for rid in run.rids:
-                self._handlers.pop(rid, None)
+            self._handlers.pop(run.rid, None)
         if op.outcome == "fail":
             raise KVFailed(f"{key!r}: {op.detail}")
         if op.outcome == "info":
@@ -503,7 +557,7 @@ class KVClient:
         return op
 
     # ------------------------------------------------------------ ASYNC and SERVER-SIDE: ask a node
-    def _target(self, key: str, write: bool, avoid: set[str]) -> str | None:
+    def _target(self, key: str, write: bool, avoid: frozenset[str]) -> str | None:
         if not self.smart:
             live = [n for n in self.topo.nodes.values() if n.kv_addr and n.status == "active"]
             if self._home not in {n.id for n in live}:
@@ -516,44 +570,49 @@ class KVClient:
         # primary doesn't stall reads until the cluster marks it failed.
         return next((n for n in here.serving if n not in avoid), here.primary)
 
-    async def _request(self, key: str, write: bool, make: Callable[[int], Message]) -> Result:
+    async def _request(self, key: str, write: bool, value: Value | None, quorum: int | None) -> Result:
+        """A Set (``write``; value None: delete) or a Get, sent to one node, its one answer awaited."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        avoid: set[str] = set()  # nodes that failed this request (an ASYNC read tries another copy)
+        now = loop.time()
+        deadline = now + self.timeout
+        avoid: frozenset[str] = frozenset()  # nodes that failed this request (an ASYNC read tries another copy)
+        if self._sweeper is None:
+            self._ensure_sweeper()
+        waiting, lost, sleepers = self._waiting, self._lost, self._sleepers
         while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if deadline <= now:
                 raise (KVUnknown if write else KVFailed)(f"{key!r}: no answer within {self.timeout} s")
-            target = self._target(key, write, avoid)
-            rid = next(self._rids)
-            answer: asyncio.Future[Any] = loop.create_future()
-            self._handlers[rid] = partial(_answer, answer)
+            # (_target's common case inline: a write, or any request but an ASYNC read, goes to the primary)
+            target = self.placement(key).primary if self._primary or (write and self.smart) else (
+                self._target(key, write, avoid))
+            conn: _Conn | None = None
             msg: Any = None
-            try:
-                sent = target is not None and self._send(target, make(rid))
-                if sent:
-                    assert target is not None
-                    self._lost[rid] = (target, partial(_answer, answer, "", None))
-                    # the sweeper ends the wait at the deadline (not wait_for: a timer and callbacks per request)
-                    self._ensure_sweeper()
-                    self._sleepers[answer] = (deadline, _TIMED_OUT)
-                    try:
-                        msg = await answer
-                    finally:
-                        del self._sleepers[answer]
-            finally:
-                del self._handlers[rid]
-                self._lost.pop(rid, None)
+            if target is not None and (conn := self._conn(target)) is not None:
+                rid = next(self._rids)
+                answer: asyncio.Future[Any] = loop.create_future()
+                # Its answer (the read loop), a broken link (_on_conn_lost) or the sweeper, at the
+                # deadline (not wait_for: a timer and callbacks per request), ends the wait.
+                waiting[rid] = answer
+                lost[rid] = target
+                sleepers[answer] = deadline
+                conn.send(to_doc(Set(rid, key, value, quorum) if write else Get(rid, key)))
+                try:
+                    msg = await answer
+                finally:
+                    del sleepers[answer]
+                    waiting.pop(rid, None)
+                    lost.pop(rid, None)
             if msg is _TIMED_OUT:
                 raise (KVUnknown if write else KVFailed)(f"{key!r}: no answer within {self.timeout} s")
             if msg is None:  # no connection, or it broke after sending
-                if write and sent:
+                if write and conn is not None:
                     raise KVUnknown(f"{key!r}: the connection to {target} broke before the answer")
                 self._home = None
                 if target is not None:
-                    avoid.add(target)
+                    avoid |= {target}
                 await self.refresh()
                 await asyncio.sleep(0.05)
+                now = loop.time()
                 continue
             if isinstance(msg, Result):
                 if msg.outcome == "ok":
@@ -566,6 +625,7 @@ class KVClient:
                 self._home = None
                 await self.refresh()
             await asyncio.sleep(0.02)  # behind, overloaded, unavailable, or a map to catch up with: again
+            now = loop.time()
 
     # ------------------------------------------------------------ direct copies (checks and tools)
     async def holders(self, key: str) -> dict[str, Record | None]:
