@@ -30,12 +30,12 @@ from itertools import count
 from typing import Any
 
 from aiohttp import web
-
-from clusterkit.kv.messages import Ack, Found, Get, Message, Query, Result, Set, Store, from_frame
-from clusterkit.kv.records import make_record
 from clusterkit.net.frames import FrameReader, frame
 from clusterkit.net.kv_client import KVClient, KVError
 from clusterkit.net.kv_service import CLIENT_HELLO, CLIENT_VERSION, KV_MAX_FRAME, encode_frames
+
+from clusterkit.kv.messages import Ack, Found, Get, Message, Query, Result, Set, Store, from_frame
+from clusterkit.kv.records import make_record
 
 NODES = ("node-1", "node-2", "node-3")
 PARTITIONS = 64

@@ -30,11 +30,9 @@ Async API (``async with KVClient([...]) as kv: await kv.set(...)``) and a blocki
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
-import struct
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -48,7 +46,7 @@ from clusterkit.kv.messages import BATCH, Get, Message, Refused, Result, Set, fr
 from clusterkit.kv.operation import Operation
 from clusterkit.kv.quorum import Placement, Quorums
 from clusterkit.kv.records import Record, Value
-from clusterkit.kv.server import MAX_KEY_BYTES, MAX_VALUE_BYTES, STRATEGIES, check_request
+from clusterkit.kv.server import STRATEGIES, check_request
 from clusterkit.partitioning.hashing import HashConfig
 
 from .frames import HEADER, FrameReader, check_length, decode_body, frame
@@ -62,8 +60,6 @@ T = TypeVar("T")
 
 NUMBER_CACHE = 1 << 16  # keys whose partition the client remembers (forgotten all at once past that)
 _TIMED_OUT = object()  # what the sweeper ends a request's wait with at its deadline
-_md5 = hashlib.md5
-_first_u32 = struct.Struct(">I").unpack_from
 
 
 class KVError(Exception):
@@ -375,13 +371,7 @@ class KVClient:
             assert hash_config is not None, "start() first"
             if len(self._numbers) >= NUMBER_CACHE:
                 self._numbers.clear()
-            if hash_config.algorithm == "md5" and type(key) is str:
-                # HashConfig.number's md5 (the first 4 bytes of the digest, big-endian), without its
-                # checks and two calls: a third of its cost
-                number = _first_u32(_md5(key.encode()).digest())[0] % hash_config.modulo
-            else:
-                number = hash_config.number(key)
-            self._numbers[key] = number
+            number = self._numbers[key] = hash_config.number(key)
         return self.topo.placements[number]
 
     # ------------------------------------------------------------ connections
@@ -445,21 +435,12 @@ class KVClient:
         return next(self._rids)
 
     # ------------------------------------------------------------ the API
-    async def set(self, key: str, value: Value, quorum: int | None = None) -> Record:
-        """Write ``value``; ``quorum`` raises W for this write (the seed's ``set(key, value, quorum=3)``)."""
+    def set(self, key: str, value: Value, quorum: int | None = None) -> Coroutine[Any, Any, Record]:
+        """Write ``value``; ``quorum`` raises W for this write (the seed's ``set(key, value, quorum=3)``).
+        Await it (a plain function returning the write's coroutine: one coroutine less per write)."""
         if value is None:
             raise KVBadRequest("value must not be None (use delete)")
-        # (_write's steps, here: a coroutine less per write)
-        self._check(key, value)
-        if quorum is not None:
-            self._check_quorum(quorum)
-        if self._abd_mode:
-            op = await self._abd(key, True, value, quorum)
-            assert op.result is not None
-            return op.result
-        answer = await self._request(key, True, value, quorum)
-        assert answer.record is not None
-        return answer.record
+        return self._write(key, value, quorum)
 
     async def delete(self, key: str, quorum: int | None = None) -> Record:
         """Delete ``key`` (a tombstone with its own version: an older copy can't bring it back)."""
@@ -498,12 +479,6 @@ class KVClient:
 
     @staticmethod
     def _check(key: Any, value: Any) -> None:
-        # At a glance first: ASCII text is valid UTF-8 as long as itself, so a short ASCII key with
-        # a short ASCII (or bytes) value passes check_request (which encodes both to find out).
-        if (type(key) is str and 0 < len(key) <= MAX_KEY_BYTES and key.isascii()
-                and (value is None or (type(value) is str and len(value) <= MAX_VALUE_BYTES and value.isascii())
-                     or (type(value) is bytes and len(value) <= MAX_VALUE_BYTES))):
-            return
         problem = check_request(key, value)
         if problem is not None:
             raise KVBadRequest(problem)

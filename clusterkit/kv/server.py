@@ -46,17 +46,34 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count, islice
-from collections.abc import Callable
 from typing import Any
 
 from clusterkit.facade import ClusterKit, PartitionChange
 
 from .data import KVData
 from .messages import (
-    Ack, Batch, Collect, Digest, Fetch, Found, Get, Has, Have, Message, Pull, Query, Refused, Replicate, Replicated,
-    Result, Set, Store, Sums,
+    Ack,
+    Batch,
+    Collect,
+    Digest,
+    Fetch,
+    Found,
+    Get,
+    Has,
+    Have,
+    Message,
+    Pull,
+    Query,
+    Refused,
+    Replicate,
+    Replicated,
+    Result,
+    Set,
+    Store,
+    Sums,
 )
 from .operation import Operation, Outbound
 from .quorum import Placement, Quorums
@@ -107,6 +124,12 @@ def _utf8(text: str) -> bytes | None:
 def check_request(key: Any, value: Any = None) -> str | None:
     """Why a client's key or value is refused (None: fine). Checked before anything is stored:
     a string the log can't encode must never reach the data."""
+    # At a glance first (every request, on the client and the node): ASCII text is valid UTF-8
+    # exactly as long as itself, so a short ASCII key with no value, a short ASCII one or bytes passes.
+    if (type(key) is str and 0 < len(key) <= MAX_KEY_BYTES and key.isascii()
+            and (value is None or (type(value) is str and len(value) <= MAX_VALUE_BYTES and value.isascii())
+                 or (type(value) is bytes and len(value) <= MAX_VALUE_BYTES))):
+        return None
     if not isinstance(key, str) or not key:
         return "key must be a non-empty string"
     raw = _utf8(key)
