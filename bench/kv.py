@@ -25,7 +25,7 @@ from pathlib import Path
 
 from clusterkit.net.kv_client import KVClient, KVError
 from clusterkit.net.local import LocalCluster, http_json
-from clusterkit.net.node import tune_gc
+from clusterkit.net.gc_policy import tune_gc
 
 _TICK = os.sysconf("SC_CLK_TCK")
 

@@ -8,7 +8,7 @@ disk, no quorum, no replication, so what is measured is the client: ``--clients`
 writers (coroutines, as in ``bench/kv.py``) call ``await kv.set(...)`` for ``--seconds``, and the
 client process's CPU (``time.process_time``: the fake nodes run in another process) is divided by
 the writes done. Median of ``--runs`` runs, one fake cluster each. The garbage collector is left
-at CPython's defaults, as in ``bench/kv.py``'s client process (``clusterkit.net.node.tune_gc``
+at CPython's defaults, as in ``bench/kv.py``'s client process (``clusterkit.net.gc_policy.tune_gc``
 there would take about 1.5 µs more off each write). The numbers move with the machine's load:
 compare runs made one after another.
 

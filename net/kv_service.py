@@ -35,16 +35,37 @@ from typing import TYPE_CHECKING, Any
 from clusterkit.host.registers import put_command
 from clusterkit.kv.data import KVData, snapshot_entries
 from clusterkit.kv.messages import (
-    Get, Message, ProtocolError, Pull, Query, Refused, Set, Store, encode, encode_batch, from_frame,
+    Get,
+    Message,
+    ProtocolError,
+    Pull,
+    Query,
+    Refused,
+    Set,
+    Store,
+    encode,
+    encode_batch,
+    from_frame,
 )
 from clusterkit.kv.server import KVServer, ServerConfig
 from clusterkit.raft.errors import RaftError
 
 from .frames import (
-    ACCEPT, DIAL, HEADER, HELLO, FrameError, FrameReader, Transcript, auth_frame, check_auth, frame, hello_frame, parse_hello,
+    ACCEPT,
+    DIAL,
+    HEADER,
+    HELLO,
+    FrameError,
+    FrameReader,
+    Transcript,
+    auth_frame,
+    check_auth,
+    frame,
+    hello_frame,
+    parse_hello,
 )
+from .gc_policy import tune_gc
 from .kv_disk import KVLog
-from .node import tune_gc
 from .sync_thread import SyncThread
 from .transport import read_frame, split_addr
 

@@ -18,7 +18,6 @@ on where it was.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import random
@@ -40,27 +39,11 @@ from clusterkit.raft.ready import RaftConfig, Role
 
 from .disk import DiskStorage
 from .frames import DEFAULT_MAX_FRAME
+from .gc_policy import tune_gc
 from .sync_thread import SyncThread
 from .transport import Transport
 
 log = logging.getLogger("clusterkit.net")
-
-
-GC_YOUNG = 50_000  # objects allocated (net) between young collections in a node's process
-
-
-def tune_gc() -> None:
-    """A Raft node allocates a few containers per write (its log entry, the wire and disk forms of
-    it, the proposal and its future) and keeps many (the log up to a snapshot and its trailing
-    entries, the state machine). At CPython's default, a young collection every 700 net
-    allocations, the cyclic collector ran about 400 times a second on a leader under load and its
-    full collections walked the whole log: 2 us of the leader's 9 us per committed write (the
-    in-process bench, 256 in flight). Young collections every GC_YOUNG allocations, older ones at
-    least 20 of those apart, as the KV store's node does (net/kv_service.py). Process-wide, and only
-    ever raised: it is the node's process."""
-    young, older, oldest = gc.get_threshold()
-    if 0 < young < GC_YOUNG:
-        gc.set_threshold(GC_YOUNG, max(older, 20), max(oldest, 20))
 
 
 def _resolve(fut: asyncio.Future[Any], request: Any) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from clusterkit.facade import Options
 
+from .gc_policy import LongLivedGC
 from .kv_service import KVOptions
 from .node import NodeConfig
 from .service import NodeService
@@ -47,9 +48,15 @@ class TlsFiles:
 
 
 async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None = None,
-                http_ssl: ssl.SSLContext | None = None, kv: KVOptions | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop``), then shut down cleanly."""
+                http_ssl: ssl.SSLContext | None = None, kv: KVOptions | None = None,
+                gc_policy: LongLivedGC | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then shut down cleanly. ``gc_policy``: the process
+    is this node's own (``clusterkit node``): keep the garbage collector off its long-lived data."""
     stop = stop or asyncio.Event()
+    collector: asyncio.Task[None] | None = None
+    if gc_policy is not None:
+        gc_policy.install()
+        collector = asyncio.get_running_loop().create_task(gc_policy.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
@@ -63,6 +70,8 @@ async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None
         log.info("%s: stopping", service.node.id)
     finally:
         await service.stop()
+        if collector is not None:
+            collector.cancel()
 
 
 def read_secret(path: str) -> bytes:

@@ -110,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
+    from clusterkit.net.gc_policy import LongLivedGC
     from clusterkit.net.node import NodeConfig
     from clusterkit.net.runner import TlsFiles, read_secret, serve
 
@@ -140,7 +141,8 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
     from clusterkit.raft.errors import StorageError
 
     try:
-        asyncio.run(serve(options, config, http_ssl=http_ssl, kv=kv))
+        # (this process is the node's own: it may tune the garbage collector for its data)
+        asyncio.run(serve(options, config, http_ssl=http_ssl, kv=kv, gc_policy=LongLivedGC()))
     except (OSError, StorageError) as exc:  # the port is taken, the data dir is locked or damaged...
         return error(PROG, str(exc), EXIT_BAD_INPUT)
     return EXIT_OK
