@@ -49,19 +49,23 @@ class LongLivedGC:
             raise ValueError("every and check must be positive and growth above 1")
         self.every, self.growth, self.check = every, growth, check
         self.installed = False
+        self._thresholds: tuple[int, ...] = gc.get_threshold()
         self.last_full = time.monotonic()
         self.frozen_after_full = 0
         self.full_collections = 0
 
     def install(self) -> None:
-        tune_gc()
         if not self.installed:
+            self._thresholds = gc.get_threshold()
+            tune_gc()
             gc.callbacks.append(self._after_collection)
             self.installed = True
 
     def uninstall(self) -> None:
+        """Undo :meth:`install`: the thresholds as they were, nothing frozen."""
         if self.installed:
             gc.callbacks.remove(self._after_collection)
+            gc.set_threshold(*self._thresholds)
             self.installed = False
             gc.unfreeze()
 

@@ -53,25 +53,28 @@ async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None
     """Run until SIGTERM/SIGINT (or ``stop``), then shut down cleanly. ``gc_policy``: the process
     is this node's own (``clusterkit node``): keep the garbage collector off its long-lived data."""
     stop = stop or asyncio.Event()
-    collector: asyncio.Task[None] | None = None
-    if gc_policy is not None:
-        gc_policy.install()
-        collector = asyncio.get_running_loop().create_task(gc_policy.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests): the caller stops us
             pass
-    service = NodeService(options, config, http_ssl=http_ssl, kv=kv)
-    await service.start()
+    collector: asyncio.Task[None] | None = None
+    if gc_policy is not None:
+        gc_policy.install()
+        collector = loop.create_task(gc_policy.run())
     try:
-        await stop.wait()
-        log.info("%s: stopping", service.node.id)
+        service = NodeService(options, config, http_ssl=http_ssl, kv=kv)
+        await service.start()
+        try:
+            await stop.wait()
+            log.info("%s: stopping", service.node.id)
+        finally:
+            await service.stop()
     finally:
-        await service.stop()
         if collector is not None:
             collector.cancel()
+            gc_policy.uninstall()
 
 
 def read_secret(path: str) -> bytes:

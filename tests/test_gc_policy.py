@@ -60,9 +60,16 @@ def test_bad_settings_and_uninstall() -> None:
     for bad in ({"every": 0}, {"growth": 1.0}, {"check": -1}):
         with pytest.raises(ValueError):
             LongLivedGC(**bad)
-    p = LongLivedGC()
-    p.install()
-    gc.collect(1)
-    p.uninstall()
-    assert p._after_collection not in gc.callbacks and gc.get_freeze_count() == 0
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        p = LongLivedGC()
+        p.install()
+        assert gc.get_threshold()[0] == GC_YOUNG
+        gc.collect(1)
+        p.uninstall()
+        assert p._after_collection not in gc.callbacks and gc.get_freeze_count() == 0
+        assert gc.get_threshold() == (700, 10, 10)  # as they were
+    finally:
+        gc.set_threshold(*saved)
     p.uninstall()  # twice: nothing to undo

@@ -4,9 +4,9 @@ they report synced data, and ASYNC replication in one batch per flush."""
 from __future__ import annotations
 
 from clusterkit.kv.data import KVData
-from clusterkit.kv.messages import Ack, Found, Query, Refused, Replicate, Replicated, Result, Set, Store
+from clusterkit.kv.messages import Ack, Found, Query, Refused, Replicate, Replicated, Result, Set, Store, encode
 from clusterkit.kv.records import Record, Version
-from clusterkit.kv.server import KVServer, ServerConfig
+from clusterkit.kv.server import MAX_VALUE_BYTES, KVServer, ServerConfig
 
 from .test_kv_core import _kits
 
@@ -133,3 +133,35 @@ def test_a_replicate_is_taken_per_partition_and_what_was_not_taken_is_sent_again
     [(_dst, refused)] = replica.take_outbox()
     assert isinstance(refused, Refused) and refused.reason == "bad_request" and replica.data.get(q, "x") is None
     assert "node-2" not in primary._busy_peers and primary.stats.replicated == 2 + 2  # (node-3 never answered)
+
+
+def test_a_replicate_is_capped_by_bytes_so_large_values_never_make_a_frame_too_large() -> None:
+    # (found by review: 80 writes of 1 MiB values in one flush made one 80 MiB Replicate, which a
+    # peer refuses as oversized, and the retry rebuilt the same one forever)
+    server, _p, _epoch = _server("async")
+    kit = server.kit
+    number = kit.state.config.hash_config.number
+    mine = [p for p in range(kit.state.config.partition_count) if kit.partition(p).primary == "node-1"]
+    value = "x" * (MAX_VALUE_BYTES - 1)
+    keys = [k for k in (f"key-{i}" for i in range(100_000)) if number(k) in mine][:80]
+    for i, key in enumerate(keys):
+        server.handle("client", Set(i + 1, key, value))
+    out = server.take_outbox()
+    for peer in ("node-2", "node-3"):
+        reps = [m for d, m in out if isinstance(m, Replicate) and d == peer]
+        assert max(len(encode(m)) for m in reps) <= server.config.batch_bytes + MAX_VALUE_BYTES + 4096
+        sent = [k for m in reps for k, _r in m.items]
+        assert sorted(sent) == sorted(keys[:len(sent)]) and len(sent) >= 4  # oldest first, and several
+        # what is in flight is answered: the rest follows, one capped message at a time
+        while reps:
+            for m in reps:
+                server.handle(peer, Ack(m.rid))
+            reps = [m for d, m in server.take_outbox() if isinstance(m, Replicate) and d == peer]
+            sent += [k for m in reps for k, _r in m.items]
+        assert sorted(sent) == sorted(keys)
+    assert server.replication_backlog() == 0
+
+
+def test_merging_no_records_creates_no_partition() -> None:
+    data = KVData()
+    assert data.put_many(3, []) == 0 and 3 not in data.parts and not data.take_unsynced()

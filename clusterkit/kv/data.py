@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,7 @@ def bucket_of(key: str) -> int:
     return zlib.crc32(key.encode()) % BUCKETS
 
 
-def _size(key: str, record: Record) -> int:
+def record_size(key: str, record: Record) -> int:
     """About what one record takes in a batch."""
     return len(key) + (len(record.value) if record.value is not None else 0) + 16
 
@@ -105,8 +105,10 @@ class KVData:
         """Merge one copy: keep whichever version is newer. True when ours changed."""
         return self.put_many(partition, ((key, record),)) == 1
 
-    def put_many(self, partition: int, items: Iterable[tuple[str, Record]]) -> int:
+    def put_many(self, partition: int, items: Sequence[tuple[str, Record]]) -> int:
         """:meth:`put` each of ``items`` (keys of ``partition``); how many changed ours."""
+        if not items:
+            return 0  # (nothing to merge: not even an empty partition to start)
         # (the hot path of every write on every copy: the partition's indexes looked up once per
         # batch, the version compared inline, _digest and bucket_of inlined)
         st = self._state.get(partition)
@@ -175,7 +177,7 @@ class KVData:
             n, k = lsns[i], keys[i]
             if current.get(k) == n:  # else stale: k changed again later
                 record = part[k]
-                size += _size(k, record)
+                size += record_size(k, record)
                 if out and size > max_bytes:
                     break
                 out.append((k, record))
@@ -272,7 +274,7 @@ class KVData:
             if len(out) >= limit:
                 return out, False
             record = part[k]
-            size += _size(k, record)
+            size += record_size(k, record)
             if out and size > max_bytes:
                 return out, False
             out.append((k, record))

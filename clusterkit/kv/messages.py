@@ -210,8 +210,8 @@ class Collect:
 @dataclass(frozen=True, slots=True)
 class Replicated:
     """Answer to a Replicate some of whose partitions were not taken: those in ``again`` are to be
-    sent again (this copy's floor there in ``floors``, 0 when it has no map yet), those in
-    ``dropped`` not (this copy doesn't serve them)."""
+    sent again, once the sender has taken this copy's floor there (``floors``: tombstones were
+    collected here since the sender's); those in ``dropped`` not (this copy doesn't serve them)."""
 
     TAG: ClassVar[int] = 19
     rid: int

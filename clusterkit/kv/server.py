@@ -53,7 +53,7 @@ from typing import Any
 
 from clusterkit.facade import ClusterKit, PartitionChange
 
-from .data import KVData
+from .data import KVData, record_size
 from .messages import (
     Ack,
     Batch,
@@ -853,7 +853,7 @@ class KVServer:
     def _tick_repairs(self) -> None:
         """Each partition this node holds, once per ``repair_ticks``: compare bucket digests with
         every other complete holder and merge the buckets that differ, so a copy that missed writes
-        (it was down, or cut off) catches up; copies that agree exchange 64 numbers."""
+        (it was down, or cut off) catches up; copies that agree exchange their BUCKETS digests."""
         period = self.config.repair_ticks
         for p, job in list(self._repairs.items()):
             if self._ticks - job.started >= period:
@@ -1053,34 +1053,43 @@ class KVServer:
 
     # ------------------------------------------------------------ ASYNC replication
     def _flush_replication(self) -> None:
-        """Send each idle peer the oldest ``batch`` queued records, every partition among them in
-        one Replicate; a peer is busy until those are answered (or time out)."""
+        """Send each idle peer the oldest queued records, up to ``batch`` of them and about
+        ``batch_bytes``, every partition among them in one Replicate; a peer is busy until those
+        are answered (or time out)."""
         self._replicate_due = False
         if not self._queues:
             return
-        busy, batch, data = self._busy_peers, self.config.batch, self.data
+        busy, batch, max_bytes, data = self._busy_peers, self.config.batch, self.config.batch_bytes, self.data
         for peer, queue in self._queues.items():
             # Up to 4 x ``batch`` records in flight per peer: one batch per round trip would cap
             # replication at batch/RTT, behind what a primary acknowledges.
             while queue and busy.get(peer, 0) < 4 * batch:
-                items = list(islice(queue, batch))  # (not list(queue): the backlog can be long)
-                keys_of: dict[int, list[str]] = {}
+                items: list[tuple[int, str]] = []
+                by_partition: dict[int, list[tuple[str, Record]]] = {}
+                size = 0
+                for item in islice(queue, batch):  # (not list(queue): the backlog can be long)
+                    p, key = item
+                    record = data.get(p, key)
+                    if record is not None:  # (else gone since: collected, or the partition dropped)
+                        # Bytes capped too: 512 values of 1 MiB in one message would pass no frame
+                        # limit, and the same oversized batch would be rebuilt at every retry.
+                        size += record_size(key, record)
+                        if items and size > max_bytes:
+                            break
+                        records = by_partition.get(p)
+                        if records is None:
+                            by_partition[p] = [(key, record)]
+                        else:
+                            records.append((key, record))
+                    items.append(item)
                 for item in items:
                     del queue[item]
-                    keys = keys_of.get(item[0])
-                    if keys is None:
-                        keys_of[item[0]] = [item[1]]
-                    else:
-                        keys.append(item[1])
-                parts, floors, counts, records = list(keys_of), [], [], []
-                for p, keys in keys_of.items():
-                    before = len(records)
-                    records += [(key, r) for key in keys if (r := data.get(p, key)) is not None]
-                    floors.append(data.floor(p))
-                    counts.append(len(records) - before)
+                parts = list(by_partition)
                 rid = next(self._rids)
                 self._in_flight[rid] = (peer, items, self._ticks)
-                self._send(peer, Replicate(rid, parts, floors, counts, records))
+                self._send(peer, Replicate(rid, parts, [data.floor(p) for p in parts],
+                                           [len(r) for r in by_partition.values()],
+                                           [x for r in by_partition.values() for x in r]))
                 busy[peer] = busy.get(peer, 0) + len(items)
 
     def _replication_answer(self, rid: int, msg: Message) -> None:
