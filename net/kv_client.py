@@ -33,6 +33,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl as ssl_module
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -157,7 +158,9 @@ class _Conn:
     async def _run(self) -> None:
         try:
             host, port = split_addr(self.addr)
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 3.0)
+            tls = self.client.ssl
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=tls, server_hostname=host if tls is not None else None), 3.0)
             self.writer = writer
             writer.write(frame([CLIENT_HELLO, CLIENT_VERSION, self.client.cluster_name]))
             body = await asyncio.wait_for(self._read(reader), 5.0)
@@ -239,7 +242,10 @@ class KVClient:
         timeout: float = 5.0,
         poll: float = 1.0,
         retry: float = 0.25,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
+        """``ssl``: the nodes run TLS (``--tls-cert``): ``/cluster`` over https and the KV ports
+        over TLS, both checked with this context (``ssl.create_default_context(cafile=CA)``)."""
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if not seeds:
@@ -252,6 +258,7 @@ class KVClient:
         self.timeout = timeout
         self.poll = poll
         self.retry = retry
+        self.ssl = ssl
         self.id = f"c{os.urandom(4).hex()}"  # write versions are (counter, this id + serial): unique
         self.topo = Topology()
         self.quorums: Quorums | None = None
@@ -331,7 +338,8 @@ class KVClient:
         for addr in candidates:
             headers = {"If-None-Match": self.topo.etag} if self.topo.etag else {}
             try:
-                async with self._session.get(f"http://{addr}/cluster", headers=headers) as resp:
+                url = f"{'https' if self.ssl is not None else 'http'}://{addr}/cluster"
+                async with self._session.get(url, headers=headers, ssl=self.ssl if self.ssl is not None else True) as resp:
                     if resp.status == 304:
                         return False
                     if resp.status != 200:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,6 +92,11 @@ class KVOptions:
     server: ServerConfig = field(default_factory=ServerConfig)
     tick: float = 0.1
     break_migration: bool = False  # tests only: see BREAK_MIGRATION_ENV
+    # TLS on the KV port (runner.TlsFiles.kv_context): clients present no certificate, peers
+    # present theirs (checked with the node's CA, and required); peers are dialled with the
+    # node's own client context. ``http_tls``: the HTTP API the port hands curl requests to is https.
+    ssl: ssl.SSLContext | None = None
+    http_tls: bool = False
 
 
 def encode_frame(msg: Message) -> bytes:
@@ -153,7 +159,7 @@ class KVService:
         tune_gc()
         host, port = split_addr(self.options.addr)
         bind = "0.0.0.0" if self.options.addr.startswith(":") else host
-        self._server = await asyncio.start_server(self._accept, bind, port, limit=1 << 20)
+        self._server = await asyncio.start_server(self._accept, bind, port, limit=1 << 20, ssl=self.options.ssl)
         real_port = self._server.sockets[0].getsockname()[1]
         # ":9080" listens everywhere and is published with the host of this node's Raft address.
         public = split_addr(self.node.options.raft_addr)[0] if self.options.addr.startswith(":") else host
@@ -398,7 +404,10 @@ class KVService:
 
     async def _dial(self, addr: str, peer_id: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         host, port = split_addr(addr)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), CONNECT_TIMEOUT)
+        tls = self.node.config.client_ssl if self.options.ssl is not None else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=tls, server_hostname=host if tls is not None else None),
+            CONNECT_TIMEOUT)
         try:
             await asyncio.wait_for(self._dial_handshake(reader, writer, peer_id), HANDSHAKE_TIMEOUT)
         except BaseException:
@@ -466,6 +475,10 @@ class KVService:
     async def _accept_peer(self, body: list[Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
         cluster = self.node.options.cluster_name
         hello = parse_hello(body, cluster)
+        tls = self.options.ssl
+        if tls is not None and tls.verify_mode != ssl.CERT_NONE and not writer.get_extra_info("peercert"):
+            # (the port takes clients without certificates; a peer node must show its own)
+            raise FrameError(f"handshake: {hello.node_id} presented no certificate on the KV port", "tls")
         nonce = os.urandom(16)
         writer.write(hello_frame(cluster, self.node.id, self.addr, nonce))
         await writer.drain()
@@ -513,7 +526,13 @@ class KVService:
         from .service import http_bind
 
         host, port = http_bind(self.node.options.http_addr)
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1" if host == "0.0.0.0" else host, port)
+        upstream = None
+        if self.options.http_tls:  # (our own API, over loopback: encrypted, its certificate not checked)
+            upstream = ssl.create_default_context()
+            upstream.check_hostname = False
+            upstream.verify_mode = ssl.CERT_NONE
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1" if host == "0.0.0.0" else host, port,
+                                                             ssl=upstream)
         up_writer.write(first)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

@@ -38,6 +38,16 @@ class TlsFiles:
             client.verify_mode = ssl.CERT_NONE  # encryption only: say so in the docs
         return server, client
 
+    def kv_context(self) -> ssl.SSLContext:
+        """For the KV port: SDK clients and curl present no certificate, peer nodes present theirs.
+        With a CA a certificate is checked whenever one is shown (and the KV service requires one
+        of a peer); without, encryption only."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.ca)
+        context.load_cert_chain(self.cert, self.key)
+        if self.ca:
+            context.verify_mode = ssl.CERT_OPTIONAL
+        return context
+
     def http_context(self) -> ssl.SSLContext:
         """For the HTTP API: the same certificate, and no client certificate asked for. Its clients
         (curl, browsers, scripts, a joining node's HTTP client) present none; the peer port's mutual

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -128,11 +129,13 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
         ).resolved()
         secret = read_secret(args.cluster_secret_file) if args.cluster_secret_file else None
         server_ssl = client_ssl = http_ssl = None
+        kv = _kv_options(args, options)
         if args.tls_cert:
             tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca)
             server_ssl, client_ssl = tls.contexts()
             http_ssl = tls.http_context()
-        kv = _kv_options(args, options)
+            if kv is not None:
+                kv = dataclasses.replace(kv, ssl=tls.kv_context(), http_tls=True)
     except (ConfigError, ValueError, OSError) as exc:
         return error(PROG, str(exc), EXIT_BAD_INPUT if isinstance(exc, OSError) else EXIT_USAGE)
     # With the KV store a node confirms each copy once its data is pulled, never at once.
