@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import trustme
-
-from clusterkit.net.kv_client import KVClient
 from clusterkit.net.frames import HEADER, hello_frame
+from clusterkit.net.kv_client import KVClient
 from clusterkit.net.local import LocalCluster
+
 from .test_net_security import request
 
 WAIT = 30.0
