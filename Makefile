@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) bench/disk_storage.py
 	$(PY) bench/net_raft.py
 	$(PY) bench/kv.py
+	$(PY) bench/kv_client.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -7,9 +7,9 @@ ports speaking the client protocol (the client hello, then msgpack frames), answ
 disk, no quorum, no replication, so what is measured is the client: ``--clients`` concurrent
 writers (coroutines, as in ``bench/kv.py``) call ``await kv.set(...)`` for ``--seconds``, and the
 client process's CPU (``time.process_time``: the fake nodes run in another process) is divided by
-the writes done. Median of ``--runs`` runs, one fake cluster each. The garbage collector is left
-at CPython's defaults, as in ``bench/kv.py``'s client process (``clusterkit.net.gc_policy.tune_gc``
-there would take about 1.5 µs more off each write). The numbers move with the machine's load:
+the writes done. Median of ``--runs`` runs, one fake cluster each. The client process's young
+collections are tuned as in ``bench/kv.py`` (``clusterkit.net.gc_policy.tune_gc``; ``--default-gc``
+leaves CPython's defaults, about 1.5 µs more per write). The numbers move with the machine's load:
 compare runs made one after another.
 
     .venv/bin/python bench/kv_client.py                       # async, 1024 writers
@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 from clusterkit.net.frames import FrameReader, frame
+from clusterkit.net.gc_policy import tune_gc
 from clusterkit.net.kv_client import KVClient, KVError
 from clusterkit.net.kv_service import CLIENT_HELLO, CLIENT_VERSION, KV_MAX_FRAME, encode_frames
 
@@ -154,11 +155,14 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=1024, help="concurrent writers (default 1024)")
     ap.add_argument("--seconds", type=float, default=2.0, help="seconds per run (default 2)")
     ap.add_argument("--runs", type=int, default=3, help="runs, the median reported (default 3)")
+    ap.add_argument("--default-gc", action="store_true", help="leave the garbage collector at CPython's defaults")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the fake cluster's process
     args = ap.parse_args()
     if args.serve:
         asyncio.run(_serve())
         return
+    if not args.default_gc:
+        tune_gc()
     per_write = []
     for _ in range(args.runs):
         r = run(args.strategy, args.clients, args.seconds)
