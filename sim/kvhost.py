@@ -79,8 +79,12 @@ class SimKV:
 
     def restart(self, node: SimNode) -> None:
         old = self.nodes[node.id]
-        server = self._server(node, self._data(old.synced), node.generation)
-        self.nodes[node.id] = NodeKV(server, old.synced)
+        # As if its log had been rewritten from the live data before the crash, as a real node's
+        # is now and then: a compacted log replays to fewer changes than the node made, so change
+        # numbers (pull cursors) from its earlier life mean nothing in the new one.
+        synced = KVData.replay(old.synced).compacted()
+        server = self._server(node, self._data(synced), node.generation)
+        self.nodes[node.id] = NodeKV(server, synced)
 
     def tick(self, node: SimNode) -> None:
         server = self.nodes[node.id].server

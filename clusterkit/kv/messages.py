@@ -138,7 +138,8 @@ class Ack:
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Answer to Pull (``cursor``: the change number to ask after next) or Fetch; ``done`` when
-    nothing follows."""
+    nothing follows. ``life``: the source's incarnation, whose change numbers the cursor counts (a
+    restart replays its log, a compacted one to fewer changes: a cursor from before means nothing)."""
 
     TAG: ClassVar[int] = 12
     rid: int
@@ -146,6 +147,7 @@ class Batch:
     done: bool
     cursor: int = 0
     floor: int = 0  # the source's floor when it read them
+    life: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,6 +155,7 @@ class _Source:
     wait: int = 0  # ticks after sending before asking again (shorter once it answered "behind")
     buckets: list[int] | None = None  # repair: the buckets whose digests differ (None: not compared yet)
     key_after: str | None = None  # repair: fetch keys after this one
+    life: int | None = None  # migration: the incarnation of the source that ``after`` counts in
     rid: int = 0
     sent_tick: int = 0
     tries: int = 0
@@ -246,6 +247,7 @@ class KVServer:
         self._local: list[Message] = []  # to ourselves: handled at once, answered through the outbox
         if type(incarnation) is not int or not 0 <= incarnation < 1 << 31:
             raise ValueError(f"incarnation must be an integer in [0, 2**31), got {incarnation!r}")
+        self.incarnation = incarnation
         self._rids = count((incarnation << 32) + 1)
         self._writes = count(1)
         self._ticks = 0
@@ -435,7 +437,7 @@ class KVServer:
         if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
             limit = max(1, min(msg.limit, 4096))
             items, cursor, done = self.data.changes(msg.partition, msg.after, limit, self.config.batch_bytes)
-            self._send(src, Batch(msg.rid, items, done, cursor, self.data.floor(msg.partition)))
+            self._send(src, Batch(msg.rid, items, done, cursor, self.data.floor(msg.partition), self.incarnation))
 
     def _serve_sums(self, src: str, msg: Sums) -> None:
         if self._fence(src, msg.rid, msg.partition, msg.epoch) is not None:
@@ -756,6 +758,13 @@ class KVServer:
         self._adopt_floor(p, msg.floor)
         job.keys += self.data.put_many(p, msg.items)
         source.tries = 0
+        if source.life is not None and msg.life != source.life:
+            # The source restarted: its change numbers start again (a compacted log replays to fewer
+            # changes), so our cursor may lie past all of them. Pull it again from its start.
+            source.life, source.after, source.done = msg.life, 0, False
+            self._pull_from(p, job, src, source)
+            return
+        source.life = msg.life
         source.after = msg.cursor
         if msg.done:
             source.done = True
