@@ -37,6 +37,17 @@ def _confirm_all(c):
     assert not c.kits["node-1"].state.migrating
 
 
+def _three_of_four():
+    """Four nodes' Raft group, three of them members of the settled cluster; node-4 not yet joined."""
+    c = MemCluster(["node-1", "node-2", "node-3", "node-4"], seed=1)
+    c.elect()
+    assert c.submit("node-1", c.kits["node-1"].bootstrap_command()).ok
+    for nid in ("node-2", "node-3"):
+        assert c.submit(nid, c.kits[nid].join_command()).ok
+    _confirm_all(c)
+    return c
+
+
 def _pump(servers, rounds=1, hold=None, logs=None):
     """Tick every server ``rounds`` times, delivering every message; ``hold(src, dst, msg)`` True:
     the message is kept back (returned) instead of delivered. ``logs``: each node's synced log."""
@@ -184,13 +195,7 @@ def test_a_restart_with_an_older_map_keeps_the_copies_it_holds() -> None:
     in that map, for good ("drop" is logged); once the map catches up it is a complete holder again
     (never incoming, so nothing copies it back) with nothing: acknowledged writes are on fewer
     copies than W, and a quorum read misses them."""
-    names = ("node-1", "node-2", "node-3", "node-4")
-    c = MemCluster(list(names), seed=1)
-    c.elect()
-    assert c.submit("node-1", c.kits["node-1"].bootstrap_command()).ok
-    for nid in ("node-2", "node-3"):
-        assert c.submit(nid, c.kits[nid].join_command()).ok
-    _confirm_all(c)
+    c = _three_of_four()
     before_join = c.kits["node-1"].state.snapshot()  # e.g. the snapshot node-4 was sent when it joined
     assert c.submit("node-4", c.kits["node-4"].join_command()).ok
     _confirm_all(c)
@@ -234,13 +239,7 @@ def test_a_copy_source_that_restarts_with_a_compacted_log_is_pulled_again_from_i
     from the old life can lie past every change of the new one, which then answers "done" at once,
     and the new owner confirms a copy missing what changed after its cursor. Found by reading the
     code (the simulator replays whole logs, whose LSNs come back the same)."""
-    names = ("node-1", "node-2", "node-3", "node-4")
-    c = MemCluster(list(names), seed=1)
-    c.elect()
-    assert c.submit("node-1", c.kits["node-1"].bootstrap_command()).ok
-    for nid in ("node-2", "node-3"):
-        assert c.submit(nid, c.kits[nid].join_command()).ok
-    _confirm_all(c)
+    c = _three_of_four()
     config = ServerConfig(gc_ticks=10**6, repair_ticks=10**6, batch=2)  # (small batches: a copy in steps)
     servers = {nid: KVServer(k, config=config, hooks=False) for nid, k in sorted(c.kits.items()) if nid != "node-4"}
     kit = c.kits["node-1"]

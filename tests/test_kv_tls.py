@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 from clusterkit.net.frames import HEADER, hello_frame
 from clusterkit.net.kv_client import KVClient
 from clusterkit.net.local import LocalCluster
 
-from .test_net_security import request
+from .test_net_security import request, tls_files
 
 WAIT = 30.0
 
@@ -25,16 +24,8 @@ WAIT = 30.0
 @pytest.fixture(scope="module")
 def tls_kv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, ssl.SSLContext, Path]]:
     root = tmp_path_factory.mktemp("kvtls")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    ca.cert_pem.write_to_path(str(root / "ca.pem"))
-    cert.private_key_pem.write_to_path(str(root / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
-    for blob in cert.cert_chain_pems[1:]:
-        blob.write_to_path(str(root / "cert.pem"), append=True)
-    flags = ["--tls-cert", str(root / "cert.pem"), "--tls-key", str(root / "key.pem"), "--tls-ca", str(root / "ca.pem"),
-             "--kv-strategy", "sync", "--partition-count", "16"]
-    client = ssl.create_default_context(cafile=str(root / "ca.pem"))
+    flags, client = tls_files(root)
+    flags += ["--kv-strategy", "sync", "--partition-count", "16"]
     with LocalCluster(root / "cluster", size=3, extra_args=flags, kv=True,
                       env={"SSL_CERT_FILE": str(root / "ca.pem")}) as c:
         def https(nid: str) -> str:

@@ -236,9 +236,9 @@ def test_the_cli_refuses_a_short_or_missing_secret_file_in_one_line(tmp_path: Pa
 
 
 # ================================================================== TLS
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, ssl.SSLContext, Path]]:
-    root = tmp_path_factory.mktemp("tls")
+def tls_files(root: Path) -> tuple[list[str], ssl.SSLContext]:
+    """A throwaway CA and a certificate for 127.0.0.1 under ``root`` (ca.pem, cert.pem, key.pem):
+    the nodes' TLS flags, and a client context that trusts the CA."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     ca.cert_pem.write_to_path(str(root / "ca.pem"))
@@ -247,7 +247,13 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster
     for blob in cert.cert_chain_pems[1:]:
         blob.write_to_path(str(root / "cert.pem"), append=True)
     flags = ["--tls-cert", str(root / "cert.pem"), "--tls-key", str(root / "key.pem"), "--tls-ca", str(root / "ca.pem")]
-    client = ssl.create_default_context(cafile=str(root / "ca.pem"))
+    return flags, ssl.create_default_context(cafile=str(root / "ca.pem"))
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalCluster, ssl.SSLContext, Path]]:
+    root = tmp_path_factory.mktemp("tls")
+    flags, client = tls_files(root)
     # SSL_CERT_FILE: the nodes' own HTTP clients (joining, forwarding to the leader) trust the test CA.
     with LocalCluster(root / "cluster", size=3, extra_args=flags, env={"SSL_CERT_FILE": str(root / "ca.pem")}) as c:
         def https(nid: str) -> str:
