@@ -274,3 +274,53 @@ def test_a_copy_source_that_restarts_with_a_compacted_log_is_pulled_again_from_i
     _pump(servers, rounds=60)
     missing = [k for k in rest if servers["node-4"].data.get(p, k) is None]
     assert not missing, f"node-4's copy from {first} (restarted, log compacted) misses {missing}"
+
+
+# ---------------------------------------------------------------- a copy across placements
+def test_a_copy_goes_on_where_it_was_when_its_placement_changes_while_it_is_still_incoming() -> None:
+    """A copy that started over at every change of its partition's placement might never finish
+    under churn (a flapping failure detector, joins one after another). A node that stays incoming
+    keeps what it copied and each source's place; it still ends with every key."""
+    names = ("node-1", "node-2", "node-3", "node-4", "node-5")
+    c = MemCluster(list(names), seed=1)
+    c.elect()
+    assert c.submit("node-1", c.kits["node-1"].bootstrap_command()).ok
+    for nid in ("node-2", "node-3"):
+        assert c.submit(nid, c.kits[nid].join_command()).ok
+    _confirm_all(c)
+    config = ServerConfig(gc_ticks=10**6, repair_ticks=10**6, batch=2)
+    servers = {nid: KVServer(c.kits[nid], config=config, hooks=False) for nid in ("node-1", "node-2", "node-3")}
+    kit = c.kits["node-1"]
+    assert c.submit("node-4", c.kits["node-4"].join_command()).ok
+    incoming4 = [q for q in range(kit.state.config.partition_count) if "node-4" in kit.partition(q).incoming]
+    keys = {q: _keys_of(kit, q, 8) for q in incoming4}
+    for q, ks in keys.items():
+        for key in ks:
+            for nid in kit.partition(q).holders:
+                servers[nid].data.put(q, key, Record(Version(1, "w"), key))
+    servers["node-4"] = KVServer(c.kits["node-4"], config=config, hooks=False)
+    first_batches = []
+
+    def hold(src, dst, msg):  # node-4 gets one batch per source, then the placement moves
+        if dst == "node-4" and isinstance(msg, Batch):
+            first_batches.append(msg)
+            return len(first_batches) > len(incoming4) * 2
+        return False
+
+    _pump(servers, rounds=1, hold=hold)
+    epochs = {q: kit.partition(q).epoch for q in incoming4}
+    assert c.submit("node-5", c.kits["node-5"].join_command()).ok  # a second join moves placements
+    moved = [q for q in incoming4
+             if "node-4" in kit.partition(q).incoming and kit.partition(q).epoch != epochs[q]]
+    assert moved, "no partition node-4 is still copying changed its placement"
+    q = moved[0]
+    held_before = sum(1 for k in keys[q] if servers["node-4"].data.get(q, k) is not None)
+    assert held_before > 0
+    servers["node-5"] = KVServer(c.kits["node-5"], config=config, hooks=False)
+    servers["node-4"].tick()  # sees the new placement
+    job = servers["node-4"]._pulls[q]
+    assert job.placement.epoch == kit.partition(q).epoch
+    assert sum(1 for k in keys[q] if servers["node-4"].data.get(q, k) is not None) == held_before  # kept
+    assert any(src.after > 0 for src in job.sources.values())  # and where it was
+    _pump(servers, rounds=40)
+    assert all(servers["node-4"].data.get(q, k) is not None for k in keys[q])

@@ -207,6 +207,14 @@ class KVData:
         self.unsynced.append(["copy", partition, epoch, cluster_epoch])
         return True
 
+    def continue_copy(self, partition: int, epoch: int, cluster_epoch: int) -> None:
+        """The copy of ``partition`` under way goes on at a newer placement ``epoch`` (this node
+        stayed incoming): what it copied so far stays, and a restart keeps it from now on."""
+        if self.copying.get(partition) != epoch:
+            self.copying[partition] = epoch
+            self.seen_epoch = max(self.seen_epoch, cluster_epoch)
+            self.unsynced.append(["copy", partition, epoch, cluster_epoch])
+
     def note_epoch(self, cluster_epoch: int) -> None:
         """The server acts on the map at ``cluster_epoch`` (drops, copies): logged, so that after a
         restart it waits for its cluster state to catch up to at least this epoch."""

@@ -171,6 +171,7 @@ class _PullJob:
     keys: int = 0
     repair: bool = False  # anti-entropy among holders: nothing to confirm
     started: int = 0
+    counted: bool = False  # in stats.migrations already (a copy that went on at a newer placement)
 
 
 @dataclass
@@ -716,18 +717,37 @@ class KVServer:
             return
         self._waiting.pop(p, None)
         old = self._pulls.get(p)
+        carried: dict[str, _Source] = {}
         if old is not None:
             self._forget(old)
-        # Start from nothing, unless this copy started at this very placement (a restart during
-        # it): what this node holds of p is from an earlier ownership (a stale disk could bring
-        # back a delete collected since) or writes a quorum of holders also has. A confirmation
-        # of an earlier copy, still in flight, names its epoch and is ignored (cluster state).
-        if self.data.start_copy(p, here.epoch, self.kit.state.epoch):
-            self._collected.pop(p, None)
-        job = _PullJob(here, here.copy_sources(self.quorums))
+        if old is not None and old.placement.epoch != here.epoch and self.data.copying.get(p) == old.placement.epoch:
+            # This node has stayed incoming since that copy began (a job is forgotten at the first
+            # tick it isn't), so what it copied is of this ownership: go on at the new placement,
+            # each source still a holder where it was (its cursor, its life, done or not). Copies
+            # that started over at every change of placement might never finish under churn.
+            self.data.continue_copy(p, here.epoch, self.kit.state.epoch)
+            carried = {n: src for n, src in old.sources.items() if n in here.holders}
+            job = _PullJob(here, here.copy_sources(self.quorums), keys=old.keys, counted=old.counted)
+        else:
+            # Start from nothing, unless this copy started at this very placement (a restart during
+            # it): what this node holds of p is from an earlier ownership (a stale disk could bring
+            # back a delete collected since) or writes a quorum of holders also has. A confirmation
+            # of an earlier copy, still in flight, names its epoch and is ignored (cluster state).
+            if self.data.start_copy(p, here.epoch, self.kit.state.epoch):
+                self._collected.pop(p, None)
+            job = _PullJob(here, here.copy_sources(self.quorums))
         self._pulls[p] = job
+        # The same sources a fresh copy would take (not those under way first: one of them may now
+        # be marked failed, and silent), each where it was if it was one before.
         for node in here.holders[: job.need]:
-            self._pull_from(p, job, node)
+            source = carried.get(node)
+            if source is not None and source.done:
+                job.sources[node] = source
+                job.tried.add(node)
+            else:
+                self._pull_from(p, job, node, source)
+        if carried:
+            self._maybe_confirm(p, job)
 
     def _pull_from(self, p: int, job: _PullJob, node: str, source: _Source | None = None) -> None:
         source = job.sources.setdefault(node, source or _Source())
@@ -818,7 +838,8 @@ class KVServer:
             return
         first = job.confirmed_tick is None
         job.confirmed_tick = self._ticks
-        if first:
+        if first and not job.counted:
+            job.counted = True
             self.stats.migrations += 1
             self.stats.keys_migrated += job.keys
             log.info("%s copied partition %d (%d keys) from %s", self.me, p, job.keys, sorted(job.sources))
