@@ -168,17 +168,11 @@ class _Conn:
                 raise ConnectionError(f"{self.addr} is not {self.node_id}'s KV port: {body[:4]!r}")
             self._flush()
             frames = FrameReader(reader, KV_MAX_FRAME)
-            waiting, handlers, node_id = self.client._waiting, self.client._handlers, self.node_id
+            on_message, node_id = self.client._on_message, self.node_id
             while True:
                 for body in await frames.frames():
                     for msg in from_frame(body):
-                        # (KVClient._on_message, inlined: a call less per answer)
-                        fut = waiting.pop(msg.rid, None)
-                        if fut is not None:
-                            if not fut.done():
-                                fut.set_result(msg)
-                        elif (handler := handlers.get(msg.rid)) is not None:
-                            handler(node_id, msg)
+                        on_message(node_id, msg)
         except asyncio.CancelledError:
             pass
         except Exception as exc:  # noqa: BLE001 - any failure ends this connection; the client reconnects
@@ -559,8 +553,7 @@ class KVClient:
         now = loop.time()
         deadline = now + self.timeout
         avoid: frozenset[str] = frozenset()  # nodes that failed this request (an ASYNC read tries another copy)
-        if self._sweeper is None:
-            self._ensure_sweeper()
+        self._ensure_sweeper()
         waiting, lost, sleepers = self._waiting, self._lost, self._sleepers
         while True:
             if deadline <= now:

@@ -143,6 +143,13 @@ class KVService:
         self._running = False
         self.sync_seconds: list[float] = []
         self.frame_errors = 0
+        # The https API that HTTP requests on this port go on to: our own, over loopback, so
+        # encrypted without checking its certificate (made once: a context loads no CA store).
+        self._upstream_ssl: ssl.SSLContext | None = None
+        if options.http_tls:
+            self._upstream_ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self._upstream_ssl.check_hostname = False
+            self._upstream_ssl.verify_mode = ssl.CERT_NONE
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -526,13 +533,8 @@ class KVService:
         from .service import http_bind
 
         host, port = http_bind(self.node.options.http_addr)
-        upstream = None
-        if self.options.http_tls:  # (our own API, over loopback: encrypted, its certificate not checked)
-            upstream = ssl.create_default_context()
-            upstream.check_hostname = False
-            upstream.verify_mode = ssl.CERT_NONE
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1" if host == "0.0.0.0" else host, port,
-                                                             ssl=upstream)
+                                                             ssl=self._upstream_ssl)
         up_writer.write(first)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

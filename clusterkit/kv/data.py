@@ -244,7 +244,7 @@ class KVData:
     def _remove(self, partition: int, key: str) -> None:
         st = self._state[partition]
         del st.records[key]
-        bucket = _crc32(key.encode()) % BUCKETS
+        bucket = bucket_of(key)
         st.sums[bucket] ^= st.digests.pop(key)
         if st.by_bucket is not None:
             st.by_bucket[bucket].remove(key)
@@ -273,7 +273,7 @@ class KVData:
             if st.by_bucket is None:
                 st.by_bucket = [[] for _ in range(BUCKETS)]
                 for k in part:
-                    st.by_bucket[_crc32(k.encode()) % BUCKETS].append(k)
+                    st.by_bucket[bucket_of(k)].append(k)
             keys = sorted(k for b in buckets if 0 <= b < BUCKETS for k in st.by_bucket[b])
         out: list[tuple[str, Record]] = []
         size = 0
