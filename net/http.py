@@ -167,10 +167,16 @@ class Api:
 
     # ------------------------------------------------------------ health
     async def health(self, request: web.Request) -> web.Response:
+        problem = self.node.health_problem()
+        if problem is not None:
+            return _json({"status": "unhealthy", "reason": problem, "node_id": self.node.id}, status=503)
         up = self.node.host is not None and self.node.host.raft is not None
         return _json({"status": "healthy" if up else "down", "node_id": self.node.id}, status=200 if up else 503)
 
     def _readiness(self) -> tuple[bool, str]:
+        problem = self.node.health_problem()
+        if problem is not None:
+            return False, problem
         host = self.node.host
         raft = host.raft if host is not None else None
         if raft is None:

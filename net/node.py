@@ -115,6 +115,7 @@ class NetNode:
         self._syncer: SyncThread | None = None
         self._stopping = False
         self._leader_since: tuple[int, str] | None = None
+        self.storage_error: str | None = None  # set once a write or sync failed: the node stops serving
 
     def _member_event(self, event: Any) -> None:
         if event.node.id != self.id:
@@ -496,6 +497,20 @@ class NetNode:
         log.info("%s left the cluster", self.id)
 
     # ------------------------------------------------------------ status
+    def health_problem(self) -> str | None:
+        """Why this node must not be called healthy (its storage failed, it was removed from the
+        cluster), or None. /health and /ready answer 503 with it."""
+        if self.storage_error is not None:
+            return f"storage failed: {self.storage_error}"
+        if self.removed:
+            return "removed from the cluster: this node is no longer a member"
+        return None
+
+    @property
+    def removed(self) -> bool:
+        raft = self.host.raft if self.host is not None else None
+        return self._leaving and (raft is None or raft.removed or self.id not in self.kit.state.nodes)
+
     def status(self) -> dict[str, Any]:
         raft = self.host.raft if self.host is not None else None
         out: dict[str, Any] = {"node_id": self.id, "up": raft is not None}
