@@ -24,6 +24,7 @@ from clusterkit.cluster_state import FAILED, ClusterConfig, CommandError, NodeIn
 from clusterkit.host.registers import put_command
 from clusterkit.raft.errors import NotLeader, RaftError
 
+from .http_body import BadBody, parse_json, size_guard
 from .join import forward, http_base
 from .kv_service import KV_ADDR_KEY
 from .metrics import NodeMetrics
@@ -219,9 +220,9 @@ class Api:
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
         try:
-            doc = json.loads(await request.read() or b"{}")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _Bad(f"the body is not JSON: {exc}") from None
+            doc = parse_json(await request.read(), b"{}")
+        except BadBody as exc:
+            raise _Bad(str(exc)) from None
         if not isinstance(doc, dict):
             raise _Bad("the body must be a JSON object")
         return doc
@@ -360,7 +361,7 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def make_app(node: NetNode) -> web.Application:
     api = Api(node)
-    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[_errors, size_guard], client_max_size=MAX_BODY)
     app[API_KEY] = api
     r = app.router
     r.add_get("/cluster", api.cluster)  # add_get answers HEAD too (allow_head)

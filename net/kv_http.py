@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import urllib.parse
 from typing import Any
 
@@ -23,6 +22,7 @@ from clusterkit.kv.messages import Get, Message, Refused, Result, Set
 from clusterkit.kv.records import Record
 from clusterkit.kv.server import check_request
 
+from .http_body import BadBody, read_json
 from .kv_service import KVService
 
 KV_SERVICE: web.AppKey[KVService] = web.AppKey("kv_service")
@@ -81,11 +81,11 @@ class KVRoutes:
 
     async def set(self, request: web.Request) -> web.Response:
         try:
-            doc = json.loads(await request.read() or b"null")
+            doc = await read_json(request)
         except web.HTTPRequestEntityTooLarge:
             return _error(400, f"the body is larger than {request.app._client_max_size} bytes")  # noqa: SLF001
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, f"the body is not JSON: {exc}")
+        except BadBody as exc:
+            return _error(400, str(exc))
         if not isinstance(doc, dict):
             return _error(400, 'the body must be a JSON object: {"key": "...", "value": "..."}')
         key, value, quorum = doc.get("key"), doc.get("value"), doc.get("quorum")
@@ -115,8 +115,8 @@ class KVRoutes:
             return _error(400, "key must be valid UTF-8 once percent-decoded")
         if key is None:
             try:
-                doc = json.loads(await request.read() or b"{}")
-            except (ValueError, UnicodeDecodeError):
+                doc = await read_json(request, b"{}")
+            except BadBody:
                 doc = {}
             key = doc.get("key") if isinstance(doc, dict) else None
         problem = check_request(key)

@@ -79,6 +79,9 @@ KV_ADDR_KEY = "kv/addr/"  # + node id: the register holding a node's KV address
 CLIENT_HELLO = 20
 CLIENT_VERSION = 1
 KV_MAX_FRAME = 64 << 20
+# A connection's first frame is a hello of a few hundred bytes: a stranger announcing megabytes
+# there is closed before its body is read (frames up to KV_MAX_FRAME come only after the hello).
+HELLO_MAX_FRAME = 64 << 10
 HANDSHAKE_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 3.0
 MAX_CLIENT_BUFFER = 64 << 20  # a client that doesn't read its answers is cut off past this
@@ -453,7 +456,7 @@ class KVService:
             header = first + await reader.readexactly(3)
             from .frames import check_length, decode_body
 
-            length = check_length(header, KV_MAX_FRAME)
+            length = check_length(header, HELLO_MAX_FRAME)
             body = decode_body(await reader.readexactly(length))
             if body[0] == CLIENT_HELLO:
                 who = f"client:{next(self._names)}"

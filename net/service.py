@@ -11,6 +11,7 @@ from clusterkit.facade import ClusterKit, Hooks, Options
 
 from .http import make_app
 from .kv_service import KVOptions, KVService
+from .log_limit import server_logger
 from .node import NetNode, NodeConfig
 from .transport import split_addr
 
@@ -51,7 +52,8 @@ class NodeService:
                 self.kv = KVService(self.node, self.kv_options)
                 await self.kv.start()
                 add_kv_routes(app, self.kv)
-            self._runner = web.AppRunner(app, access_log=None)
+            # (malformed requests: one rate-limited line each, never aiohttp's traceback)
+            self._runner = web.AppRunner(app, access_log=None, logger=server_logger())
             await self._runner.setup()
             host, port = http_bind(self.node.options.http_addr)
             await web.TCPSite(self._runner, host, port, ssl_context=self.http_ssl).start()
