@@ -44,15 +44,30 @@ def _build_wheel(src: Path, out: Path) -> Path:
 
 
 def _expected_files(src: Path) -> set[str]:
+    """Every .py file under the source folders, as named in the wheel: a folder without an
+    ``__init__.py`` is imported fine by the editable install (as a namespace package), so it
+    must be in the wheel too (clusterkit/kv/ once was not, and the Docker image could not start)."""
     out = set()
     for folder, prefix in FOLDERS.items():
         for path in (src / folder).rglob("*.py"):
-            if "__pycache__" not in path.parts and (path.parent / "__init__.py").exists():
+            if "__pycache__" not in path.parts:
                 out.add(f"{prefix}/{path.relative_to(src / folder).as_posix()}")
     return out
 
 
+def _source_folders_with_python(root: Path) -> list[str]:
+    """Every folder under the source folders that holds a .py file, as named in the wheel."""
+    out = set()
+    for folder, prefix in FOLDERS.items():
+        for path in (root / folder).rglob("*.py"):
+            if "__pycache__" not in path.parts:
+                out.add(f"{prefix}/{path.parent.relative_to(root / folder).as_posix()}".removesuffix("/."))
+    return sorted(out)
+
+
 NEW_PACKAGES = ("clusterkit/zz_later", "sim/zz_later", "net/zz_later/inner")
+# A folder of modules someone forgot to give an __init__.py (as clusterkit/kv/ was).
+PLAIN_FOLDER = "clusterkit/zz_plain"
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +84,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, zipf
         while path.parent != src:  # every folder below the root folder is a package
             (path / "__init__.py").touch()
             path = path.parent
+    (src / PLAIN_FOLDER).mkdir()
+    (src / PLAIN_FOLDER / "mod.py").write_text("VALUE = 1\n")
     wheel = _build_wheel(src, tmp / "dist")
     with zipfile.ZipFile(wheel) as zf:
         yield src, zf
@@ -79,10 +96,22 @@ def test_wheel_holds_every_package_including_new_ones(built: tuple[Path, zipfile
     names = set(zf.namelist())
     expected = _expected_files(src)
     assert {"clusterkit/zz_later/__init__.py", "clusterkit/sim/zz_later/__init__.py",
-            "clusterkit/net/zz_later/inner/__init__.py", "clusterkit/cli/__init__.py"} <= expected
+            "clusterkit/net/zz_later/inner/__init__.py", "clusterkit/cli/__init__.py",
+            "clusterkit/kv/server.py", "clusterkit/zz_plain/mod.py"} <= expected
     assert sorted(expected - names) == []
     # sim/ and net/ are clusterkit.sim and clusterkit.net, never top-level packages of their own
     assert not [n for n in names if n.split("/")[0] in ("sim", "net", "tests")]
+
+
+def test_every_source_folder_with_python_is_a_regular_package_in_the_wheel(
+        built: tuple[Path, zipfile.ZipFile]) -> None:
+    """Each folder of the checkout that holds .py files is a package with its ``__init__.py`` in the
+    wheel, not a namespace folder that only an editable install (or only setup.py's fallback) finds."""
+    _, zf = built
+    names = set(zf.namelist())
+    folders = _source_folders_with_python(ROOT)
+    assert "clusterkit/kv" in folders and "clusterkit/net" in folders
+    assert [f for f in folders if f"{f}/__init__.py" not in names] == []
 
 
 def test_wheel_metadata_requires_simpy_and_names_the_console_script(built: tuple[Path, zipfile.ZipFile]) -> None:
