@@ -6,8 +6,18 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import NoReturn
 
 from .codes import EXIT_USAGE
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, with a usage error as one line: ``prog: error: message``, exit 2. The
+    stock one prints the whole usage first, which buried the one line that matters (a node's
+    usage is 30 lines). ``--help`` still shows it all. Subcommand parsers inherit this class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def bounded_int(lo: int, hi: int) -> Callable[[str], int]:

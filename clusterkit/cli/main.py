@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from .args import show_help
+from .args import Parser, show_help
 from .codes import EXIT_BROKEN_PIPE, EXIT_CODES_HELP, EXIT_INTERRUPTED
 
 # Modules of this package that each add one subcommand with ``add_parser(subparsers)``, in the
@@ -18,7 +18,7 @@ SUBCOMMANDS: tuple[str, ...] = ("node", "cluster", "demo", "sim", "partitions", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="clusterkit",
         description="Cluster coordination: Raft consensus, key partitioning and rebalancing,\n"
         "on one deterministic core.",

@@ -43,6 +43,18 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(text: str) -> str:
+    """A logging level name in any case (LOG_LEVEL=debug); WARN is WARNING."""
+    value = text.strip().upper()
+    value = "WARNING" if value == "WARN" else value
+    if value not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_LEVELS)}, got {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -72,7 +84,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--raft-addr", default=env.get("RAFT_ADDR", ""), help="Raft address [RAFT_ADDR] (default: HTTP port + 921)")
     p.add_argument("--join-addr", default=env.get("JOIN_ADDR", ""), help="HTTP address of any node to join [JOIN_ADDR]")
     p.add_argument("--data-dir", default=env.get("DATA_DIR", "./clusterkit-data"), help="where the log lives [DATA_DIR]")
-    p.add_argument("--bootstrap", type=_bool, default=_bool(env["BOOTSTRAP"]) if env.get("BOOTSTRAP") else None,
+    # Env values are defaults as strings: argparse converts them (with the flag's type) only when
+    # this subcommand runs, so a bad BOOTSTRAP is this command's one-line usage error, not a
+    # traceback in every command (`clusterkit --version` included) while the parser is built.
+    p.add_argument("--bootstrap", type=_bool, default=env.get("BOOTSTRAP") or None,
                    help="start a new cluster [BOOTSTRAP] (default: true when no join address)")
     p.add_argument("--cluster-name", default=env.get("CLUSTER_NAME", "clusterkit-cluster"), help="[CLUSTER_NAME]")
     p.add_argument("--partition-count", type=bounded_int(1, 65536), default=env.get("PARTITION_COUNT", "16"),
@@ -100,7 +115,8 @@ def add_parser(sub: Any) -> None:
     kv.add_argument("--kv-gc-seconds", type=_seconds, default=env.get("KV_GC_SECONDS", "30"),
                     help="how often a partition's primary collects the tombstones every owner holds; a "
                          "tombstone goes once it is at least this old [KV_GC_SECONDS] (default 30)"),
-    p.add_argument("--log-level", default=env.get("LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", type=_log_level, default=env.get("LOG_LEVEL") or "INFO", metavar="LEVEL",
+                   help=f"{', '.join(LOG_LEVELS)}, any case [LOG_LEVEL] (default INFO)")
     p.set_defaults(func=_run)
 
 
