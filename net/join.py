@@ -5,16 +5,29 @@ checks the config (a node of another shape is refused with the difference
 named), adds the joiner as a Raft learner with its raft address, and
 answers once that change has committed. The joiner then catches up and
 proposes its own cluster-state join (see :meth:`NetNode._membership`).
+
+A refusal that asking again can't change (409: the id is taken or the config differs; 403: the
+peer handshake was refused; 401: no credential) is final: :class:`JoinRefused` is handed to
+whoever watches the node (:func:`on_join_refused`; ``clusterkit node`` exits with one line and
+``EXIT_REFUSED``) and the node asks no more. Anything else (no answer, no leader yet) is asked
+again after an exponential, jittered and capped backoff, logged once and then at most every
+:attr:`JoinBackoff.log_every` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+
+from .auth import auth_of
 
 if TYPE_CHECKING:
     from .node import NetNode
@@ -35,33 +48,161 @@ def join_request(node: NetNode) -> dict[str, Any]:
     return {"node": node.options.node_info().to_wire(), "config": node.options.cluster_config().to_wire()}
 
 
+# Answers that asking again won't change: a credential missing (401), the peer handshake refused
+# (403), the id taken or the cluster's shape different (409).
+REFUSED = frozenset({401, 403, 409})
+
+
+class NotAMember(Exception):
+    """This node can't be a member as it is: the cluster refused it, or removed it. Retrying can't
+    help until the operator changes something (the id, the config, the secret or certificate, or
+    the data directory). ``clusterkit node`` exits with one line and ``EXIT_REFUSED``."""
+
+
+class JoinRefused(NotAMember):
+    """The cluster refused this node's join (401, 403 or 409)."""
+
+    def __init__(self, node_id: str, via: str, status: int, reason: str) -> None:
+        self.node_id, self.via, self.status, self.reason = node_id, via, status, reason
+        super().__init__(f"{node_id} was refused by the cluster at {via} ({status}): {reason}")
+
+
+class NodeRemoved(NotAMember):
+    """The node's own log says it was removed from the cluster (``POST /leave``): restarted on
+    that data directory it can never serve again."""
+
+    def __init__(self, node_id: str, data_dir: str) -> None:
+        self.node_id, self.data_dir = node_id, data_dir
+        super().__init__(f"{node_id} was removed from the cluster and is no longer a member: to rejoin, "
+                         f"delete its data directory ({data_dir}) and start it again with JOIN_ADDR set")
+
+
+@dataclass
+class JoinBackoff:
+    """Pacing of join attempts that failed for a reason that may pass (no answer, no leader yet):
+    exponential from ``first`` to ``cap`` seconds, each delay drawn from its upper half (jitter,
+    so nodes started together don't ask in lockstep). The first failure is logged, then at most
+    one line every ``log_every`` seconds, saying how many attempts failed meanwhile."""
+
+    first: float = 0.25
+    cap: float = 10.0
+    log_every: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+    failures: int = 0
+    unlogged: int = 0
+    logged_at: float | None = None
+
+    def failed(self) -> float:
+        """Count a failure; the delay before the next attempt."""
+        high = min(self.cap, self.first * 2.0 ** min(self.failures, 30))
+        self.failures += 1
+        return self.rng.uniform(high / 2, high)
+
+    def should_log(self, now: float) -> bool:
+        """True for the first failure and then at most every ``log_every`` seconds."""
+        if self.logged_at is None or now - self.logged_at >= self.log_every:
+            self.logged_at = now
+            return True
+        self.unlogged += 1
+        return False
+
+    def reset(self) -> None:
+        self.failures = self.unlogged = 0
+        self.logged_at = None
+
+
+@dataclass
+class _JoinState:
+    backoff: JoinBackoff = field(default_factory=JoinBackoff)
+    refused: JoinRefused | None = None
+    listeners: list[Callable[[JoinRefused], None]] = field(default_factory=list)
+
+
+_sleep = asyncio.sleep  # (a test counts the delays instead of waiting them)
+_STATES: weakref.WeakKeyDictionary[Any, _JoinState] = weakref.WeakKeyDictionary()
+
+
+def _state(node: NetNode) -> _JoinState:
+    state = _STATES.get(node)
+    if state is None:
+        state = _STATES[node] = _JoinState()
+    return state
+
+
+def join_backoff(node: NetNode) -> JoinBackoff:
+    """The node's join backoff (to read, or to tune in a test)."""
+    return _state(node).backoff
+
+
+def on_join_refused(node: NetNode, callback: Callable[[JoinRefused], None]) -> None:
+    """Call ``callback`` once if the cluster refuses ``node`` for good (at once if it already has)."""
+    state = _state(node)
+    if state.refused is not None:
+        callback(state.refused)
+    else:
+        state.listeners.append(callback)
+
+
+def join_refused(node: NetNode) -> JoinRefused | None:
+    return _state(node).refused
+
+
 async def request_join(node: NetNode) -> bool:
-    """One attempt to join through ``join_addr``; True once the cluster accepted us."""
+    """One attempt to join through ``join_addr``; True once the cluster accepted us. A failed
+    attempt waits its backoff before returning; after a final refusal no request is sent again."""
+    state = _state(node)
+    backoff = state.backoff
+    if state.refused is not None:
+        await _sleep(backoff.cap)  # whoever runs the node stops it; nothing to ask meanwhile
+        return False
     tls = node.config.client_ssl
     url = http_base(node.options.join_addr, tls=tls is not None) + "/join"
     timeout = aiohttp.ClientTimeout(total=node.config.request_timeout + 2)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             # On a TLS cluster the node's client context verifies the API's certificate with the CA.
-            async with session.post(url, json=join_request(node), ssl=tls if tls is not None else True) as resp:
+            async with session.post(url, json=join_request(node), ssl=tls if tls is not None else True,
+                                    headers=auth_of(node).headers()) as resp:  # (the cluster's API token)
                 body = await resp.json(content_type=None)
+                error = body.get("error") if isinstance(body, dict) else None
                 if resp.status == 200:
-                    log.info("%s: joined through %s", node.id, node.options.join_addr)
+                    after = f" after {backoff.failures} failed attempts" if backoff.failures else ""
+                    log.info("%s: joined through %s%s", node.id, node.options.join_addr, after)
+                    backoff.reset()
                     return True
-                log.warning("%s: join through %s refused (%d): %s", node.id, url, resp.status, body.get("error"))
+                if resp.status in REFUSED:
+                    _refused(node, state, JoinRefused(node.id, url, resp.status, str(error or resp.reason)))
+                    return False
+                problem = f"refused ({resp.status}): {error}"
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-        log.warning("%s: join through %s failed: %s", node.id, url, exc or type(exc).__name__)
-    await asyncio.sleep(1.0)
+        problem = f"failed: {exc or type(exc).__name__}"
+    delay = backoff.failed()
+    if backoff.should_log(asyncio.get_running_loop().time()):
+        more = f" ({backoff.unlogged} more failed attempts since the last line)" if backoff.unlogged else ""
+        backoff.unlogged = 0
+        log.warning("%s: join through %s %s%s; retrying with backoff (up to %g s)", node.id, url, problem,
+                    more, backoff.cap)
+    await _sleep(delay)
     return False
+
+
+def _refused(node: NetNode, state: _JoinState, exc: JoinRefused) -> None:
+    state.refused = exc
+    listeners, state.listeners = state.listeners, []
+    if not listeners:  # nobody to stop the node: say it here, once
+        log.error("%s; it will not ask again", exc)
+    for callback in listeners:
+        callback(exc)
 
 
 async def forward(
     leader_http: str, path: str, payload: dict[str, Any], timeout: float, method: str = "POST",
-    ssl_context: ssl.SSLContext | None = None,
+    ssl_context: ssl.SSLContext | None = None, headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Send ``payload`` to the leader's HTTP API; its status and JSON answer."""
+    """Send ``payload`` to the leader's HTTP API; its status and JSON answer. ``headers``: the
+    node's credential (net/auth.py)."""
     url = http_base(leader_http, tls=ssl_context is not None) + path
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        async with session.request(method, url, json=payload,
+        async with session.request(method, url, json=payload, headers=headers,
                                    ssl=ssl_context if ssl_context is not None else True) as resp:
             return resp.status, await resp.json(content_type=None)

@@ -12,6 +12,7 @@ from pathlib import Path
 from clusterkit.facade import Options
 
 from .gc_policy import LongLivedGC
+from .join import NodeRemoved, NotAMember, on_join_refused
 from .kv_service import KVOptions
 from .node import NodeConfig
 from .service import NodeService
@@ -76,11 +77,26 @@ async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None
     try:
         service = NodeService(options, config, http_ssl=http_ssl, kv=kv)
         await service.start()
+        node = service.node
+        # A final refusal of our join (or our own removal, replayed from the log) stops the node:
+        # raised below once it has shut down, for the command to turn into its exit code.
+        refusals: list[NotAMember] = []
+        if node.removed:
+            refusals.append(NodeRemoved(node.id, str(node.options.data_dir)))
+            stop.set()
+
+        def refused(exc: NotAMember) -> None:
+            refusals.append(exc)
+            stop.set()
+
+        on_join_refused(node, refused)
         try:
             await stop.wait()
-            log.info("%s: stopping", service.node.id)
+            log.info("%s: stopping", node.id)
         finally:
             await service.stop()
+        if refusals:
+            raise refusals[0]
     finally:
         if collector is not None:
             collector.cancel()

@@ -13,6 +13,11 @@ EXIT_USAGE = 2
 EXIT_UNKNOWN = 2
 # An input file that can't be read or parsed, holds nothing to check, or doesn't fit the command.
 EXIT_BAD_INPUT = 3
+# `clusterkit node`: the cluster refused this node for good (its join got 409: the id is taken or the
+# config differs; 403: the peer handshake failed; 401: no credential), or its own log says it was
+# removed (POST /leave). Asking again can't help: change the config, or wipe the data dir and rejoin.
+# sysexits' EX_CONFIG.
+EXIT_REFUSED = 78
 # Ctrl-C: 128 + SIGINT, what a shell reports for an interrupted command.
 EXIT_INTERRUPTED = 130
 # The reader closed stdout (`clusterkit ... | head -1`): 128 + SIGPIPE, what a shell reports for any
@@ -25,6 +30,8 @@ exit codes:
   {EXIT_FAILED}    check failed: a history is not linearizable; the demo's nodes disagree or broke an invariant
   {EXIT_USAGE}    bad command line (usage error); check linearizability: unknown, budget ran out
   {EXIT_BAD_INPUT}    bad input file: unreadable, malformed, nothing in it to check
+  {EXIT_REFUSED}   node: refused by the cluster (join answered 401/403/409) or removed from it: fix the
+       config, or wipe the data directory and join again
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
   {EXIT_BROKEN_PIPE}  stdout closed by the reader (e.g. piped into head); the rest is dropped
 """

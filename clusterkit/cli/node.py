@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from .args import bounded_int
-from .codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, error
+from .codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, error
 
 PROG = "clusterkit node"
 ENV = {
@@ -157,11 +157,14 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
     # With the KV store a node confirms each copy once its data is pulled, never at once.
     config = NodeConfig(tick=args.tick, fail_after=args.fail_after, secret=secret, server_ssl=server_ssl,
                         client_ssl=client_ssl, leave_on_stop=args.leave_on_stop, auto_confirm=kv is None)
+    from clusterkit.net.join import NotAMember
     from clusterkit.raft.errors import StorageError
 
     try:
         # (this process is the node's own: it may tune the garbage collector for its data)
         asyncio.run(serve(options, config, http_ssl=http_ssl, kv=kv, gc_policy=LongLivedGC()))
+    except NotAMember as exc:  # its join refused for good, or it was removed: asking again can't help
+        return error(PROG, str(exc), EXIT_REFUSED)
     except (OSError, StorageError) as exc:  # the port is taken, the data dir is locked or damaged...
         return error(PROG, str(exc), EXIT_BAD_INPUT)
     return EXIT_OK
