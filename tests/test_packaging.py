@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
 import zipfile
 from importlib.metadata import version
 from collections.abc import Iterator
@@ -71,7 +76,7 @@ PLAIN_FOLDER = "clusterkit/zz_plain"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, zipfile.ZipFile]]:
+def wheel_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A copy of the source with packages no list names (one under each folder, one nested), and
     its wheel. A hand-written package list would leave those out of the wheel, while the editable
     install imports them fine."""
@@ -86,7 +91,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, zipf
             path = path.parent
     (src / PLAIN_FOLDER).mkdir()
     (src / PLAIN_FOLDER / "mod.py").write_text("VALUE = 1\n")
-    wheel = _build_wheel(src, tmp / "dist")
+    return src, _build_wheel(src, tmp / "dist")
+
+
+@pytest.fixture(scope="module")
+def built(wheel_file: tuple[Path, Path]) -> Iterator[tuple[Path, zipfile.ZipFile]]:
+    src, wheel = wheel_file
     with zipfile.ZipFile(wheel) as zf:
         yield src, zf
 
@@ -120,3 +130,77 @@ def test_wheel_metadata_requires_simpy_and_names_the_console_script(built: tuple
     entry_points = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert "Requires-Dist: simpy>=4" in meta
     assert "clusterkit = clusterkit.cli:main" in entry_points
+
+
+# ---------------------------------------------------------------- the wheel, installed and run
+def _venv_with(wheel: Path, where: Path) -> Path:
+    """A fresh venv with only the wheel installed, offline: no dependencies fetched (``--no-deps``,
+    ``--no-index``); once it is in, a .pth file lets the venv import them from this test venv's
+    site-packages. That directory's own .pth files (the editable install's finder among them) are
+    not run from there, so ``clusterkit`` can only come from the wheel."""
+    venv = where / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
+    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                           "--no-index", "-q", str(wheel)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True, timeout=60, cwd=where).stdout.strip()
+    (Path(site) / "zz_test_venv_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv
+
+
+def _clean_env() -> dict[str, str]:
+    """No PYTHONPATH, no node settings from the caller's environment."""
+    drop = ("PYTHONPATH", "NODE_ID", "HTTP_ADDR", "RAFT_ADDR", "JOIN_ADDR", "BOOTSTRAP", "DATA_DIR", "KV_ADDR",
+            "KV_PORT", "LOG_LEVEL")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def _health(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+def test_the_installed_wheel_runs_a_node_with_its_kv_store(wheel_file: tuple[Path, Path],
+                                                           tmp_path: Path) -> None:
+    """What the Docker image does: `pip install .`, not editable, then `clusterkit node`. Without
+    clusterkit/kv in the wheel the node died at once with ModuleNotFoundError."""
+    from clusterkit.net.local import free_port
+
+    _, wheel = wheel_file
+    venv = _venv_with(wheel, tmp_path)
+    env = _clean_env()
+    where = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import clusterkit, clusterkit.kv.server, clusterkit.net.kv_service; "
+                            "print(clusterkit.__file__)"],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert where.returncode == 0, where.stderr
+    assert Path(where.stdout.strip()).is_relative_to(venv)  # the wheel's copy, not the checkout
+    http = f"127.0.0.1:{free_port()}"
+    env.update(NODE_ID="node-1", HTTP_ADDR=http, RAFT_ADDR=f"127.0.0.1:{free_port()}",
+               KV_ADDR=f"127.0.0.1:{free_port()}", DATA_DIR=str(tmp_path / "data"))
+    log = (tmp_path / "node.log").open("wb")
+    node = subprocess.Popen([str(venv / "bin" / "clusterkit"), "node"], cwd=tmp_path, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    try:
+        deadline = time.monotonic() + 60
+        while _health(f"http://{http}/health") != 200:
+            assert node.poll() is None, (tmp_path / "node.log").read_text()
+            assert time.monotonic() < deadline, "no /health 200 within 60 s: " + (tmp_path / "node.log").read_text()
+            time.sleep(0.1)  # polling a live process's port, bounded by the deadline
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=30) == 0, (tmp_path / "node.log").read_text()
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait(timeout=10)
+    text = (tmp_path / "node.log").read_text()
+    assert "Traceback" not in text and "node-1 stopped" in text
