@@ -31,22 +31,34 @@ Files in the directory:
 ``LOCK``
     ``flock``'d while a DiskStorage has the directory open: one process (and one instance) at a time.
 ``log``
-    16-byte header (magic, 8 random salt bytes), then records. A record is
-    ``mark(4) | length(4) | crc32(4) | payload``: ``mark`` is the salt's first 4 bytes (it lets
-    recovery find record boundaries with a byte search), the CRC covers the salt, the length and
-    the payload, and the payload is a msgpack list of operations (append, hard state, conf state,
-    snapshot saved, compact, snapshot applied) replayed in order on open.
+    A one-page header (magic, 8 random salt bytes, two sync-mark slots, zeros), then records. A
+    record is ``mark(4) | length(4) | crc32(4) | payload``: ``mark`` is the salt's first 4 bytes (it
+    lets recovery find record boundaries with a byte search), the CRC covers the salt, the length
+    and the payload, and the payload is a msgpack list of operations (append, hard state, conf
+    state, snapshot saved, compact, snapshot applied) replayed in order on open. A sync mark
+    (:class:`SyncMark`: the file's size, records and last index, CRC-checked) is written in place
+    into one slot, alternately, after each sync's fdatasync returned: it is in the page cache at
+    once (a killed process keeps it) and durable with the next sync's fdatasync, so it costs no
+    fsync (a pwrite, and one more page in that fdatasync). A file of the previous format (version
+    1: a 16-byte header, no marks) is read by the old rule and rewritten in this one on open.
 ``snap-<seq>.snap``
     One snapshot per file, written to a ``.tmp`` name, fsynced, renamed, and the directory fsynced
     before the log record that names it is appended. The log names the current one; any other
     snapshot file or temp file is a leftover of a crash and is removed on open.
 
-Recovery on open: records are read in order. A record that fails its checks (short header, length
-past the end, bad CRC) is a torn write if nothing valid follows it: the file is cut there, with a
-warning on the ``clusterkit.net.disk`` logger (that batch's ``sync()`` never returned, so nothing
-acknowledged is lost). A bad record followed by a valid one is corruption of data that was synced:
-:class:`StorageError`, never a silent loss. (Damage to the very last record looks like a torn write
-and is cut too: without a sync marker after it, the two cannot be told apart.)
+Recovery on open: records are read in order. A torn write can only be the last record, written
+after the last sync mark: each sync appends one record and fdatasyncs it before another is written,
+and the mark follows that fdatasync. So a record that fails its checks (short header, length past
+the end, bad CRC) at or after the mark, with nothing valid after it, is a torn write: the file is
+cut there, with a warning on the ``clusterkit.net.disk`` logger (that batch's ``sync()`` never
+returned, so nothing acknowledged is lost). Anything else is damage of synced data, never a silent
+loss: a bad record before the mark, a file that ends before it (cut short, even at a record
+boundary), a bad record followed by a valid one, a header with no readable mark, a missing or
+corrupt snapshot file. :class:`StorageDamaged` says where and what is lost (records, index range)
+in one line, and the node refuses to start (``clusterkit node`` exits 65): what it acknowledged or
+voted for may be gone, so it must come back as a fresh member (README, "Damaged storage"). After
+a power cut the mark on disk may be one sync behind: the last synced batch alone can then be
+damaged and still be taken for a torn write; after a crash of the process it is exact.
 
 Compaction is lazy: ``compact`` and ``apply_snapshot`` append an operation, and once the file is
 larger than ``rewrite_bytes`` and at least half of it is dead, ``sync()`` writes the live state to
@@ -68,6 +80,7 @@ import re
 import struct
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -81,14 +94,20 @@ from clusterkit.raft.messages import ConfState, Entry, HardState, Snapshot, Snap
 # StorageError messages) the same by construction, not by a second copy of the code.
 from clusterkit.raft.storage import _Image
 
-__all__ = ["DataDirLocked", "DiskStorage", "StorageError"]
+__all__ = ["DataDirLocked", "DiskStorage", "StorageDamaged", "StorageError", "SyncMark"]
 
 logger = logging.getLogger("clusterkit.net.disk")
 
-_LOG_MAGIC = b"CKLOG\x00\x00\x01"
+_LOG_MAGIC_V1 = b"CKLOG\x00\x00\x01"  # 16-byte header, no sync marks: read, then rewritten as version 2
+_LOG_MAGIC = b"CKLOG\x00\x00\x02"
 _SNAP_MAGIC = b"CKSNP\x00\x00\x01"
 _SALT_BYTES = 8
-_HEADER_BYTES = len(_LOG_MAGIC) + _SALT_BYTES
+_V1_HEADER_BYTES = len(_LOG_MAGIC) + _SALT_BYTES
+# Version 2: magic, salt, two sync-mark slots, zeros up to a full page. The page is rewritten in
+# place at every sync (the slots): it holds nothing else, so no record shares its sectors.
+_MARK = struct.Struct("<QQQI")  # synced bytes, records, last index (KV: entries), crc32
+_MARK_SLOTS = (16, 48)
+_HEADER_BYTES = 4096
 _RECORD = struct.Struct("<4sII")  # mark, payload length, crc32
 _MAX_PAYLOAD = 0xFFFF_FFFF
 _SNAP_NAME = re.compile(r"snap-([0-9a-f]{16})\.snap")
@@ -111,6 +130,171 @@ _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 
 class DataDirLocked(StorageError):
     """The data directory is already open (by another process, or another DiskStorage in this one)."""
+
+
+class StorageDamaged(StorageError):
+    """Data that was synced (acknowledged) is gone or unreadable: a log cut short or corrupted
+    before its last sync mark, a bad record followed by good ones, a missing or corrupt snapshot
+    file. Never a torn write. The node must not start on it: what it acknowledged, and what it
+    voted for, may be gone. ``path`` is the damaged file, ``offset`` where the damage starts."""
+
+    def __init__(self, message: str, path: Path, offset: int = 0) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+
+
+def rejoin_hint(data_dir: Path) -> str:
+    """How an operator brings back a node whose storage is damaged (README, "Damaged storage")."""
+    return (f"to rejoin as a fresh member, move {data_dir} away and restart the node with the same node id"
+            " and JOIN_ADDR")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncMark:
+    """What a log file held when it was last synced: its size in bytes, its records, and its last
+    index (the KV log: its entries). Stored in the file's header (two slots, each written in place
+    after a sync returned, alternately), so it becomes durable with the next sync's fdatasync: no
+    fsync of its own. Recovery compares the file with it: whatever is missing or bad before
+    ``size`` was synced, and is damage, not a torn write."""
+
+    size: int
+    records: int
+    last: int
+
+    def pack(self, salt: bytes) -> bytes:
+        body = _MARK.pack(self.size, self.records, self.last, 0)[:-4]
+        return body + struct.pack("<I", zlib.crc32(body, zlib.crc32(salt)))
+
+    @classmethod
+    def unpack(cls, raw: bytes | memoryview, at: int, salt: bytes) -> SyncMark | None:
+        if len(raw) < at + _MARK.size:
+            return None
+        size, records, last, crc = _MARK.unpack_from(raw, at)
+        if zlib.crc32(raw[at : at + _MARK.size - 4], zlib.crc32(salt)) != crc:
+            return None
+        return cls(size, records, last)
+
+
+def _header(magic: bytes, salt: bytes, mark: SyncMark) -> bytes:
+    """A version-2 header: magic, salt, ``mark`` in both slots, zeros to the page's end."""
+    packed = mark.pack(salt)
+    head = bytearray(_HEADER_BYTES)
+    head[: len(magic)] = magic
+    head[len(magic) : len(magic) + _SALT_BYTES] = salt
+    for at in _MARK_SLOTS:
+        head[at : at + len(packed)] = packed
+    return bytes(head)
+
+
+def _write_mark(fd: int, mark: SyncMark, salt: bytes) -> None:
+    """Record ``mark`` in the slot its record count picks (a torn write of one slot leaves the
+    other, one sync older). In place and not synced here: the next sync's fdatasync carries it."""
+    os.pwrite(fd, mark.pack(salt), _MARK_SLOTS[mark.records & 1])
+
+
+def _read_mark(raw: bytes, salt: bytes) -> SyncMark | None:
+    """The latest sync mark in a version-2 header (a file's size only grows between rewrites),
+    None if neither slot is readable."""
+    marks = [m for at in _MARK_SLOTS if (m := SyncMark.unpack(raw, at, salt)) is not None]
+    return max(marks, key=lambda m: m.size) if marks else None
+
+
+def _open_header(
+    path: Path, raw: bytes, magic: bytes, magic_v1: bytes, kind: str, data_dir: Path
+) -> tuple[int, bytes, SyncMark | None]:
+    """Where a log file's records start, its salt, and its sync mark (None: a version-1 file,
+    which has none). A header cut short or with no readable mark is damage (the header was
+    written whole, and fsynced, before the file got its name); another file is an error."""
+    if raw[: len(magic)] == magic:
+        if len(raw) < _HEADER_BYTES:
+            raise StorageDamaged(
+                f"{path}: synced data is damaged: the file ends at byte {len(raw)}, inside its header; refusing to"
+                f" start: {rejoin_hint(data_dir)}",
+                path,
+                len(raw),
+            )
+        salt = raw[len(magic) : len(magic) + _SALT_BYTES]
+        mark = _read_mark(raw, salt)
+        if mark is None:
+            raise StorageDamaged(
+                f"{path}: synced data is damaged: neither sync mark in its header is readable; refusing to start:"
+                f" {rejoin_hint(data_dir)}",
+                path,
+                _MARK_SLOTS[0],
+            )
+        return _HEADER_BYTES, salt, mark
+    if raw[: len(magic_v1)] == magic_v1 and len(raw) >= _V1_HEADER_BYTES:
+        return _V1_HEADER_BYTES, raw[len(magic_v1) : _V1_HEADER_BYTES], None
+    if len(raw) < len(magic) and magic.startswith(raw):
+        raise StorageDamaged(
+            f"{path}: synced data is damaged: the file ends at byte {len(raw)}, inside its header; refusing to"
+            f" start: {rejoin_hint(data_dir)}",
+            path,
+            len(raw),
+        )
+    raise StorageError(f"{path}: not a clusterkit {kind} (bad header)")
+
+
+def _damaged(
+    path: Path, problem: str, scan: _Scan, mark: SyncMark | None, readable: int | None, what: str, data_dir: Path
+) -> StorageDamaged:
+    """The one-line account of damaged synced data: where, what was synced, what is readable."""
+    good = len(scan.ends)
+    facts = f"readable are the first {good} records ({what} {readable if readable is not None else 'none'})"
+    if mark is not None:
+        facts = f"synced were {mark.records} records ({what} {mark.last}), " + facts
+        if mark.records > good:
+            facts += f": {mark.records - good} synced records are lost"
+            if what == "last index" and readable is not None and mark.last > readable:
+                facts += f", entries {readable + 1}..{mark.last} among them"
+    return StorageDamaged(
+        f"{path}: synced data is damaged: {problem}; {facts}; refusing to start: {rejoin_hint(data_dir)}",
+        path,
+        scan.stop,
+    )
+
+
+@dataclass(slots=True)
+class _Scan:
+    """A log file's records read by their framing: what recovery judges."""
+
+    ends: list[int]  # end of each valid record, in order (the first starts at the header's end)
+    stop: int  # where the valid records stop: the file's end, or a record that fails its checks
+    later: int | None  # a valid record after ``stop`` (then ``stop`` is damage, never a torn write)
+
+
+def _scan(raw: bytes, start: int, salt: bytes) -> _Scan:
+    data = memoryview(raw)
+    ends: list[int] = []
+    pos = start
+    while pos < len(raw):
+        end = _record_at(data, pos, salt)
+        if end is None:
+            return _Scan(ends, pos, _next_valid_record(data, raw, pos + 1, salt))
+        ends.append(end)
+        pos = end
+    return _Scan(ends, pos, None)
+
+
+def _damage(raw: bytes, scan: _Scan, mark: SyncMark | None, start: int) -> str | None:
+    """What is wrong with a scanned log beyond a torn tail, in words (None: nothing, or a torn tail).
+
+    A torn write can only be the last record, written after the last sync mark: each sync
+    appends one record and fdatasyncs it before the next is written, and the mark is written
+    only after that fdatasync returned. So a bad record with a valid one after it, and anything
+    bad or missing before the mark, is synced data damaged."""
+    if scan.later is not None:
+        return f"corrupt record at byte {scan.stop} followed by a valid record at byte {scan.later}"
+    if mark is None:
+        return None
+    if scan.stop < mark.size:
+        if scan.stop == len(raw):
+            return f"the file ends at byte {len(raw)}, before its last sync mark (byte {mark.size})"
+        return f"bad record at byte {scan.stop}, before the last sync mark (byte {mark.size})"
+    if mark.size != start and mark.size not in scan.ends:
+        return f"the last sync mark (byte {mark.size}) is not at a record boundary"
+    return None
 
 
 def _snap_ref(seq: int, meta: SnapshotMeta) -> list[Any]:
@@ -215,6 +399,9 @@ class DiskStorage:
         self._next_seq = 1
         self._salt = b""
         self._size = 0  # bytes in the log file
+        self._format = 2  # the log file's format: 1 has no sync marks (rewritten as 2 on open)
+        self._records = 0  # records in the log file
+        self._next_mark: SyncMark | None = None  # the mark write_record records (from prepare_sync)
         self._rewrite_at = rewrite_bytes
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True)
@@ -223,10 +410,17 @@ class DiskStorage:
         try:
             if self._log_path.exists():
                 self._cur = self._load()
+                if self._format == 1:
+                    logger.info("%s: rewriting the log in format 2 (with sync marks)", self._log_path)
+                    self._rewrite()
             else:
                 if any(_SNAP_NAME.fullmatch(p.name) for p in self.directory.iterdir()):
                     # Snapshots are only ever written after the log exists: the log was lost.
-                    raise StorageError(f"{self.directory} holds snapshot files but no log: refusing to start empty")
+                    raise StorageDamaged(
+                        f"{self.directory} holds snapshot files but no log: the synced log is lost; refusing to"
+                        f" start empty: {rejoin_hint(self.directory)}",
+                        self._log_path,
+                    )
                 self._cur = _Image(conf_state=conf_state or ConfState())
                 self._rewrite()
             self._remove_leftovers()
@@ -333,6 +527,8 @@ class DiskStorage:
                 _write_all(self._fd, record)
                 self._size += len(record)
                 _datasync(self._fd)
+                self._records += 1
+                _write_mark(self._fd, SyncMark(self._size, self._records, self._cur.last_index()), self._salt)
                 if self._size > self._rewrite_at:
                     self._rewrite_at = 2 * self._size  # mostly live: check again once it doubles
         except OSError as exc:
@@ -360,15 +556,17 @@ class DiskStorage:
             dropped = any(op[0] in (_COMPACT, _APPLY_SNAPSHOT) for op in self._pending)
             if (dropped or size > self._rewrite_at) and self._mostly_dead(size):
                 return None  # sync() rewrites the log instead
+        self._next_mark = SyncMark(size, self._records + 1, self._cur.last_index())
         return record
 
     def write_record(self, record: bytes) -> None:
         """Append ``record`` (from :meth:`prepare_sync`) and fdatasync: the part of a sync that may
         run on another thread. A failure leaves the storage unusable, as in :meth:`sync`."""
         try:
-            assert self._fd is not None
+            assert self._fd is not None and self._next_mark is not None
             _write_all(self._fd, record)
             _datasync(self._fd)
+            _write_mark(self._fd, self._next_mark, self._salt)
         except OSError as exc:
             self._broken = exc
             raise StorageError(f"{self._log_path}: write failed, reopen the directory to go on: {exc}") from exc
@@ -377,6 +575,8 @@ class DiskStorage:
         """After :meth:`write_record` returned: the writes ``record`` holds are durable."""
         self._check_writable()
         self._size += len(record)
+        self._records += 1
+        self._next_mark = None
         if self._size > self._rewrite_at:
             self._rewrite_at = 2 * self._size  # mostly live: check again once it doubles
         self._pending.clear()
@@ -483,13 +683,23 @@ class DiskStorage:
         try:
             blob = path.read_bytes()
         except FileNotFoundError:
-            raise StorageError(f"{path}: the log names this snapshot but the file is missing") from None
+            raise StorageDamaged(
+                f"{path}: the log names this snapshot but the file is missing: synced state is lost; refusing"
+                f" to start: {rejoin_hint(self.directory)}",
+                path,
+            ) from None
         head = len(_SNAP_MAGIC) + 4
         if len(blob) < head or blob[: len(_SNAP_MAGIC)] != _SNAP_MAGIC:
-            raise StorageError(f"{path}: not a clusterkit snapshot file")
+            raise StorageDamaged(
+                f"{path}: not a clusterkit snapshot file; refusing to start: {rejoin_hint(self.directory)}", path
+            )
         (crc,) = struct.unpack_from("<I", blob, len(_SNAP_MAGIC))
         if zlib.crc32(memoryview(blob)[head:]) != crc:
-            raise StorageError(f"{path}: snapshot file is corrupt (bad CRC)")
+            raise StorageDamaged(
+                f"{path}: snapshot file is corrupt (bad CRC): synced state is damaged; refusing to start:"
+                f" {rejoin_hint(self.directory)}",
+                path,
+            )
         index, term, voters, learners, data = msgpack.unpackb(memoryview(blob)[head:], use_list=False)
         snap = Snapshot(SnapshotMeta(index, term, ConfState(tuple(voters), tuple(learners))), data)
         if snap.meta != meta:
@@ -534,41 +744,25 @@ class DiskStorage:
         if img.entries:
             ops.append([_ENTRIES, [[e.term, e.index, e.data, e.type] for e in img.entries]])
         salt = os.urandom(_SALT_BYTES)  # new salt: records of the old file can never pass for this one's
-        blob = _LOG_MAGIC + salt + _frame(msgpack.packb(ops, use_bin_type=True), salt)
+        record = _frame(msgpack.packb(ops, use_bin_type=True), salt)
+        size = _HEADER_BYTES + len(record)
+        blob = _header(_LOG_MAGIC, salt, SyncMark(size, 1, img.last_index())) + record
         fd = _replace_with(self._log_path, blob)
         if self._fd is not None:
             os.close(self._fd)
         self._fd = fd  # positioned at the end of the renamed file: later records go after the blob
-        self._salt, self._size = salt, len(blob)
+        self._salt, self._size, self._records = salt, size, 1
         self._rewrite_at = max(self._rewrite_bytes, 2 * self._size)
 
     def _load(self) -> _Image:
         raw = self._log_path.read_bytes()
         data = memoryview(raw)
-        if len(raw) < _HEADER_BYTES or raw[: len(_LOG_MAGIC)] != _LOG_MAGIC:
-            raise StorageError(f"{self._log_path}: not a clusterkit log (bad header)")
-        salt = raw[len(_LOG_MAGIC) : _HEADER_BYTES]
+        start, salt, mark = _open_header(self._log_path, raw, _LOG_MAGIC, _LOG_MAGIC_V1, "log", self.directory)
+        self._format = 1 if mark is None else 2
+        scan = _scan(raw, start, salt)
         img: _Image | None = None
-        pos = _HEADER_BYTES
-        records = 0
-        while pos < len(raw):
-            end = _record_at(data, pos, salt)
-            if end is None:
-                later = _next_valid_record(data, raw, pos + 1, salt)
-                if later is not None:
-                    raise StorageError(
-                        f"{self._log_path}: corrupt record at byte {pos} followed by a valid record at byte"
-                        f" {later}: synced data is damaged; refusing to start and lose it"
-                    )
-                logger.warning(
-                    "%s: torn tail after %d records: cutting %d bytes at byte %d (a sync that never returned)",
-                    self._log_path,
-                    records,
-                    len(raw) - pos,
-                    pos,
-                )
-                self._cut(pos)
-                break
+        pos = start
+        for end in scan.ends:
             try:
                 ops = msgpack.unpackb(data[pos + _RECORD.size : end], use_list=False)
                 for op in ops:
@@ -577,13 +771,26 @@ class DiskStorage:
                 raise StorageError(f"{self._log_path}: record at byte {pos} does not apply: {exc}") from exc
             except (ValueError, TypeError, msgpack.UnpackException) as exc:
                 raise StorageError(f"{self._log_path}: record at byte {pos} is unreadable: {exc!r}") from exc
-            records += 1
             pos = end
+        problem = _damage(raw, scan, mark, start)
+        if problem is not None:
+            readable = img.last_index() if img is not None else None
+            raise _damaged(self._log_path, problem, scan, mark, readable, "last index", self.directory)
+        if scan.stop < len(raw):
+            logger.warning(
+                "%s: torn tail after %d records: cutting %d bytes at byte %d (a sync that never returned)",
+                self._log_path,
+                len(scan.ends),
+                len(raw) - scan.stop,
+                scan.stop,
+            )
+            self._cut(scan.stop)
         if img is None:
             raise StorageError(f"{self._log_path}: no valid first record")
         img.snap = self._read_snapshot(self._snap_seq, img.snap.meta)
-        self._salt, self._size = salt, pos
-        self._fd = os.open(self._log_path, os.O_WRONLY | os.O_APPEND)
+        self._salt, self._size, self._records = salt, scan.stop, len(scan.ends)
+        self._fd = os.open(self._log_path, os.O_WRONLY)  # (not O_APPEND: the sync marks are written in place)
+        os.lseek(self._fd, self._size, os.SEEK_SET)
         self._rewrite_at = max(self._rewrite_bytes, 2 * self._size)
         return img
 

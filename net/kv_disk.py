@@ -1,14 +1,18 @@
 """The KV store's data on disk: an append-only, CRC-checked log of :class:`~clusterkit.kv.data.KVData`
 entries, with group commit, replay on restart, a torn tail cut, and compaction by rewriting.
 
-The record format is :mod:`.disk`'s (``mark | length | crc32 | payload`` after a 16-byte header of
-magic and salt; the CRC covers the salt, the length and the payload), with its own magic so a Raft
-log can never be opened as a KV log. A record's payload is a msgpack list of log entries: one
-:meth:`KVLog.append` is one record and one ``fdatasync`` (the driver calls it once per batch of
-server output, before that batch's answers go out). Recovery follows :mod:`.disk`'s rules: a bad
-record with nothing valid after it is a torn write (that batch's sync never returned, so nothing
-acknowledged is lost) and is cut; a bad record followed by a valid one is corruption of synced data
-and refuses to open (:class:`~clusterkit.raft.errors.StorageError`).
+The file format is :mod:`.disk`'s (a one-page header of magic, salt and two sync-mark slots, then
+records ``mark | length | crc32 | payload``; the CRC covers the salt, the length and the payload),
+with its own magic so a Raft log can never be opened as a KV log. A record's payload is a msgpack
+list of log entries: one :meth:`KVLog.append` is one record and one ``fdatasync`` (the driver calls
+it once per batch of server output, before that batch's answers go out), after which the header's
+sync mark records the file's size, records and entries (written in place, made durable by the next
+sync's ``fdatasync``: no fsync of its own). Recovery follows :mod:`.disk`'s rules: a bad record
+after the sync mark with nothing valid after it is a torn write (that batch's sync never returned,
+so nothing acknowledged is lost) and is cut with a warning; anything bad or missing before the sync
+mark, or a bad record followed by a valid one, is damage of synced data and refuses to open
+(:class:`~.disk.StorageDamaged`). A version-1 file (no sync marks) is read by the old rule and
+rewritten in version 2.
 
 Compaction: once the file is larger than ``rewrite_bytes`` and ``dead_ratio`` times what it was
 after it was last opened or rewritten (the live data then, a measured baseline rather than a
@@ -34,13 +38,27 @@ import msgpack
 from clusterkit.kv.data import LogEntry
 from clusterkit.raft.errors import StorageError
 
-from .disk import _datasync, _frame, _next_valid_record, _record_at, _replace_with, _write_all
+from .disk import (
+    _HEADER_BYTES,
+    SyncMark,
+    _damage,
+    _damaged,
+    _datasync,
+    _frame,
+    _header,
+    _open_header,
+    _replace_with,
+    _scan,
+    _write_all,
+    _write_mark,
+)
 
 log = logging.getLogger("clusterkit.net.kv_disk")
 
-MAGIC = b"CKKVL\x00\x00\x01"
+MAGIC_V1 = b"CKKVL\x00\x00\x01"  # 16-byte header, no sync marks: read, then rewritten as version 2
+MAGIC = b"CKKVL\x00\x00\x02"
 SALT_BYTES = 8
-HEADER_BYTES = len(MAGIC) + SALT_BYTES
+HEADER_BYTES = _HEADER_BYTES
 _RECORD_HEADER = 12
 REWRITE_RECORD_ENTRIES = 4096  # a rewritten log holds the live data in records of this many entries
 _array_header = msgpack.Packer().pack_array_header
@@ -55,6 +73,7 @@ class KVLog:
         self.size = 0
         self._baseline = 0  # the size after the last load or rewrite: the live data then
         self.records = 0
+        self.entries = 0  # entries in the file's records (the sync mark's count)
         self.syncs = 0
         self.rewrites = 0
         self.torn_bytes = 0
@@ -85,28 +104,11 @@ class KVLog:
             return []
         raw = self.path.read_bytes()
         data = memoryview(raw)
-        if len(raw) < HEADER_BYTES or raw[: len(MAGIC)] != MAGIC:
-            raise StorageError(f"{self.path}: not a clusterkit KV log (bad header)")
-        salt = raw[len(MAGIC) : HEADER_BYTES]
+        start, salt, mark = _open_header(self.path, raw, MAGIC, MAGIC_V1, "KV log", self.directory.parent)
+        scan = _scan(raw, start, salt)
         entries: list[LogEntry] = []
-        pos, records = HEADER_BYTES, 0
-        while pos < len(raw):
-            end = _record_at(data, pos, salt)
-            if end is None:
-                later = _next_valid_record(data, raw, pos + 1, salt)
-                if later is not None:
-                    raise StorageError(f"{self.path}: corrupt record at byte {pos} followed by a valid record at"
-                                       f" byte {later}: synced data is damaged; refusing to start and lose it")
-                log.warning("%s: torn tail after %d records: cutting %d bytes at byte %d", self.path, records,
-                            len(raw) - pos, pos)
-                self.torn_bytes = len(raw) - pos
-                fd = os.open(self.path, os.O_WRONLY)
-                try:
-                    os.ftruncate(fd, pos)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                break
+        pos = start
+        for end in scan.ends:
             try:
                 batch = msgpack.unpackb(data[pos + _RECORD_HEADER : end], raw=False, use_list=True)
             except (ValueError, TypeError, msgpack.UnpackException) as exc:
@@ -114,11 +116,29 @@ class KVLog:
             if not isinstance(batch, list) or not all(_valid(e) for e in batch):
                 raise StorageError(f"{self.path}: record at byte {pos} holds something that is not a KV log entry")
             entries.extend(batch)
-            records += 1
             pos = end
-        self._salt, self.size, self.records = salt, pos, records
-        self._baseline = pos
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        problem = _damage(raw, scan, mark, start)
+        if problem is not None:
+            # (the node's data directory is this one's parent: moving it away makes a fresh member)
+            raise _damaged(self.path, problem, scan, mark, len(entries), "entries", self.directory.parent)
+        if scan.stop < len(raw):
+            log.warning("%s: torn tail after %d records: cutting %d bytes at byte %d (a sync that never returned)",
+                        self.path, len(scan.ends), len(raw) - scan.stop, scan.stop)
+            self.torn_bytes = len(raw) - scan.stop
+            fd = os.open(self.path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, scan.stop)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if mark is None:
+            log.info("%s: rewriting the KV log in format 2 (with sync marks)", self.path)
+            self._write_new(entries)
+            return entries
+        self._salt, self.size, self.records, self.entries = salt, scan.stop, len(scan.ends), len(entries)
+        self._baseline = self.size
+        self._fd = os.open(self.path, os.O_WRONLY)  # (not O_APPEND: the sync marks are written in place)
+        os.lseek(self._fd, self.size, os.SEEK_SET)
         return entries
 
     # ------------------------------------------------------------ write
@@ -141,10 +161,13 @@ class KVLog:
         _datasync(self._fd)
         self.size += len(blob)
         self.records += 1
+        self.entries += _array_len(blob, _RECORD_HEADER)
         self.syncs += 1
+        _write_mark(self._fd, SyncMark(self.size, self.records, self.entries), self._salt)
 
     def wants_rewrite(self) -> bool:
-        return self.size >= max(self.rewrite_bytes, self.dead_ratio * self._baseline)
+        data, baseline = self.size - HEADER_BYTES, self._baseline - HEADER_BYTES  # (records only)
+        return data >= max(self.rewrite_bytes, self.dead_ratio * baseline)
 
     def rewrite(self, entries: Iterable[LogEntry | tuple[Any, ...]]) -> int:
         """Replace the log with one holding exactly ``entries`` (the live data; any iterable, packed
@@ -155,7 +178,7 @@ class KVLog:
 
     def _write_new(self, entries: Iterable[LogEntry | tuple[Any, ...]]) -> int:
         salt = os.urandom(SALT_BYTES)  # a new salt: the old file's records can never pass for this one's
-        parts, chunk, records, n = [MAGIC + salt], [], 0, 0
+        parts, chunk, records, n = [b""], [], 0, 0  # (the header goes first, once the sizes are known)
         pack = msgpack.Packer(use_bin_type=True).pack
         for entry in entries:
             chunk.append(pack(entry))
@@ -165,12 +188,14 @@ class KVLog:
         if chunk:
             parts.append(_frame(_array_header(len(chunk)) + b"".join(chunk), salt))
             records, n = records + 1, n + len(chunk)
+        size = HEADER_BYTES + sum(map(len, parts))
+        parts[0] = _header(MAGIC, salt, SyncMark(size, records, n))
         blob = b"".join(parts)
-        os.close(_replace_with(self.path, blob))
+        fd = _replace_with(self.path, blob)  # (positioned at its end, where the next record goes)
         if self._fd is not None:
             os.close(self._fd)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        self._salt, self.size, self.records = salt, len(blob), records
+        self._fd = fd
+        self._salt, self.size, self.records, self.entries = salt, size, records, n
         self._baseline = self.size
         return n
 
@@ -184,6 +209,18 @@ class KVLog:
 
     def stats(self) -> dict[str, Any]:
         return {"log_bytes": self.size, "log_records": self.records, "syncs": self.syncs, "rewrites": self.rewrites}
+
+
+def _array_len(blob: bytes, at: int) -> int:
+    """The length of the msgpack array starting at ``blob[at]`` (a record's payload: its entries)."""
+    first = blob[at]
+    if first & 0xF0 == 0x90:
+        return first & 0x0F
+    if first == 0xDC:
+        return int.from_bytes(blob[at + 1 : at + 3], "big")
+    if first == 0xDD:
+        return int.from_bytes(blob[at + 1 : at + 5], "big")
+    raise ValueError(f"a KV log record's payload is not an array (first byte {first:#x})")
 
 
 def _valid(entry: Any) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from clusterkit.kv.data import KVData
 from clusterkit.kv.records import Record, Version
 from clusterkit.net.kv_client import BlockingKVClient, KVBadRequest, KVClient
-from clusterkit.net.kv_disk import KVLog
+from clusterkit.net.kv_disk import HEADER_BYTES, KVLog
 from clusterkit.net.local import LocalCluster, http_json
 from clusterkit.raft.errors import StorageError
 
@@ -37,7 +37,7 @@ def test_log_replays_cuts_a_torn_tail_and_refuses_corruption(tmp_path: Path) -> 
     log.append([_put(3, "c", 1)])
     log.close()
     raw = bytearray((tmp_path / "log").read_bytes())
-    raw[30] ^= 0xFF  # inside the first record, with valid ones after it
+    raw[HEADER_BYTES + 14] ^= 0xFF  # inside the first record, with valid ones after it
     (tmp_path / "log").write_bytes(bytes(raw))
     with pytest.raises(StorageError, match="corrupt"):
         KVLog(tmp_path).load()
@@ -52,7 +52,7 @@ def test_log_rewrite_keeps_only_live_data(tmp_path: Path) -> None:
         log.append(data.take_unsynced())
     assert log.wants_rewrite()
     log.rewrite(data.compacted())
-    assert log.size < 200
+    assert log.size - HEADER_BYTES < 200
     log.rewrite_bytes = 0
     assert not log.wants_rewrite()  # the rewritten log is the new baseline
     for n in range(200, 210):

@@ -13,6 +13,10 @@ EXIT_USAGE = 2
 EXIT_UNKNOWN = 2
 # An input file that can't be read or parsed, holds nothing to check, or doesn't fit the command.
 EXIT_BAD_INPUT = 3
+# `clusterkit node`: its data directory lost data it had synced (a log cut short or corrupted before
+# its last sync mark, a snapshot file gone): it refuses to start on it. sysexits' EX_DATAERR. Move the
+# data directory away and restart with the same node id and JOIN_ADDR: it rejoins as a fresh member.
+EXIT_STORAGE_DAMAGED = 65
 # `clusterkit node`: the cluster refused this node for good (its join got 409: the id is taken or the
 # config differs; 403: the peer handshake failed; 401: no credential), or its own log says it was
 # removed (POST /leave). Asking again can't help: change the config, or wipe the data dir and rejoin.
@@ -30,6 +34,8 @@ exit codes:
   {EXIT_FAILED}    check failed: a history is not linearizable; the demo's nodes disagree or broke an invariant
   {EXIT_USAGE}    bad command line (usage error); check linearizability: unknown, budget ran out
   {EXIT_BAD_INPUT}    bad input file: unreadable, malformed, nothing in it to check
+  {EXIT_STORAGE_DAMAGED}   node: its data directory lost synced data; move it away and restart with the same
+       node id and JOIN_ADDR to rejoin as a fresh member
   {EXIT_REFUSED}   node: refused by the cluster (join answered 401/403/409) or removed from it: fix the
        config, or wipe the data directory and join again
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)

@@ -158,14 +158,20 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
     config = NodeConfig(tick=args.tick, fail_after=args.fail_after, secret=secret, server_ssl=server_ssl,
                         client_ssl=client_ssl, leave_on_stop=args.leave_on_stop, auto_confirm=kv is None)
     from clusterkit.net.join import NotAMember
+    from clusterkit.net.disk import StorageDamaged
     from clusterkit.raft.errors import StorageError
+
+    from .codes import EXIT_STORAGE_DAMAGED
 
     try:
         # (this process is the node's own: it may tune the garbage collector for its data)
         asyncio.run(serve(options, config, http_ssl=http_ssl, kv=kv, gc_policy=LongLivedGC()))
     except NotAMember as exc:  # its join refused for good, or it was removed: asking again can't help
         return error(PROG, str(exc), EXIT_REFUSED)
-    except (OSError, StorageError) as exc:  # the port is taken, the data dir is locked or damaged...
+    except StorageDamaged as exc:  # it lost synced data: never start on it (README, "Damaged storage")
+        logging.getLogger("clusterkit.net").critical("%s", exc)  # one line: file, offset, what is lost, the way back
+        return EXIT_STORAGE_DAMAGED
+    except (OSError, StorageError) as exc:  # the port is taken, the data dir is locked or unreadable...
         return error(PROG, str(exc), EXIT_BAD_INPUT)
     return EXIT_OK
 
