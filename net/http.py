@@ -24,6 +24,7 @@ from clusterkit.cluster_state import FAILED, ClusterConfig, CommandError, NodeIn
 from clusterkit.host.registers import put_command
 from clusterkit.raft.errors import NotLeader, RaftError
 
+from .auth import ApiAuth, auth_of, middleware
 from .http_body import BadBody, parse_json, size_guard
 from .join import forward, http_base
 from .kv_service import KV_ADDR_KEY
@@ -48,8 +49,9 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 class Api:
-    def __init__(self, node: NetNode) -> None:
+    def __init__(self, node: NetNode, auth: ApiAuth | None = None) -> None:
         self.node = node
+        self.auth = auth if auth is not None else auth_of(node)
         self.metrics = NodeMetrics(node)
 
     # ------------------------------------------------------------ cluster views
@@ -235,7 +237,9 @@ class Api:
         tls = self.node.config.client_ssl
         base = http_base(info.api_addr, tls=tls is not None or request.secure)  # a TLS cluster serves https
         try:
-            status, answer = await forward(base, path, doc, self.node.config.request_timeout, method, tls)
+            # (with this node's own token: every node of a cluster is given the same one)
+            status, answer = await forward(base, path, doc, self.node.config.request_timeout, method, tls,
+                                           headers=self.auth.headers())
         except (OSError, asyncio.TimeoutError, ValueError) as exc:
             return _error(503, f"the leader {info.id} did not answer: {exc or type(exc).__name__}")
         return _json(answer, status=status)
@@ -359,9 +363,15 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error(500, "internal error (logged on the node)")
 
 
-def make_app(node: NetNode) -> web.Application:
-    api = Api(node)
-    app = web.Application(middlewares=[_errors, size_guard], client_max_size=MAX_BODY)
+def make_app(node: NetNode, auth: ApiAuth | None = None) -> web.Application:
+    """``auth``: who may use the data and membership routes (default: the node's, see net/auth.py)."""
+    api = Api(node, auth)
+
+    def join_proved_by_peer() -> bool:  # the leader's peer handshake with the joiner is its credential
+        return node.transport is not None and node.transport.authenticates
+
+    guard = middleware(api.auth, join_proved_by_peer)
+    app = web.Application(middlewares=[_errors, guard, size_guard], client_max_size=MAX_BODY)
     app[API_KEY] = api
     r = app.router
     r.add_get("/cluster", api.cluster)  # add_get answers HEAD too (allow_head)

@@ -162,8 +162,12 @@ class _Conn:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, ssl=tls, server_hostname=host if tls is not None else None), 3.0)
             self.writer = writer
-            writer.write(frame([CLIENT_HELLO, CLIENT_VERSION, self.client.cluster_name]))
+            token = self.client.token
+            hello = [CLIENT_HELLO, CLIENT_VERSION, self.client.cluster_name]
+            writer.write(frame(hello if token is None else [*hello, token]))
             body = await asyncio.wait_for(self._read(reader), 5.0)
+            if body[0] == CLIENT_HELLO and len(body) > 3 and str(body[3]).startswith("refused"):
+                self.client._refused(self.node_id, str(body[3]))  # (a wrong token: say so, not just time out)
             if body[0] != CLIENT_HELLO or len(body) < 3 or body[2] != self.node_id:
                 raise ConnectionError(f"{self.addr} is not {self.node_id}'s KV port: {body[:4]!r}")
             self._flush()
@@ -237,9 +241,12 @@ class KVClient:
         poll: float = 1.0,
         retry: float = 0.25,
         ssl: ssl_module.SSLContext | None = None,
+        token: str | None = None,
     ) -> None:
         """``ssl``: the nodes run TLS (``--tls-cert``): ``/cluster`` over https and the KV ports
-        over TLS, both checked with this context (``ssl.create_default_context(cafile=CA)``)."""
+        over TLS, both checked with this context (``ssl.create_default_context(cafile=CA)``).
+        ``token``: the API token of the nodes' ``--api-token-file``, presented in every KV
+        connection's hello (needed when the nodes have a token, a cluster secret or TLS)."""
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if not seeds:
@@ -253,6 +260,7 @@ class KVClient:
         self.poll = poll
         self.retry = retry
         self.ssl = ssl
+        self.token = token
         self.id = f"c{os.urandom(4).hex()}"  # write versions are (counter, this id + serial): unique
         self.topo = Topology()
         self.quorums: Quorums | None = None
@@ -283,6 +291,7 @@ class KVClient:
         # while it waits, for the cyclic collector to go through.
         self._sleepers: dict[asyncio.Future[Any], float] = {}  # -> when
         self._sweeper: asyncio.Task[None] | None = None
+        self._refusal = ""  # the last refusal of our hello logged (once, not at every reconnection)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, wait: float = 10.0) -> None:
@@ -422,6 +431,11 @@ class KVClient:
             for fut, when in list(self._sleepers.items()):
                 if when <= now and not fut.done():
                     fut.set_result(_TIMED_OUT)
+
+    def _refused(self, node_id: str, why: str) -> None:
+        if why != self._refusal:
+            self._refusal = why
+            log.warning("the KV port of %s %s", node_id, why)
 
     def _on_conn_lost(self, conn: _Conn) -> None:
         if self._conns.get(conn.node_id) is conn:

@@ -51,6 +51,7 @@ from clusterkit.kv.messages import (
 from clusterkit.kv.server import KVServer, ServerConfig
 from clusterkit.raft.errors import RaftError
 
+from .auth import auth_of
 from .frames import (
     ACCEPT,
     DIAL,
@@ -510,10 +511,28 @@ class KVService:
                                 f"{self.node.options.cluster_name!r}, protocol {CLIENT_VERSION}"]))
             await writer.drain()
             raise FrameError(f"client hello for {body[1:3]!r}", "handshake")
+        problem = self._client_credential_problem(body, writer)
+        if problem is not None:
+            writer.write(frame([CLIENT_HELLO, CLIENT_VERSION, "", f"refused: {problem}"]))
+            await writer.drain()
+            raise FrameError(f"client hello refused: {problem}", "auth")
         writer.write(frame([CLIENT_HELLO, CLIENT_VERSION, self.node.id]))
         await writer.drain()
         self._clients[name] = writer
         await self._read_messages(name, reader)
+
+    def _client_credential_problem(self, body: list[Any], writer: asyncio.StreamWriter) -> str | None:
+        """A client reads and writes data, so it needs the API's credential (net/auth.py): the
+        token as the hello's fourth field, or a certificate the KV port's TLS verified."""
+        auth = auth_of(self.node)
+        if not auth.required:
+            return None
+        if len(body) > 3 and auth.token_ok(body[3]):
+            return None
+        tls = self.options.ssl
+        if tls is not None and tls.verify_mode != ssl.CERT_NONE and writer.get_extra_info("peercert"):
+            return None
+        return "the credential is not valid" if len(body) > 3 else "a credential is required (an API token)"
 
     async def _read_messages(self, src: str, reader: asyncio.StreamReader) -> None:
         frames = FrameReader(reader, KV_MAX_FRAME)

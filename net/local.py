@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,6 +29,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+PORTS_PER_NODE = 3  # HTTP, Raft, KV: consecutive from LocalCluster.base_port
+SECRET_FILE = "cluster-secret"
+API_TOKEN_FILE = "api-token"
+
+
+def _credential(path: Path) -> str:
+    """The random credential in ``path``, made (owner-only) if it isn't there yet."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")  # 256 bits, printable: fits a header as it is
+    return path.read_text().strip()
 
 
 @dataclass
@@ -53,10 +68,15 @@ class LocalNode:
         return self.process is not None and self.process.poll() is None
 
 
-def http_json(url: str, method: str = "GET", body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
-    """One HTTP request; (status, decoded JSON or None). Connection errors are status 0."""
+def http_json(url: str, method: str = "GET", body: Any = None, timeout: float = 5.0,
+              token: str | None = None) -> tuple[int, Any]:
+    """One HTTP request; (status, decoded JSON or None). Connection errors are status 0.
+    ``token``: the nodes' API token, sent as ``Authorization: Bearer``."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()
@@ -81,17 +101,31 @@ class LocalCluster:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     kv: bool = False  # each node serves the KV store on its own reserved port (KV_ADDR)
+    # A cluster secret and an API token, made in ``root`` (or kept from an earlier run there) and
+    # given to every node: what `cluster up` and the demo run (see docs/security.md).
+    secure: bool = False
+    # Node i (from 1) listens on base_port + 3(i-1) (HTTP), + 1 (Raft) and + 2 (KV); None: free ports.
+    base_port: int | None = None
     nodes: dict[str, LocalNode] = field(default_factory=dict)
+    token: str | None = None  # the API token when secure: pass it to http_json and the SDK
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.secure:
+            self.token = _credential(self.root / API_TOKEN_FILE)
+            _credential(self.root / SECRET_FILE)
+            self.env = {"CLUSTER_SECRET_FILE": str(self.root / SECRET_FILE),
+                        "API_TOKEN_FILE": str(self.root / API_TOKEN_FILE), **self.env}
         for i in range(1, self.size + 1):
             self._new_node(f"node-{i}")
 
     def _new_node(self, node_id: str) -> LocalNode:
-        node = LocalNode(
-            node_id, free_port(), free_port(), self.root / node_id / "data", self.root / f"{node_id}.log", free_port()
-        )
+        if self.base_port is not None:
+            first = self.base_port + PORTS_PER_NODE * len(self.nodes)
+            http, raft, kv = first, first + 1, first + 2
+        else:
+            http, raft, kv = free_port(), free_port(), free_port()
+        node = LocalNode(node_id, http, raft, self.root / node_id / "data", self.root / f"{node_id}.log", kv)
         self.nodes[node_id] = node
         return node
 
@@ -175,7 +209,7 @@ class LocalCluster:
 
     # ------------------------------------------------------------ views
     def get(self, node_id: str, path: str, timeout: float = 5.0) -> tuple[int, Any]:
-        return http_json(self.nodes[node_id].url + path, timeout=timeout)
+        return http_json(self.nodes[node_id].url + path, timeout=timeout, token=self.token)
 
     def leader(self) -> str | None:
         """The leader every live node that answers agrees on (None when they disagree or none is known)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from clusterkit.facade import Options
 
+from .auth import ApiAuth
 from .gc_policy import LongLivedGC
 from .join import NodeRemoved, NotAMember, on_join_refused
 from .kv_service import KVOptions
@@ -50,17 +51,21 @@ class TlsFiles:
         return context
 
     def http_context(self) -> ssl.SSLContext:
-        """For the HTTP API: the same certificate, and no client certificate asked for. Its clients
-        (curl, browsers, scripts, a joining node's HTTP client) present none; the peer port's mutual
-        TLS context would refuse them all, /join included, so no node could ever join."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        """For the HTTP API: the same certificate; a client certificate asked for but not required.
+        Its clients (curl, browsers, scripts) may present none (the peer port's mutual TLS context
+        would refuse them all, /join included, so no node could ever join); with a CA, one that is
+        presented is verified, and is then a credential for the data routes (net/auth.py): nodes
+        forwarding to the leader present theirs."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.ca)
         context.load_cert_chain(self.cert, self.key)
+        if self.ca:
+            context.verify_mode = ssl.CERT_OPTIONAL
         return context
 
 
 async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None = None,
                 http_ssl: ssl.SSLContext | None = None, kv: KVOptions | None = None,
-                gc_policy: LongLivedGC | None = None) -> None:
+                gc_policy: LongLivedGC | None = None, auth: ApiAuth | None = None) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``), then shut down cleanly. ``gc_policy``: the process
     is this node's own (``clusterkit node``): keep the garbage collector off its long-lived data."""
     stop = stop or asyncio.Event()
@@ -75,7 +80,7 @@ async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None
         gc_policy.install()
         collector = loop.create_task(gc_policy.run())
     try:
-        service = NodeService(options, config, http_ssl=http_ssl, kv=kv)
+        service = NodeService(options, config, http_ssl=http_ssl, kv=kv, auth=auth)
         await service.start()
         node = service.node
         # A final refusal of our join (or our own removal, replayed from the log) stops the node:

@@ -146,7 +146,8 @@ def test_sigterm_stops_a_restarted_cluster_which_kept_its_data(tmp_path: Path) -
     try:
         first.wait_for("ready:")
         addr = first.http_addrs()["node-2"]
-        status, _ = http_json(f"http://{addr}/registers/k", "PUT", {"value": "kept"}, timeout=10.0)
+        token = (root / "api-token").read_text().strip()  # cluster up's: kept in --dir for the next run
+        status, _ = http_json(f"http://{addr}/registers/k", "PUT", {"value": "kept"}, timeout=10.0, token=token)
         assert status == 200
         assert _stopped(first, signal.SIGTERM) == 0
     finally:
@@ -158,7 +159,7 @@ def test_sigterm_stops_a_restarted_cluster_which_kept_its_data(tmp_path: Path) -
         second.wait_for("ready:")
         assert second.http_addrs() == first.http_addrs()
         addr = second.http_addrs()["node-1"]
-        status, doc = http_json(f"http://{addr}/registers/k", timeout=10.0)
+        status, doc = http_json(f"http://{addr}/registers/k", timeout=10.0, token=token)
         assert status == 200 and doc["value"] == "kept"
         pids = second.pids()
         assert _stopped(second, signal.SIGTERM) == 0

@@ -35,19 +35,23 @@ from clusterkit.net.local import LocalCluster, free_port, http_json
 from .test_net_bad_input import WAIT, closed_by_peer, hello, pack, recv_frame, stats_errors
 
 SECRET = b"correct horse battery staple, 32b"
+TOKEN = "an-api-token-for-the-secret-cluster"  # with a secret, the data routes need a credential
 CLUSTER = "clusterkit-cluster"
 
 
-def _put(url: str, key: str, value: str, context: ssl.SSLContext | None = None) -> tuple[int, Any]:
-    return request(url + f"/registers/{key}", "PUT", {"value": value}, context)
+def _put(url: str, key: str, value: str, context: ssl.SSLContext | None = None,
+         token: str | None = None) -> tuple[int, Any]:
+    return request(url + f"/registers/{key}", "PUT", {"value": value}, context, token)
 
 
-def request(url: str, method: str = "GET", body: Any = None, context: ssl.SSLContext | None = None) -> tuple[int, Any]:
+def request(url: str, method: str = "GET", body: Any = None, context: ssl.SSLContext | None = None,
+            token: str | None = None) -> tuple[int, Any]:
     """http_json, with an SSL context for https."""
     if context is None:
-        return http_json(url, method, body, timeout=WAIT)
+        return http_json(url, method, body, timeout=WAIT, token=token)
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=WAIT, context=context) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -61,7 +65,10 @@ def secret_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
     root = tmp_path_factory.mktemp("secret")
     secret = root / "secret"
     secret.write_bytes(SECRET + b"\n")
-    with LocalCluster(root / "cluster", size=3, extra_args=["--cluster-secret-file", str(secret)]) as c:
+    (root / "token").write_text(TOKEN + "\n")
+    with LocalCluster(root / "cluster", size=3, extra_args=["--cluster-secret-file", str(secret),
+                                                           "--api-token-file", str(root / "token")]) as c:
+        c.token = TOKEN
         c.start_all()
         yield c
 
@@ -71,9 +78,9 @@ def test_nodes_sharing_the_secret_form_a_cluster_and_commit(secret_cluster: Loca
     lead = c.leader()
     assert lead == "node-1" and c.active_members() == set(c.nodes)
     # A write through a follower (forwarded to the leader) commits and every node reads it.
-    assert _put(c.nodes["node-3"].url, "secret-k", "v1")[0] == 200
+    assert _put(c.nodes["node-3"].url, "secret-k", "v1", token=TOKEN)[0] == 200
     for nid in c.nodes:
-        assert http_json(c.nodes[nid].url + "/registers/secret-k", timeout=WAIT)[1]["value"] == "v1"
+        assert http_json(c.nodes[nid].url + "/registers/secret-k", timeout=WAIT, token=TOKEN)[1]["value"] == "v1"
     peers = c.get(lead, "/consensus/stats")[1]["peers"]
     assert all(peers[p]["messages_received"] > 0 for p in ("node-2", "node-3"))
 
@@ -93,8 +100,8 @@ def _counted_handshake(c: LocalCluster, nid: str, before: dict[str, int]) -> Non
 def _still_commits(c: LocalCluster, value: str) -> None:
     lead = c.leader()
     assert lead is not None
-    assert _put(c.nodes[lead].url, "after", value)[0] == 200
-    assert http_json(c.nodes["node-2"].url + "/registers/after", timeout=WAIT)[1]["value"] == value
+    assert _put(c.nodes[lead].url, "after", value, token=TOKEN)[0] == 200
+    assert http_json(c.nodes["node-2"].url + "/registers/after", timeout=WAIT, token=TOKEN)[1]["value"] == value
 
 
 @pytest.mark.parametrize("proof", ["random-proof", "short-proof", "no-proof", "raft-before-hello"])
@@ -238,7 +245,8 @@ def test_the_cli_refuses_a_short_or_missing_secret_file_in_one_line(tmp_path: Pa
 # ================================================================== TLS
 def tls_files(root: Path) -> tuple[list[str], ssl.SSLContext]:
     """A throwaway CA and a certificate for 127.0.0.1 under ``root`` (ca.pem, cert.pem, key.pem):
-    the nodes' TLS flags, and a client context that trusts the CA."""
+    the nodes' TLS flags, and a client context that trusts the CA and presents the CA-signed
+    certificate (under TLS with a CA, that is a credential for the API's data routes)."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     ca.cert_pem.write_to_path(str(root / "ca.pem"))
@@ -247,7 +255,9 @@ def tls_files(root: Path) -> tuple[list[str], ssl.SSLContext]:
     for blob in cert.cert_chain_pems[1:]:
         blob.write_to_path(str(root / "cert.pem"), append=True)
     flags = ["--tls-cert", str(root / "cert.pem"), "--tls-key", str(root / "key.pem"), "--tls-ca", str(root / "ca.pem")]
-    return flags, ssl.create_default_context(cafile=str(root / "ca.pem"))
+    client = ssl.create_default_context(cafile=str(root / "ca.pem"))
+    client.load_cert_chain(str(root / "cert.pem"), str(root / "key.pem"))
+    return flags, client
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,8 @@ ENV = {
     "partition_count": "PARTITION_COUNT",
     "replication_factor": "REPLICATION_FACTOR",
     "cluster_secret_file": "CLUSTER_SECRET_FILE",
+    "api_token_file": "API_TOKEN_FILE",
+    "allow_remote_peers": "ALLOW_REMOTE_PEERS",
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -96,6 +98,13 @@ def add_parser(sub: Any) -> None:
                    help="[REPLICATION_FACTOR] (default 3)")
     p.add_argument("--cluster-secret-file", default=env.get("CLUSTER_SECRET_FILE"),
                    help="a file holding the cluster secret: peers must prove they know it [CLUSTER_SECRET_FILE]")
+    p.add_argument("--api-token-file", default=env.get("API_TOKEN_FILE"),
+                   help="a file holding the HTTP API's bearer token (16+ printable ASCII characters): the data"
+                        " and membership routes need it; give every node the same file [API_TOKEN_FILE]")
+    p.add_argument("--allow-remote-peers", type=_bool, nargs="?", const=True,
+                   default=env.get("ALLOW_REMOTE_PEERS") or False,
+                   help="without a cluster secret, take Raft and KV peer connections from other hosts too"
+                        " (default: loopback only) [ALLOW_REMOTE_PEERS]")
     p.add_argument("--tls-cert", help="PEM certificate: TLS on peer and HTTP connections")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("--tls-ca", help="CA bundle: verify peers (mutual TLS)")
@@ -129,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
     from clusterkit.net.gc_policy import LongLivedGC
     from clusterkit.net.node import NodeConfig
+    from clusterkit.net.auth import ApiAuth, read_token
     from clusterkit.net.runner import TlsFiles, read_secret, serve
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -144,6 +154,7 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
             replication_factor=int(args.replication_factor),
         ).resolved()
         secret = read_secret(args.cluster_secret_file) if args.cluster_secret_file else None
+        token = read_token(args.api_token_file) if args.api_token_file else None
         server_ssl = client_ssl = http_ssl = None
         kv = _kv_options(args, options)
         if args.tls_cert:
@@ -156,7 +167,10 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
         return error(PROG, str(exc), EXIT_BAD_INPUT if isinstance(exc, OSError) else EXIT_USAGE)
     # With the KV store a node confirms each copy once its data is pulled, never at once.
     config = NodeConfig(tick=args.tick, fail_after=args.fail_after, secret=secret, server_ssl=server_ssl,
-                        client_ssl=client_ssl, leave_on_stop=args.leave_on_stop, auto_confirm=kv is None)
+                        client_ssl=client_ssl, leave_on_stop=args.leave_on_stop, auto_confirm=kv is None,
+                        **_peer_policy(NodeConfig, args))
+    auth = ApiAuth.configure(token, secret=secret is not None, tls=http_ssl is not None,
+                             client_certs=bool(args.tls_cert and args.tls_ca))
     from clusterkit.net.join import NotAMember
     from clusterkit.net.disk import StorageDamaged
     from clusterkit.raft.errors import StorageError
@@ -165,7 +179,7 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
 
     try:
         # (this process is the node's own: it may tune the garbage collector for its data)
-        asyncio.run(serve(options, config, http_ssl=http_ssl, kv=kv, gc_policy=LongLivedGC()))
+        asyncio.run(serve(options, config, http_ssl=http_ssl, kv=kv, gc_policy=LongLivedGC(), auth=auth))
     except NotAMember as exc:  # its join refused for good, or it was removed: asking again can't help
         return error(PROG, str(exc), EXIT_REFUSED)
     except StorageDamaged as exc:  # it lost synced data: never start on it (README, "Damaged storage")
@@ -174,6 +188,14 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
     except (OSError, StorageError) as exc:  # the port is taken, the data dir is locked or unreadable...
         return error(PROG, str(exc), EXIT_BAD_INPUT)
     return EXIT_OK
+
+
+def _peer_policy(node_config: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``allow_remote_peers`` for NodeConfig, once NodeConfig has the field (the transport's
+    loopback-only default for peers without a cluster secret)."""
+    if "allow_remote_peers" in {f.name for f in dataclasses.fields(node_config)}:
+        return {"allow_remote_peers": bool(args.allow_remote_peers)}
+    return {}
 
 
 def _kv_options(args: argparse.Namespace, options: Any) -> Any:
