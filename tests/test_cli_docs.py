@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterkit.cli import codes, demo, partitions
+from clusterkit.cli import codes, demo, partitions, ports
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -27,6 +27,7 @@ def test_every_exit_code_has_a_row_in_the_readme_and_in_help(name: str) -> None:
         ("MIN_NODES", demo.MIN_NODES),
         ("MAX_NODES", demo.MAX_NODES),
         ("MAX_STEPS", demo.MAX_STEPS),
+        ("MIN_BASE_PORT", ports.MIN_BASE_PORT),
     ],
 )
 def test_every_bound_is_in_the_readme(name: str, value: int) -> None:

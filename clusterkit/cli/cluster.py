@@ -1,9 +1,12 @@
 """``clusterkit cluster up``: a local cluster of real node processes on loopback, in the foreground.
 
 Each node is its own ``python -m clusterkit node`` process (started by
-:class:`clusterkit.net.local.LocalCluster`) on free 127.0.0.1 ports, with its
-data directory and log file under one directory: ``--dir``, or a new temporary
-directory. Node 1 bootstraps, the others join through it. The command prints
+:class:`clusterkit.net.local.LocalCluster`) on free 127.0.0.1 ports (or, with
+``--base-port N``, on N + 3(i-1), +1 and +2 for node i), with its data
+directory and log file under one directory: ``--dir``, or a new temporary
+directory. The directory also holds a cluster secret and an API token
+(``cluster-secret``, ``api-token``), made on the first run and given to every
+node: the data and membership routes need the token. Node 1 bootstraps, the others join through it. The command prints
 every node's HTTP and Raft address, data directory and log file, then one
 line starting with ``ready:`` once a leader is elected and every node is an
 active member, and then waits. Ctrl-C or SIGTERM stops every node (SIGTERM,
@@ -41,6 +44,7 @@ from typing import Any
 
 from .args import bounded_int, positive_seconds, show_help
 from .codes import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, error
+from .ports import MIN_BASE_PORT, base_port, room_problem, taken
 
 PROG = "clusterkit cluster up"
 MIN_NODES = 1
@@ -90,6 +94,9 @@ def add_parser(sub: Any) -> None:
                     help="seconds to wait for the cluster to be ready (default 60)")
     up.add_argument("--stop-timeout", type=positive_seconds, default=10.0,
                     help="seconds nodes get to exit after SIGTERM before SIGKILL (default 10)")
+    up.add_argument("--base-port", type=base_port, default=None, metavar="N",
+                    help=f"node i listens on N+3(i-1) (HTTP), +1 (Raft), +2 (KV); N from {MIN_BASE_PORT}"
+                    " (default: free ports)")
     up.set_defaults(func=run_up)
     p.set_defaults(func=lambda args: show_help(p))
 
@@ -138,18 +145,24 @@ def _settings(args: argparse.Namespace, saved: dict[str, Any] | None) -> tuple[d
 
 # ---------------------------------------------------------------- running
 def run_up(args: argparse.Namespace) -> int:
-    from clusterkit.net.local import LocalCluster
+    from clusterkit.net.local import API_TOKEN_FILE, LocalCluster
 
     root, temporary, saved, code = _plan(args)
     if code != EXIT_OK:
         return code
     settings, problem = _settings(args, saved)
+    if problem is None and args.base_port is not None:
+        problem = _base_port_problem(args.base_port, settings["nodes"], saved)
     if problem is not None:
         return error(PROG, problem, EXIT_USAGE)
+    if args.base_port is not None and saved is None and (port := taken(args.base_port, settings["nodes"])):
+        return error(PROG, f"--base-port {args.base_port}: port {port} is already in use on 127.0.0.1", EXIT_BAD_INPUT)
     try:
         root.mkdir(parents=True, exist_ok=True)
+        # Secure by default: a cluster secret and an API token in the directory, given to every node.
         cluster = LocalCluster(root, size=settings["nodes"], partition_count=settings["partition_count"],
-                               replication_factor=settings["replication_factor"])
+                               replication_factor=settings["replication_factor"], secure=True,
+                               base_port=args.base_port)
     except OSError as exc:
         return error(PROG, f"can't use --dir {root}: {exc}", EXIT_BAD_INPUT)
     if saved is not None:  # the same ports as last time: the nodes' logs hold each other's Raft addresses
@@ -186,6 +199,9 @@ def run_up(args: argparse.Namespace) -> int:
         ready = True  # before the line: a reader may signal us the moment it sees it
         _say(f"ready: {len(cluster.nodes)} node(s) active, leader {leader}, in {time.monotonic() - t0:.1f} s; "
              f"try: curl {first.url}/nodes")
+        token = root / API_TOKEN_FILE
+        _say(f"API token in {token}: curl -H \"Authorization: Bearer $(cat {token})\" "
+             f"-X PUT -d '{{\"value\": \"v1\"}}' {first.url}/registers/greeting")
         _say("Ctrl-C (or SIGTERM) stops every node.")
         reported: set[str] = set()
         while True:
@@ -217,6 +233,13 @@ def run_up(args: argparse.Namespace) -> int:
     else:
         print(f"clusterkit cluster: data and logs kept in {root}", file=sys.stderr, flush=True)
     return code
+
+
+def _base_port_problem(base: int, nodes: int, saved: dict[str, Any] | None) -> str | None:
+    if saved is not None:  # a restart keeps its ports: a base that says otherwise is a mistake
+        first = int(next(iter(saved["nodes"].values()))["http_port"])
+        return None if first == base else f"--base-port {base} disagrees with the ports in --dir ({STATE_FILE})"
+    return room_problem(base, nodes)
 
 
 def _say(line: str) -> None:

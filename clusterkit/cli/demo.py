@@ -24,7 +24,8 @@ from ..check.raft_safety import InvariantViolation, RaftSafetyMonitor
 from ..mem.network import MemNetwork
 from ..raft.ready import RaftConfig
 from .args import bounded_int
-from .codes import EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK, EXIT_USAGE, error
+from .codes import EXIT_BAD_INPUT, EXIT_CODES_HELP, EXIT_FAILED, EXIT_OK, EXIT_USAGE, error
+from .ports import base_port, room_problem, taken
 from .text import plural
 
 # Small enough that the demo's logs are compacted many times over.
@@ -76,6 +77,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--plot", metavar="DIR", default=None,
                       help="KV demo: write the run's timeline here as PNG (roles and commit indexes polled from"
                       " every node, the kill and the join, client latencies), with its data as JSON")
+    demo.add_argument("--base-port", type=base_port, default=None, metavar="N",
+                      help="KV demo: node i listens on N+3(i-1) (HTTP), +1 (Raft), +2 (KV), the added node"
+                      " too (default: free ports)")
     demo.add_argument("--in-memory", action="store_true", help="the in-memory Raft demo instead (no processes)")
     demo.add_argument(
         "--steps",
@@ -92,6 +96,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not (args.in_memory or args.steps is not None or args.seed is not None):
         return run_kv(args)
+    if args.base_port is not None:
+        return error("clusterkit demo", "--base-port is for the KV demo's node processes; the in-memory"
+                     " demo has none", EXIT_USAGE)
     if args.plot is not None:
         return error("clusterkit demo", "--plot draws the real KV demo's timeline; the in-memory demo records no"
                      " timeline (a simulated run's plots: clusterkit sim run SCENARIO --seed N --plot DIR)",
@@ -120,8 +127,17 @@ def run_kv(args: argparse.Namespace) -> int:
         except ImportError as exc:
             return error("clusterkit demo", f"--plot needs the plot extra ({exc.name} is missing): "
                          "pip install 'clusterkit[plot]'", EXIT_USAGE)
+    if args.base_port is not None:
+        problem = room_problem(args.base_port, nodes + 1)  # (+1: the node the demo adds)
+        if problem is not None:
+            return error("clusterkit demo", problem, EXIT_USAGE)
+        port = taken(args.base_port, nodes + 1)
+        if port is not None:
+            return error("clusterkit demo", f"--base-port {args.base_port}: port {port} is already in use"
+                         " on 127.0.0.1", EXIT_BAD_INPUT)
     try:
-        report = run_kv_demo(strategy, nodes, args.keys, keep=args.keep, plot_dir=args.plot)
+        report = run_kv_demo(strategy, nodes, args.keys, keep=args.keep, plot_dir=args.plot,
+                             base_port=args.base_port)
     except (TimeoutError, RuntimeError, OSError) as exc:  # nodes that didn't start, a cluster that didn't settle
         return error("clusterkit demo", str(exc), EXIT_FAILED)
     return EXIT_OK if report.ok else EXIT_FAILED

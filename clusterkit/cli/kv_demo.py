@@ -202,7 +202,7 @@ async def _demo(cluster: Any, report: DemoReport, out: TextIO, say: Callable[[st
     ids = set(cluster.nodes)
     before = await wait_settled(ids, 30.0)
     seeds = [n.http for n in cluster.nodes.values()]
-    async with KVClient(seeds, strategy=strategy, timeout=5.0, poll=0.5) as client:
+    async with KVClient(seeds, strategy=strategy, timeout=5.0, poll=0.5, token=cluster.token) as client:
         # ---- 1. load
         t_start = time.monotonic()
         names = [f"user:{i}" for i in range(keys)]
@@ -341,9 +341,10 @@ def print_table(report: DemoReport, out: TextIO) -> None:
 
 
 def run_kv_demo(strategy: str = "sync", nodes: int = 5, keys: int = 1000, out: TextIO | None = None,
-                keep: bool = False, plot_dir: str | Path | None = None) -> DemoReport:
+                keep: bool = False, plot_dir: str | Path | None = None, base_port: int | None = None) -> DemoReport:
     """The demo; with ``plot_dir``, the run's timeline is drawn there (see the module's docstring),
-    also when the cluster did not recover (not when interrupted)."""
+    also when the cluster did not recover (not when interrupted). ``base_port``: the nodes' ports
+    (clusterkit.cli.ports), else free ones. The nodes share a secret and an API token."""
     from clusterkit.net.local import LocalCluster
 
     out = out if out is not None else sys.stdout
@@ -367,7 +368,8 @@ def run_kv_demo(strategy: str = "sync", nodes: int = 5, keys: int = 1000, out: T
         previous = None
     try:
         args = ["--kv-strategy", strategy, "--log-level", "WARNING"]
-        with LocalCluster(root, size=nodes, partition_count=PARTITIONS, extra_args=args, kv=True) as cluster:
+        with LocalCluster(root, size=nodes, partition_count=PARTITIONS, extra_args=args, kv=True, secure=True,
+                          base_port=base_port) as cluster:
             if plot_dir is not None:
                 live = LivePoller(cluster, every=0.1, timeout=0.5, clock=hist.now)
             with live.running() if live is not None else nullcontext():
