@@ -23,6 +23,7 @@ It moves bytes, time and disk syncs, nothing else (quorums, fences and migration
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import ssl
@@ -101,6 +102,17 @@ class KVOptions:
     # node's own client context. ``http_tls``: the HTTP API the port hands curl requests to is https.
     ssl: ssl.SSLContext | None = None
     http_tls: bool = False
+
+
+def is_loopback(peername: Any) -> bool:
+    """A socket's peer address is this machine's loopback (IPv4, IPv6 or IPv4-mapped)."""
+    try:
+        address = ipaddress.ip_address(peername[0])
+    except (TypeError, ValueError, IndexError):
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def encode_frame(msg: Message) -> bytes:
@@ -490,6 +502,13 @@ class KVService:
         if tls is not None and tls.verify_mode != ssl.CERT_NONE and not writer.get_extra_info("peercert"):
             # (the port takes clients without certificates; a peer node must show its own)
             raise FrameError(f"handshake: {hello.node_id} presented no certificate on the KV port", "tls")
+        config = self.node.config
+        # Nothing proves a peer without a secret or TLS: then only peers on this machine are heard,
+        # unless the operator says otherwise (NodeConfig.allow_remote_peers, --allow-remote-peers).
+        if (config.secret is None and tls is None and not getattr(config, "allow_remote_peers", False)
+                and not is_loopback(writer.get_extra_info("peername"))):
+            raise FrameError(f"handshake: {hello.node_id} is not on this machine, and without a cluster secret"
+                             " only loopback peers are heard (--allow-remote-peers)", "handshake")
         nonce = os.urandom(16)
         writer.write(hello_frame(cluster, self.node.id, self.addr, nonce))
         await writer.drain()
