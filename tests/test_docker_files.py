@@ -32,7 +32,9 @@ from .test_packaging import BUILD_FILES, FOLDERS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+# The nodes; "credentials" is the one-shot service that makes their secret and API token.
+SERVICES: dict[str, dict[str, Any]] = {k: v for k, v in COMPOSE["services"].items() if k != "credentials"}
+CREDENTIALS = COMPOSE["services"]["credentials"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 
@@ -77,6 +79,35 @@ def _one(instruction: str) -> str:
 # ---------------------------------------------------------------- docker-compose.yml
 def test_three_nodes() -> None:
     assert sorted(SERVICES) == ["node-1", "node-2", "node-3"]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_every_node_reads_the_secret_and_token_the_credentials_service_made(service: str) -> None:
+    env = _env(service)
+    assert env["CLUSTER_SECRET_FILE"] == "/credentials/cluster-secret"
+    assert env["API_TOKEN_FILE"] == "/credentials/api-token"
+    assert "credentials:/credentials:ro" in SERVICES[service]["volumes"]
+    assert SERVICES[service]["depends_on"]["credentials"]["condition"] == "service_completed_successfully"
+    assert "credentials:/credentials" in CREDENTIALS["volumes"] and "credentials" in COMPOSE["volumes"]
+
+
+def test_the_credentials_service_makes_them_once_and_the_node_accepts_them(tmp_path: Path) -> None:
+    from clusterkit.net.auth import read_token
+    from clusterkit.net.runner import read_secret
+
+    entry = CREDENTIALS["entrypoint"]
+    assert entry[:2] == ["python", "-c"]
+
+    def run() -> None:
+        subprocess.run([sys.executable, "-c", entry[2]], env={"CREDENTIALS_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                       check=True, capture_output=True, timeout=30)
+
+    run()
+    secret, token = read_secret(str(tmp_path / "cluster-secret")), read_token(str(tmp_path / "api-token"))
+    assert secret != token.encode() and len(token) == 64
+    run()  # a restart keeps them
+    assert read_secret(str(tmp_path / "cluster-secret")) == secret
+    assert read_token(str(tmp_path / "api-token")) == token
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
