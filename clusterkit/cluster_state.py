@@ -26,6 +26,7 @@ happens to be reachable. Only an operator's ``leave`` of a failed node
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from itertools import chain
 from types import MappingProxyType
@@ -44,6 +45,14 @@ STATUSES = (ACTIVE, LEAVING, FAILED)
 
 SNAPSHOT_VERSION = 1
 
+# Bounds on a node's fields: they arrive in commands and snapshots (and, through a join, from outside).
+MAX_NODE_ID = 128
+MAX_NODE_NAME = 256
+MAX_ZONE = 128
+MAX_ADDR = 300  # host:port: a 253-character DNS name, brackets around an IPv6 address, the port
+# host:port; host empty (":8080", every interface), a name or IPv4 address, or [IPv6]; port 1..65535.
+_ADDR = re.compile(r"(?:|[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?\]):([0-9]{1,5})")
+
 
 class CommandError(ValueError):
     """A command that can't be applied (malformed, or refused by the state)."""
@@ -54,25 +63,42 @@ def _require(cond: bool, message: str) -> None:
         raise CommandError(message)
 
 
-def _str(doc: Mapping[str, Any], key: str, *, optional: bool = False) -> Any:
+def _str(doc: Mapping[str, Any], key: str, *, optional: bool = False, limit: int | None = None) -> Any:
     value = doc.get(key)
     if value is None and optional:
         return None
     _require(isinstance(value, str), f"{key!r} must be a string, got {value!r}")
+    if limit is not None:
+        _require(len(value) <= limit, f"{key!r} is {len(value)} characters long, at most {limit} allowed")
+    return value
+
+
+def _addr(doc: Mapping[str, Any], key: str) -> str:
+    """An optional ``host:port`` address field ("" when absent)."""
+    value = _str(doc, key, optional=True, limit=MAX_ADDR) or ""
+    if value:
+        m = _ADDR.fullmatch(value)
+        _require(m is not None and 0 < int(m.group(1)) < 65536, f"{key!r} must be host:port, got {value!r}")
     return value
 
 
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
+    """A node as the cluster state knows it. Its addresses are written only by the node's own join
+    (the cluster-state command it proposes through Raft), never by a client: ``kv_addr`` is where
+    its KV store listens (empty: none, or not published yet), what the SDK and the other nodes
+    send its KV traffic to."""
+
     id: str
     name: str = ""
     raft_addr: str = ""
     api_addr: str = ""
     zone: str | None = None
     status: str = ACTIVE
+    kv_addr: str = ""
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        doc = {
             "id": self.id,
             "name": self.name,
             "raft_addr": self.raft_addr,
@@ -80,21 +106,25 @@ class NodeInfo:
             "zone": self.zone,
             "status": self.status,
         }
+        if self.kv_addr:  # (absent when empty: the bytes of a state without KV stores stay as they were)
+            doc["kv_addr"] = self.kv_addr
+        return doc
 
     @classmethod
     def from_wire(cls, doc: Any) -> NodeInfo:
         _require(isinstance(doc, dict), f"a node must be a map, got {type(doc).__name__}")
-        node_id = _str(doc, "id")
+        node_id = _str(doc, "id", limit=MAX_NODE_ID)
         _require(bool(node_id), "a node id must not be empty")
         status = doc.get("status", ACTIVE)
-        _require(status in STATUSES, f"unknown node status {status!r}")
+        _require(type(status) is str and status in STATUSES, f"unknown node status {status!r}")
         return cls(
             id=node_id,
-            name=_str(doc, "name", optional=True) or "",
-            raft_addr=_str(doc, "raft_addr", optional=True) or "",
-            api_addr=_str(doc, "api_addr", optional=True) or "",
-            zone=_str(doc, "zone", optional=True),
+            name=_str(doc, "name", optional=True, limit=MAX_NODE_NAME) or "",
+            raft_addr=_addr(doc, "raft_addr"),
+            api_addr=_addr(doc, "api_addr"),
+            zone=_str(doc, "zone", optional=True, limit=MAX_ZONE),
             status=status,
+            kv_addr=_addr(doc, "kv_addr"),
         )
 
 
@@ -303,10 +333,16 @@ class ClusterState:
         problems = self.config.conflicts(config)
         _require(not problems, f"node {node.id} has a conflicting config: " + "; ".join(problems))
         known = self.nodes.get(node.id)
+        if known is not None and not node.kv_addr and known.kv_addr:
+            node = replace(node, kv_addr=known.kv_addr)  # a join that doesn't name a KV address keeps it
         if known is not None and known.status == ACTIVE:
             same = (known.raft_addr, known.api_addr) == (node.raft_addr, node.api_addr)
             _require(same, f"node id {node.id} is already in use by {known.api_addr or known.raft_addr}")
-            return []  # a retried join
+            if node.kv_addr != known.kv_addr:
+                # The node publishes (or moved) its KV store: only its own join says where it is.
+                self.nodes[node.id] = replace(known, kv_addr=node.kv_addr)
+                self.epoch += 1  # /cluster's ETag changes: clients fetch the new address
+            return []  # a retried join, or a new KV address: no membership change, no hooks
         joined = replace(node, status=ACTIVE)
         self.nodes[node.id] = joined
         self.detected.discard(node.id)

@@ -15,7 +15,6 @@ import asyncio
 import json
 import logging
 import time
-import zlib
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -27,7 +26,6 @@ from clusterkit.raft.errors import NotLeader, RaftError
 from .auth import ApiAuth, auth_of, middleware
 from .http_body import BadBody, parse_json, size_guard
 from .join import forward, http_base
-from .kv_service import KV_ADDR_KEY
 from .metrics import NodeMetrics
 
 if TYPE_CHECKING:
@@ -56,15 +54,8 @@ class Api:
 
     # ------------------------------------------------------------ cluster views
     def _etag(self) -> str:
-        state = self.node.kit.state
-        kv = self._kv_addrs()  # KV addresses are in /cluster too: a change of one is a new ETag
-        tag = f"-{zlib.crc32(json.dumps(kv, sort_keys=True).encode()):08x}" if kv else ""
-        return f'"{self.node.options.cluster_name}-{state.epoch}{tag}"'
-
-    def _kv_addrs(self) -> dict[str, str]:
-        """Each node's KV data address, as published in the replicated registers (see net/kv_service.py)."""
-        values = self.node.registers.values
-        return {k[len(KV_ADDR_KEY):]: v for k, v in values.items() if k.startswith(KV_ADDR_KEY) and v}
+        # (a node's KV address is in its cluster-state entry: a change of one is a new epoch)
+        return f'"{self.node.options.cluster_name}-{self.node.kit.state.epoch}"'
 
     def cluster_doc(self) -> dict[str, Any]:
         state = self.node.kit.state
@@ -85,9 +76,8 @@ class Api:
     def _node_doc(self, info: NodeInfo) -> dict[str, Any]:
         doc = {"id": info.id, "name": info.name, "raft_addr": info.raft_addr, "http_addr": info.api_addr,
                "zone": info.zone, "status": info.status}
-        kv_addr = self.node.registers.get(KV_ADDR_KEY + info.id)
-        if kv_addr:
-            doc["kv_addr"] = kv_addr
+        if info.kv_addr:  # written only by the node's own join, never by a client (net/kv_service.py)
+            doc["kv_addr"] = info.kv_addr
         return doc
 
     def _partitions(self) -> dict[str, Any]:

@@ -16,8 +16,11 @@ It moves bytes, time and disk syncs, nothing else (quorums, fences and migration
   data's new log entries (:class:`.kv_disk.KVLog`; group commit: while a sync runs, new requests
   are handled and their entries wait for the next one); answers leave only after their sync.
 - **Time**: the server is ticked every ``tick`` seconds (0.1 s, as in the simulator).
-- **Discovery**: the node publishes its KV address through the replicated registers
-  (``kv/addr/<node id>``), so every node's ``/cluster`` lists every node's ``kv_addr``.
+- **Discovery**: the node publishes its KV address in its own entry of the replicated cluster
+  state (:class:`~clusterkit.cluster_state.NodeInfo` ``kv_addr``, set by the cluster-state join
+  it proposes itself), so every node's ``/cluster`` lists every node's ``kv_addr``, and peers
+  send to the address found there and nowhere else: not the user-writable registers (a ``PUT
+  /registers/kv%2Faddr%2Fnode-2`` once redirected node-2's traffic), not a peer's hello.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ import os
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clusterkit.host.registers import put_command
+from clusterkit.cluster_state import ACTIVE, join_command
 from clusterkit.kv.data import KVData, snapshot_entries
 from clusterkit.kv.messages import (
     Get,
@@ -77,7 +80,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clusterkit.net.kv")
 
-KV_ADDR_KEY = "kv/addr/"  # + node id: the register holding a node's KV address
 CLIENT_HELLO = 20
 CLIENT_VERSION = 1
 KV_MAX_FRAME = 64 << 20
@@ -151,7 +153,6 @@ class KVService:
         self._peers: dict[str, _Peer] = {}
         self._clients: dict[str, asyncio.StreamWriter] = {}
         self._waiters: dict[str, asyncio.Future[Message]] = {}
-        self._hints: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._names = count(1)
         self._flushing = False
@@ -353,22 +354,34 @@ class KVService:
 
     # ------------------------------------------------------------ discovery
     async def _publish(self) -> None:
-        """Keep our KV address in the replicated registers (re-proposed until it reads back)."""
-        key = KV_ADDR_KEY + self.node.id
+        """Keep our KV address in our own entry of the cluster state: once the node is an active
+        member, it proposes its join again with ``kv_addr`` set (the same entry otherwise, so the
+        state takes it as a retried join that moves the address), until the state says so."""
         while True:
-            host = self.node.host
-            raft = host.raft if host is not None else None
-            if (host is not None and raft is not None and self.node.registers.get(key) != self.addr
-                    and raft.leader is not None and self.node.id in raft.voters + raft.learners):
-                try:
-                    host.submit(put_command(key, self.addr))
-                    self.node._kick()
-                except RaftError as exc:
-                    log.debug("%s: KV address not proposed yet: %s", self.node.id, exc)
-            await asyncio.sleep(0.3 if self.node.registers.get(key) != self.addr else 2.0)
+            published = self._publish_once()
+            await asyncio.sleep(2.0 if published else 0.3)
+
+    def _publish_once(self) -> bool:
+        """Whether the cluster state lists our KV address; if not, propose it (when we can)."""
+        kit, host = self.node.kit, self.node.host
+        info = kit.state.nodes.get(self.node.id)
+        if info is not None and info.kv_addr == self.addr:
+            return True
+        raft = host.raft if host is not None else None
+        if (host is None or raft is None or info is None or info.status != ACTIVE or kit.state.config is None
+                or raft.leader is None or self.node.id not in raft.voters + raft.learners):
+            return False  # not an active member yet: its own join comes first
+        try:
+            host.submit(join_command(kit.state.config, replace(info, kv_addr=self.addr)))
+            self.node._kick()
+        except RaftError as exc:
+            log.debug("%s: KV address not proposed yet: %s", self.node.id, exc)
+        return False
 
     def peer_addr(self, node_id: str) -> str | None:
-        return self.node.registers.get(KV_ADDR_KEY + node_id) or self._hints.get(node_id)
+        """Where ``node_id``'s KV store listens, as the cluster state says (None: not known yet)."""
+        info = self.node.kit.state.nodes.get(node_id)
+        return (info.kv_addr or None) if info is not None else None
 
     # ------------------------------------------------------------ peers: sending
     def _to_peer(self, dst: str, batch: list[bytes]) -> None:
@@ -519,8 +532,6 @@ class KVService:
             check_auth(auth, secret, DIAL, t)
             writer.write(auth_frame(secret, ACCEPT, t))
             await writer.drain()
-        if hello.raft_addr:
-            self._hints[hello.node_id] = hello.raft_addr  # our peers' hellos carry their KV address
         return hello.node_id
 
     async def _serve_client(self, name: str, body: list[Any], reader: asyncio.StreamReader,
