@@ -176,3 +176,27 @@ def test_the_token_check_and_the_open_routes() -> None:
     assert all(is_open(p.split("?")[0]) for p in OPEN_ROUTES)
     assert not any(is_open(p.split("?")[0]) for _, p, _ in GUARDED)
     assert not is_open("/join") and not is_open("/partitionsX")
+
+
+def test_the_cli_refuses_a_bad_token_file_or_peer_flag_in_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from clusterkit.net.local import free_port
+
+    short = tmp_path / "short"
+    short.write_text("too-short\n")
+    cases = [(["--api-token-file", str(short)], {}, 2, "16 to"),
+             (["--api-token-file", str(tmp_path / "missing")], {}, 3, "missing"),
+             ([], {"ALLOW_REMOTE_PEERS": "maybe"}, 2, "true or false")]
+    for flags, env, code, words in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "clusterkit", "node", "--node-id", "n1", "--http-addr", f"127.0.0.1:{free_port()}",
+             "--data-dir", str(tmp_path / "data"), *flags],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+            env={**{k: v for k, v in os.environ.items() if k not in ("JOIN_ADDR", "API_TOKEN_FILE")}, **env},
+        )
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == code and len(lines) == 1 and words in lines[0], (flags, env, proc.stderr)
+        assert not (tmp_path / "data").exists()  # refused before touching anything
