@@ -87,3 +87,13 @@ def test_a_base_port_in_use_is_exit_3_before_anything_starts(tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert got == 3 and len(err) == 1 and f"port {port} is already in use" in err[0], err
     assert not (tmp_path / "c" / "node-1").exists()
+
+
+def test_local_cluster_gives_node_i_the_block_of_ports_from_the_base(tmp_path: Path) -> None:
+    from clusterkit.net.local import LocalCluster
+
+    c = LocalCluster(tmp_path / "c", size=2, base_port=30000)  # (no process is started)
+    c._new_node("node-3")  # what add_node does before it starts the node: the demo's added node
+    ports = {nid: (n.http_port, n.raft_port, n.kv_port) for nid, n in c.nodes.items()}
+    assert ports == {"node-1": (30000, 30001, 30002), "node-2": (30003, 30004, 30005),
+                     "node-3": (30006, 30007, 30008)}

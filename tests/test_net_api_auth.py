@@ -141,6 +141,16 @@ def test_a_token_only_cluster_joins_with_the_token_and_refuses_a_node_without(tm
             assert "node-3" not in raft["voters"] + raft["learners"]
 
 
+def test_a_secret_without_a_token_forms_by_peer_proof_and_closes_the_data_routes(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("a cluster secret of 32 characters\n")
+    with LocalCluster(tmp_path / "c", size=2, env={"CLUSTER_SECRET_FILE": str(secret)}) as c:
+        c.start_all()  # node-2's /join has no token: the leader's handshake with it is the proof
+        assert c.active_members() == {"node-1", "node-2"}
+        assert http_json(c.nodes["node-2"].url + "/registers/k", "PUT", {"value": "v"}, WAIT)[0] == 401
+        assert "answer 401 to everyone" in c.logs("node-1")
+
+
 def test_under_tls_a_client_certificate_is_a_credential_and_certless_clients_are_refused(tls) -> None:  # noqa: F811
     c, client, root = tls
     base = f"https://127.0.0.1:{c.nodes['node-2'].http_port}"
