@@ -21,7 +21,6 @@ field on :class:`~.node.NodeConfig`.
 from __future__ import annotations
 
 import hmac
-import logging
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,8 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-
-log = logging.getLogger("clusterkit.net.auth")
 
 # Routes anyone may read: health and readiness (probes), the cluster's shape (the SDK's topology),
 # consensus state and counters (dashboards). Everything else needs a credential.

@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +26,10 @@ from typing import Any
 import pytest
 
 from clusterkit.net.kv_client import KVClient, KVError
-from clusterkit.net.local import LocalCluster, http_json
-from net.auth import ApiAuth, is_open, read_token
+from clusterkit.net.local import LocalCluster, free_port, http_json
+from clusterkit.net.auth import ApiAuth, is_open, read_token
 
-from .test_net_security import request, tls, tls_files  # noqa: F401 - tls: the module's TLS cluster fixture
+from .test_net_security import request, tls  # noqa: F401 - tls: the TLS cluster fixture, used here too
 
 WAIT = 30.0
 OPEN_ROUTES = ["/health", "/ready", "/health/detailed", "/cluster", "/nodes", "/partitions", "/partitions/stats",
@@ -189,12 +192,6 @@ def test_the_token_check_and_the_open_routes() -> None:
 
 
 def test_the_cli_refuses_a_bad_token_file_or_peer_flag_in_one_line(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    from clusterkit.net.local import free_port
-
     short = tmp_path / "short"
     short.write_text("too-short\n")
     cases = [(["--api-token-file", str(short)], {}, 2, "16 to"),

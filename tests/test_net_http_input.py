@@ -10,16 +10,17 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from clusterkit.net.http_body import MAX_DEPTH, BadBody, parse_json
 from clusterkit.net.local import LocalCluster
-from net.http_body import MAX_DEPTH, BadBody, parse_json
-from net.log_limit import RateLimited
+from clusterkit.net.log_limit import RateLimited
 
 from .test_net_bad_input import WAIT, closed_by_peer
 
@@ -180,8 +181,6 @@ def _record(exc: BaseException) -> logging.LogRecord:
     try:
         raise exc
     except BaseException:  # noqa: BLE001 - a record with exc_info, as aiohttp logs it
-        import sys
-
         return logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
                                  ("127.0.0.1",), sys.exc_info())
 
