@@ -97,3 +97,17 @@ def test_local_cluster_gives_node_i_the_block_of_ports_from_the_base(tmp_path: P
     ports = {nid: (n.http_port, n.raft_port, n.kv_port) for nid, n in c.nodes.items()}
     assert ports == {"node-1": (30000, 30001, 30002), "node-2": (30003, 30004, 30005),
                      "node-3": (30006, 30007, 30008)}
+
+
+def test_the_kv_demo_runs_on_the_base_port_with_its_secret_and_token(tmp_path: Path) -> None:
+    from .test_kv_demo import _demo, _leftovers
+
+    base = _free_base(4)  # 3 nodes and the one the demo adds
+    done = _demo(tmp_path, "--nodes", "3", "--keys", "40", "--base-port", str(base), "--keep")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (kept,) = [line.split(" in ", 1)[1].strip() for line in done.stdout.splitlines() if "node logs kept in" in line]
+    root = Path(kept)
+    assert f"HTTP API: 127.0.0.1:{base}, 127.0.0.1:{base + 3}, 127.0.0.1:{base + 6};" in done.stdout
+    assert f"started node-4 (HTTP API 127.0.0.1:{base + 9})" in done.stdout  # the added node: the 4th block
+    assert (root / API_TOKEN_FILE).exists() and (root / SECRET_FILE).exists()
+    assert _leftovers(tmp_path) == []

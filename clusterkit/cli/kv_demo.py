@@ -246,7 +246,7 @@ async def _demo(cluster: Any, report: DemoReport, out: TextIO, say: Callable[[st
         new = cluster.add_node()
         if live is not None:
             live.fault("join", new.node_id)
-        say(f"started {new.node_id}; waiting for failure detection, rebalancing and migration")
+        say(f"started {new.node_id} (HTTP API {new.http}); waiting for failure detection, rebalancing and migration")
         expect = (ids - {KILL}) | {new.node_id}
         try:
             after = await wait_settled(expect, RECOVERY_TIMEOUT)
@@ -345,7 +345,7 @@ def run_kv_demo(strategy: str = "sync", nodes: int = 5, keys: int = 1000, out: T
     """The demo; with ``plot_dir``, the run's timeline is drawn there (see the module's docstring),
     also when the cluster did not recover (not when interrupted). ``base_port``: the nodes' ports
     (clusterkit.cli.ports), else free ones. The nodes share a secret and an API token."""
-    from clusterkit.net.local import LocalCluster
+    from clusterkit.net.local import API_TOKEN_FILE, LocalCluster
 
     out = out if out is not None else sys.stdout
     report = DemoReport(strategy, nodes, keys)
@@ -374,7 +374,8 @@ def run_kv_demo(strategy: str = "sync", nodes: int = 5, keys: int = 1000, out: T
                 live = LivePoller(cluster, every=0.1, timeout=0.5, clock=hist.now)
             with live.running() if live is not None else nullcontext():
                 cluster.start_all(timeout=40.0)
-                say(f"{nodes} nodes up")
+                say(f"{nodes} nodes up; HTTP API: {', '.join(n.http for n in cluster.nodes.values())}; "
+                    f"API token in {root / API_TOKEN_FILE}")
                 asyncio.run(_demo(cluster, report, out, say, hist, live))
         failed = not report.ok
     except (TimeoutError, RuntimeError, OSError):
