@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from clusterkit import facade
 from clusterkit.facade import Hooks, Options
 
+from .auth import ApiAuth
 from .node import NodeConfig, node_options
 from .service import NodeService
 
@@ -37,10 +38,17 @@ class ClusterKit(facade.ClusterKit):
         hooks: Hooks | None = None,
         config: NodeConfig | None = None,
         http_ssl: ssl.SSLContext | None = None,
+        api_token: str | None = None,
     ) -> None:
+        """``api_token``: the bearer token the HTTP API's data and membership routes require (and
+        this node presents to others); see docs/security.md."""
         config = config or NodeConfig()
         super().__init__(node_options(options, config), hooks=hooks)
-        self.service = NodeService(self.options, config, kit=self, http_ssl=http_ssl)
+        auth = None
+        if api_token is not None:
+            auth = ApiAuth.configure(api_token, secret=config.secret is not None,
+                                     tls=http_ssl is not None or config.client_ssl is not None)
+        self.service = NodeService(self.options, config, kit=self, http_ssl=http_ssl, auth=auth)
 
     @property
     def node(self) -> Any:

@@ -166,6 +166,25 @@ def test_under_tls_a_client_certificate_is_a_credential_and_certless_clients_are
 
 
 # ------------------------------------------------------------------ in process
+def test_an_in_process_node_takes_an_api_token(tmp_path: Path) -> None:
+    from clusterkit.facade import Options
+    from clusterkit.net import ClusterKit
+
+    token = "an-in-process-token-0123"
+    options = Options(node_id="node-1", http_addr=f"127.0.0.1:{free_port()}", raft_addr=f"127.0.0.1:{free_port()}",
+                      data_dir=str(tmp_path / "d"))
+    url = f"http://{options.http_addr}/registers/k"
+
+    async def run() -> list[int]:
+        async with ClusterKit(options, api_token=token) as ck:
+            await ck.wait_ready()
+            loop = asyncio.get_running_loop()
+            return [(await loop.run_in_executor(None, lambda t=t: http_json(url, "PUT", {"value": "v"}, WAIT, t)))[0]
+                    for t in (None, "wrong-token-0123456789", token)]
+
+    assert asyncio.run(run()) == [401, 401, 200]
+
+
 def test_read_token_takes_printable_ascii_of_a_sane_length(tmp_path: Path) -> None:
     good = tmp_path / "good"
     good.write_text("  0123456789abcdef-token \n")
