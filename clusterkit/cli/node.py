@@ -98,10 +98,10 @@ def add_parser(sub: Any) -> None:
                    help="[REPLICATION_FACTOR] (default 3)")
     p.add_argument("--cluster-secret-file", default=env.get("CLUSTER_SECRET_FILE"),
                    help="a file holding the cluster secret: peers must prove they know it [CLUSTER_SECRET_FILE]")
-    p.add_argument("--api-token-file", default=env.get("API_TOKEN_FILE"),
+    p.add_argument("--api-token-file", default=env.get("API_TOKEN_FILE"), metavar="FILE",
                    help="a file holding the HTTP API's bearer token (16+ printable ASCII characters): the data"
                         " and membership routes need it; give every node the same file [API_TOKEN_FILE]")
-    p.add_argument("--allow-remote-peers", type=_bool, nargs="?", const=True,
+    p.add_argument("--allow-remote-peers", type=_bool, nargs="?", const=True, metavar="BOOL",
                    default=env.get("ALLOW_REMOTE_PEERS") or False,
                    help="without a cluster secret, take Raft and KV peer connections from other hosts too"
                         " (default: loopback only) [ALLOW_REMOTE_PEERS]")
