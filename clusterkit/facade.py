@@ -28,6 +28,7 @@ from .cluster_state import (
     ApplyResult,
     ClusterConfig,
     ClusterState,
+    CommandError,
     Event,
     NodeEvent,
     NodeInfo,
@@ -114,7 +115,12 @@ class Options:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         bootstrap = self.bootstrap if self.bootstrap is not None else not self.join_addr
-        return replace(self, node_name=name, raft_addr=raft_addr, bootstrap=bootstrap)
+        resolved = replace(self, node_name=name, raft_addr=raft_addr, bootstrap=bootstrap)
+        try:  # what the cluster state will take in this node's join (lengths, address formats)
+            NodeInfo.from_wire(resolved.node_info().to_wire())
+        except CommandError as exc:
+            raise ConfigError(f"this node's entry would be refused by the cluster state: {exc}") from None
+        return resolved
 
     def cluster_config(self) -> ClusterConfig:
         return ClusterConfig(self.cluster_name, self.partition_count, self.replication_factor, self.hash_algorithm)

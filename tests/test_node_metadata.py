@@ -178,3 +178,20 @@ def test_a_register_write_under_kv_addr_redirects_nothing(cluster: LocalCluster)
             trap.accept()  # nobody was sent to the address in the register
     finally:
         trap.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"node_id": "n" * 129}, "'id' is 129 characters long"),
+        ({"node_name": "x" * 300}, "'name' is 300 characters long"),
+        ({"zone": "z" * 200}, "'zone' is 200 characters long"),
+    ],
+)
+def test_a_node_whose_entry_the_state_would_refuse_is_a_config_error(kwargs: dict, message: str) -> None:
+    """Else its bootstrap or join would be refused by the cluster state, and it would wait forever."""
+    from clusterkit.facade import Options
+    from clusterkit.raft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        Options(**{"node_id": "n1", "http_addr": "127.0.0.1:8080", **kwargs}).resolved()
