@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,7 @@ class Hello:
     node_id: str
     raft_addr: str
     nonce: bytes
+    cluster_id: str = ""  # made at bootstrap; "" from a node that has none yet (or predates ids)
 
 
 def frame(body: list[Any]) -> bytes:
@@ -127,14 +129,29 @@ class FrameReader:
 
 
 # ------------------------------------------------------------------ the handshake
-def hello_frame(cluster: str, node_id: str, raft_addr: str, nonce: bytes) -> bytes:
-    return frame([HELLO, PROTOCOL_VERSION, cluster, node_id, raft_addr, nonce])
+def is_loopback(peername: Any) -> bool:
+    """A socket's peer address is this machine's loopback (IPv4, IPv6 or IPv4-mapped)."""
+    try:
+        address = ipaddress.ip_address(peername[0])
+    except (TypeError, ValueError, IndexError):
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def hello_frame(cluster: str, node_id: str, raft_addr: str, nonce: bytes, cluster_id: str = "") -> bytes:
+    return frame([HELLO, PROTOCOL_VERSION, cluster, node_id, raft_addr, nonce, cluster_id])
 
 
 def parse_hello(body: list[Any], cluster: str) -> Hello:
-    if body[0] != HELLO or len(body) != 6:
+    # (six fields from a node that predates cluster ids: no id to compare)
+    if body[0] != HELLO or len(body) not in (6, 7):
         raise FrameError("handshake: expected a hello frame", "handshake")
-    _, version, their_cluster, node_id, raft_addr, nonce = body
+    _, version, their_cluster, node_id, raft_addr, nonce, *rest = body
+    cluster_id = rest[0] if rest else ""
+    if type(cluster_id) is not str or len(cluster_id) > 64:
+        raise FrameError("handshake: malformed cluster id", "handshake")
     if type(version) is not int or version != PROTOCOL_VERSION:
         raise FrameError(f"handshake: protocol version {version!r}, this node speaks {PROTOCOL_VERSION}",
                          "handshake")
@@ -144,7 +161,7 @@ def parse_hello(body: list[Any], cluster: str) -> Hello:
         raise FrameError("handshake: malformed hello", "handshake")
     if len(nonce) < 16:
         raise FrameError("handshake: nonce too short", "handshake")
-    return Hello(version, their_cluster, node_id, raft_addr, nonce)
+    return Hello(version, their_cluster, node_id, raft_addr, nonce, cluster_id)
 
 
 DIAL, ACCEPT = "dial", "accept"

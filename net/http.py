@@ -256,17 +256,28 @@ class Api:
         if known is not None and known.raft_addr and known.raft_addr != info.raft_addr and known.status == "active":
             return _error(409, f"node id {info.id} is already in use by {known.raft_addr}")
         transport = node.transport
-        if transport is not None and transport.authenticates:
-            problem = await transport.verify_peer(info.id, info.raft_addr)
+        # Dial the joiner first, whatever the security: a node that can't complete the handshake
+        # (another secret, another cluster of the same name) must not enter the configuration.
+        if transport is not None:
+            problem, transient = await transport.verify_peer(info.id, info.raft_addr)
+            if problem is not None and transient:  # not up yet, say: asking again may help
+                return _error(503, f"{info.id} can't join yet: {problem}")
             if problem is not None:
                 return _error(403, f"{info.id} can't join: no peer handshake with it at {info.raft_addr}: {problem}")
+        fresh, incarnation = doc.get("fresh", False), doc.get("incarnation", "")
+        if type(fresh) is not bool or type(incarnation) is not str or len(incarnation) > 64:
+            return _error(400, "fresh must be a boolean and incarnation a string of at most 64 characters")
         try:
-            await node.add_member(info.id, info.raft_addr)
+            await node.add_member(info.id, info.raft_addr, fresh=fresh, incarnation=incarnation)
         except NotLeader:
             return await self._to_leader(request, "/join", doc)
         except TimeoutError as exc:
             return _error(503, str(exc))
-        return _json({"ok": True, "node_id": info.id, "leader": node.id})
+        except ValueError as exc:
+            return _error(409, str(exc))
+        since = node.host.raft.log.committed if node.host is not None and node.host.raft is not None else 0
+        return _json({"ok": True, "node_id": info.id, "leader": node.id, "cluster_id": node.cluster_id,
+                      "since": since})
 
     async def leave(self, request: web.Request) -> web.Response:
         try:
@@ -325,8 +336,11 @@ class Api:
         except NotLeader:
             return await self._to_leader_put(request, key, doc)
         except RaftError as exc:
-            # "lost": another leader's entry took its place (it did not happen); anything else: unknown.
-            return _error(503 if str(exc).startswith("lost") else 500, str(exc))
+            # "lost": certain that it did not happen (an entry of a later term committed past it);
+            # anything else (its entry truncated, the node stopped): unknown, it may still commit.
+            if str(exc).startswith("lost"):
+                return _error(503, str(exc))
+            return _error(504, f"outcome unknown, the write may still happen: {exc}")
         except asyncio.TimeoutError:
             return _error(504, "not committed in time: it may still happen")
         return _json({"ok": True, "key": key, "value": value})

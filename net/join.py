@@ -45,7 +45,10 @@ def http_base(addr: str, tls: bool = False) -> str:
 
 
 def join_request(node: NetNode) -> dict[str, Any]:
-    return {"node": node.options.node_info().to_wire(), "config": node.options.cluster_config().to_wire()}
+    """``fresh``: this node started on an empty data directory and has not been taken in since. If
+    its id is still a member, it lost its disk: the leader replaces it instead of counting its vote."""
+    return {"node": node.options.node_info().to_wire(), "config": node.options.cluster_config().to_wire(),
+            "fresh": not node.admitted, "incarnation": node.incarnation or ""}
 
 
 # Answers that asking again won't change: a credential missing (401), the peer handshake refused
@@ -169,6 +172,10 @@ async def request_join(node: NetNode) -> bool:
                     after = f" after {backoff.failures} failed attempts" if backoff.failures else ""
                     log.info("%s: joined through %s%s", node.id, node.options.join_addr, after)
                     backoff.reset()
+                    cluster_id = body.get("cluster_id") if isinstance(body, dict) else None
+                    since = body.get("since") if isinstance(body, dict) else None
+                    node.admit(cluster_id if type(cluster_id) is str else None,
+                               since if type(since) is int and 0 <= since < 1 << 62 else 0)
                     return True
                 if resp.status in REFUSED:
                     _refused(node, state, JoinRefused(node.id, url, resp.status, str(error or resp.reason)))

@@ -26,7 +26,6 @@ It moves bytes, time and disk syncs, nothing else (quorums, fences and migration
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import ssl
@@ -58,6 +57,7 @@ from clusterkit.raft.errors import RaftError
 from .auth import auth_of
 from .frames import (
     ACCEPT,
+    is_loopback,
     DIAL,
     HEADER,
     HELLO,
@@ -104,17 +104,6 @@ class KVOptions:
     # node's own client context. ``http_tls``: the HTTP API the port hands curl requests to is https.
     ssl: ssl.SSLContext | None = None
     http_tls: bool = False
-
-
-def is_loopback(peername: Any) -> bool:
-    """A socket's peer address is this machine's loopback (IPv4, IPv6 or IPv4-mapped)."""
-    try:
-        address = ipaddress.ip_address(peername[0])
-    except (TypeError, ValueError, IndexError):
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
 
 
 def encode_frame(msg: Message) -> bytes:
@@ -301,7 +290,10 @@ class KVService:
                 self._route(out)
         except Exception as exc:  # noqa: BLE001 - a failed sync: never answer what may not be durable
             self._failed = exc
-            log.critical("%s: KV log write failed, the KV store stops answering: %s", self.node.id, exc)
+            from clusterkit.cli.codes import EXIT_STORAGE_FAILED
+
+            self.node.storage_error = f"KV log: {type(exc).__name__}: {exc}"
+            self.node.halt(EXIT_STORAGE_FAILED, f"the KV log write failed: {exc}")  # logs CRITICAL
         finally:
             self._flushing = False
 
@@ -518,7 +510,7 @@ class KVService:
         config = self.node.config
         # Nothing proves a peer without a secret or TLS: then only peers on this machine are heard,
         # unless the operator says otherwise (NodeConfig.allow_remote_peers, --allow-remote-peers).
-        if (config.secret is None and tls is None and not getattr(config, "allow_remote_peers", False)
+        if (config.secret is None and tls is None and not config.allow_remote_peers
                 and not is_loopback(writer.get_extra_info("peername"))):
             raise FrameError(f"handshake: {hello.node_id} is not on this machine, and without a cluster secret"
                              " only loopback peers are heard (--allow-remote-peers)", "handshake")

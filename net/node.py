@@ -18,11 +18,14 @@ on where it was.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import random
+import re
 import ssl
 import time
+import uuid
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -33,6 +36,7 @@ from clusterkit.facade import ClusterKit, Hooks, Options
 from clusterkit.host import NodeHost
 from clusterkit.host.composite import Composite
 from clusterkit.host.registers import TAG, RegisterMap
+from clusterkit.host.replace import replace_step, still_a_member
 from clusterkit.raft.errors import NotLeader, RaftError
 from clusterkit.raft.messages import ConfState, Message
 from clusterkit.raft.ready import RaftConfig, Role
@@ -44,6 +48,94 @@ from .sync_thread import SyncThread
 from .transport import Transport
 
 log = logging.getLogger("clusterkit.net")
+
+_DISK_CHECK_TICKS = 20  # ticks between checks that the data directory is still there
+
+
+class NodeHalted(Exception):
+    """The node stopped itself for good: ``code`` is the process's exit code (see
+    :mod:`clusterkit.cli.codes`), ``reason`` one line saying why."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+CLUSTER_ID_FILE = "CLUSTER_ID"  # the cluster's id, made at bootstrap, checked in every peer handshake
+UNADMITTED_FILE = "UNADMITTED"
+MEMBER_SINCE_FILE = "MEMBER_SINCE"  # the leader's commit index when it took this node in again  # present from an empty start until a leader takes the node in
+_CLUSTER_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _valid_cluster_id(text: str) -> bool:
+    return bool(_CLUSTER_ID.fullmatch(text))
+
+
+def _read_cluster_id(directory: Path) -> str:
+    """The cluster id kept in ``directory`` ("" when none: a node from before cluster ids, or a
+    fresh one); a file that holds anything else is damage, not an id."""
+    path = directory / CLUSTER_ID_FILE
+    try:
+        text = path.read_text("ascii").strip()
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OSError(f"{path}: unreadable cluster id: {exc}") from exc
+    if not _valid_cluster_id(text):
+        raise OSError(f"{path}: not a cluster id (32 hex digits): {text[:40]!r}")
+    return text
+
+
+def _read_incarnation(marker: Path) -> str | None:
+    """The incarnation in an UNADMITTED marker (None: no marker, the node was taken in)."""
+    try:
+        text = marker.read_text("ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OSError(f"{marker}: unreadable: {exc}") from exc
+    return text if _valid_cluster_id(text) else "unknown"
+
+
+def _read_since(path: Path) -> int:
+    try:
+        text = path.read_text("ascii").strip()
+    except FileNotFoundError:
+        return 0
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OSError(f"{path}: unreadable: {exc}") from exc
+    if not text.isdigit() or len(text) > 18:
+        raise OSError(f"{path}: not an index: {text[:40]!r}")
+    return int(text)
+
+
+def _is_fresh(directory: Path) -> bool:
+    """Nothing of a node's state in ``directory``: missing, empty, or only what a start that
+    crashed before making its log left (the marker files, temporary files)."""
+    if not directory.exists():
+        return True
+    leftovers = {CLUSTER_ID_FILE, UNADMITTED_FILE, MEMBER_SINCE_FILE, "LOCK"}
+    return all(p.name in leftovers or p.name.endswith(".tmp") for p in directory.iterdir())
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, text: str) -> None:
+    """Write ``text`` durably under ``path``: a temporary file, fsynced, renamed, directory fsynced."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="ascii") as f:
+        f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
 
 
 def _resolve(fut: asyncio.Future[Any], request: Any) -> None:
@@ -69,6 +161,9 @@ class NodeConfig:
     # given at once. An application that copies data (the KV store) turns this off and confirms
     # each copy when it is done.
     auto_confirm: bool = True
+    # Without a secret or TLS nothing proves who a peer is: only peers on this machine (loopback)
+    # are heard on the Raft and KV ports unless this is set (as Redis's protected mode).
+    allow_remote_peers: bool = False
 
 
 def node_options(options: Options, config: NodeConfig) -> Options:
@@ -115,13 +210,25 @@ class NetNode:
         self._syncer: SyncThread | None = None
         self._stopping = False
         self._leader_since: tuple[int, str] | None = None
+        self.incarnation: str | None = None  # this life's id while not taken in (UNADMITTED marker)
+        # The leader's commit index when it took this node in after an empty start (0: from the
+        # start). Membership events at or below it are of the life before the wipe.
+        self.member_since = 0
+        self.cluster_id = ""  # made at bootstrap, learned on joining; "" for a node from before ids
+        self._taken_in: dict[str, str] = {}  # leader: node id -> the incarnation whose join it answered
         self.storage_error: str | None = None  # set once a write or sync failed: the node stops serving
+        self.halted: NodeHalted | None = None
+        self.halt_event = asyncio.Event()  # set with ``halted``: the process running us should exit
 
     def _member_event(self, event: Any) -> None:
         if event.node.id != self.id:
             return
+        host = self.host
+        if host is not None and (not host.admitted or host.applying_index <= self.member_since):
+            return  # an event of this id's life before its disk was wiped: not about this node
         if event.kind == "join":
             self._was_member = True
+            self._leaving = False  # a node that left and joined again (a wiped node's replacement)
         elif event.kind == "leave":
             self._leaving = True  # asked to leave: never rejoin on our own
 
@@ -133,22 +240,10 @@ class NetNode:
     async def start(self) -> None:
         tune_gc()
         directory = Path(self.options.data_dir)
-        fresh = not directory.exists() or not any(directory.iterdir())
+        fresh = _is_fresh(directory)
         bootstrap = bool(self.options.bootstrap) and fresh
-        conf = ConfState(voters=(self.id,)) if bootstrap else None
-        self.storage = DiskStorage(directory, conf)
-        joining = fresh and not bootstrap
         seed = int.from_bytes(os.urandom(8), "big")  # real nodes need not replay: fresh randomness
-        self.host = NodeHost(
-            self.id,
-            self.storage,
-            Composite(self.kit, {TAG: self.registers}),
-            self.raft_config,
-            rng=random.Random(seed),
-            joining=joining,
-            address=self.options.raft_addr,
-            on_event=lambda text: log.info(text),
-        )
+        self.cluster_id = _read_cluster_id(directory)
         self.transport = Transport(
             self.id,
             self.options.cluster_name,
@@ -160,17 +255,95 @@ class NetNode:
             client_ssl=self.config.client_ssl,
             max_frame=self.config.max_frame,
             rng=random.Random(seed + 1),
+            allow_remote=self.config.allow_remote_peers,
+            cluster_id=self.cluster_id,
         )
         await self.transport.start()
+        if bootstrap:
+            await self._refuse_a_second_cluster()
+        if fresh:
+            if not directory.is_dir():
+                directory.mkdir(parents=True)
+                _fsync_dir(directory.parent)  # else a power cut can lose the new directory
+            if bootstrap:
+                self.cluster_id = uuid.uuid4().hex
+                _write_file(directory / CLUSTER_ID_FILE, self.cluster_id)
+                self.transport.cluster_id = self.cluster_id
+            else:
+                # Not a member until a leader takes it in: if its id still is one, it lost its disk,
+                # and must not vote on what it no longer holds (see RaftNode.admitted). The marker
+                # holds this life's incarnation, which its join requests carry.
+                _write_file(directory / UNADMITTED_FILE, uuid.uuid4().hex)
+        self.incarnation = _read_incarnation(directory / UNADMITTED_FILE)
+        self.member_since = _read_since(directory / MEMBER_SINCE_FILE)
+        admitted = self.incarnation is None
+        conf = ConfState(voters=(self.id,)) if bootstrap else None
+        self.storage = DiskStorage(directory, conf)
+        joining = fresh and not bootstrap
+        self.host = NodeHost(
+            self.id,
+            self.storage,
+            Composite(self.kit, {TAG: self.registers}),
+            self.raft_config,
+            rng=random.Random(seed),
+            joining=joining,
+            admitted=admitted,
+            address=self.options.raft_addr,
+            on_event=lambda text: log.info(text),
+        )
         self.started_at = time.monotonic()
         loop = asyncio.get_running_loop()
         self._syncer = SyncThread(loop, f"{self.id}-raft-sync")
         self._tasks.append(loop.create_task(self._ticker()))
         self._tasks.append(loop.create_task(self._membership()))
         self._kick()
-        log.info("%s started (%s): raft %s, http %s, data %s", self.id,
+        log.info("%s started (%s): raft %s, http %s, data %s%s", self.id,
                  "bootstrap" if bootstrap else "joining" if joining else "restart",
-                 self.options.raft_addr, self.options.http_addr, directory)
+                 self.options.raft_addr, self.options.http_addr, directory,
+                 "" if admitted else " (not a voter until the cluster takes it in)")
+
+    async def _refuse_a_second_cluster(self) -> None:
+        """BOOTSTRAP on an empty data directory: first listen for an election timeout's worth. A
+        node whose peers call it is a member of a cluster that still counts on it (its disk was
+        wiped): bootstrapping would make a second cluster under the same name. Stop instead."""
+        from clusterkit.cli.codes import EXIT_REFUSED
+
+        assert self.transport is not None
+        await asyncio.sleep(2 * self.config.election_ticks * self.config.tick)
+        callers = sorted(self.transport.hellos_seen)
+        if callers:
+            await self.transport.stop()
+            raise NodeHalted(EXIT_REFUSED, (
+                f"{self.id} was asked to bootstrap on an empty data directory, but {', '.join(callers)} of "
+                f"an existing cluster call it (cluster id {self.transport.peer_cluster_id or 'unknown'}): it "
+                "will not start a second cluster. Start it with JOIN_ADDR=<a member's HTTP address> and "
+                "without BOOTSTRAP: the leader replaces the lost member and it catches up"))
+
+    @property
+    def admitted(self) -> bool:
+        """False while this node, started on an empty data directory, waits to be taken in."""
+        return self.host is not None and self.host.admitted
+
+    def admit(self, cluster_id: str | None = None, since: int = 0) -> None:
+        """The leader took this node in (its join was answered): it may vote once promoted. Made
+        durable first: the marker goes only after the cluster id is written."""
+        directory = Path(self.options.data_dir)
+        if cluster_id and _valid_cluster_id(cluster_id) and cluster_id != self.cluster_id:
+            _write_file(directory / CLUSTER_ID_FILE, cluster_id)
+            self.cluster_id = cluster_id
+            if self.transport is not None:
+                self.transport.cluster_id = cluster_id
+        if self.host is not None and not self.host.admitted:
+            if since > 0:
+                _write_file(directory / MEMBER_SINCE_FILE, str(since))
+                self.member_since = since
+            marker = directory / UNADMITTED_FILE
+            marker.unlink(missing_ok=True)
+            _fsync_dir(directory)
+            self.host.admit()
+            self.incarnation = None
+            self._leaving = self._was_member = False  # whatever the log said so far was of another life
+            log.info("%s: taken in by the cluster: it votes once promoted", self.id)
 
     async def stop(self) -> None:
         """Stop cleanly: optionally leave the cluster first, then flush and close everything."""
@@ -207,21 +380,40 @@ class NetNode:
 
     # ------------------------------------------------------------ driving the host
     def _on_message(self, msg: Message) -> None:
-        if self.host is not None and not self._stopping:
+        if self.host is not None and not self._stopping and self.halted is None:
             self.host.step(msg)
             self._kick()
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
-        while True:
+        ticks = 0
+        while self.halted is None:
             next_tick += self.config.tick
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
             assert self.host is not None
-            self.host.tick()
+            try:
+                self.host.tick()
+                ticks += 1
+                if ticks % _DISK_CHECK_TICKS == 0:
+                    self._check_disk()
+            except Exception as exc:  # noqa: BLE001 - stop loudly, never freeze silently
+                self._halt_on(exc)
+                return
             self._kick()
             if self._waiting:
                 self._expire_requests(loop.time())
+
+    def _check_disk(self) -> None:
+        """The data directory removed under a running node leaves its open files writable, and the
+        node would go on acknowledging writes into deleted files: check that its log is still there."""
+        storage = self.storage
+        if storage is None or storage.closed:
+            return
+        log_path = storage.directory / "log"
+        if not log_path.exists():
+            raise FileNotFoundError(errno.ENOENT, "the data directory's log is gone (directory removed?)",
+                                    str(log_path))
 
     def _kick(self) -> None:
         if self._draining or self.host is None or not self.host.has_ready():
@@ -234,7 +426,7 @@ class NetNode:
         host, storage, transport, syncer = self.host, self.storage, self.transport, self._syncer
         assert host is not None and storage is not None and transport is not None and syncer is not None
         try:
-            while not self._stopping and (rd := host.begin()) is not None:
+            while not self._stopping and self.halted is None and (rd := host.begin()) is not None:
                 if rd.must_sync():
                     t0 = time.perf_counter()
                     # A leader's appends go out now, while its own disk syncs them: the followers
@@ -253,11 +445,45 @@ class NetNode:
                 for m in host.finish(rd):
                     transport.send(m)
                 self._note_role()
+        except Exception as exc:  # noqa: BLE001 - a write, sync or apply failed: the node stops here
+            self._halt_on(exc)
         finally:
             self._draining = False
             self._tasks = [t for t in self._tasks if not t.done()]
-        if not self._stopping:
+        if not self._stopping and self.halted is None:
             self._kick()  # whatever arrived during the last sync
+
+    def _halt_on(self, exc: BaseException) -> None:
+        """A Ready failed to persist or apply. After a failed write or fsync the file's contents are
+        unknown (the kernel may have dropped the dirty pages it could not write), so carrying on
+        could acknowledge what is not on disk: stop at once, acknowledge nothing more, and let a
+        supervisor restart the process on whatever its disk holds (as etcd does on a WAL error)."""
+        from clusterkit.cli.codes import EXIT_INTERNAL, EXIT_STORAGE_FAILED
+        from clusterkit.raft.errors import StorageError
+
+        if isinstance(exc, (OSError, StorageError)):
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            self.storage_error = f"{type(cause).__name__}: {cause}"
+            self.halt(EXIT_STORAGE_FAILED, f"storage failed: {exc}")
+        else:
+            self.halt(EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}", exc)
+
+    def halt(self, code: int, reason: str, exc: BaseException | None = None) -> None:
+        """Stop serving for good: CRITICAL line, /health and /ready 503, no more acknowledgements,
+        messages dropped; the process's runner then exits with ``code``."""
+        if self.halted is not None:
+            return
+        self.halted = NodeHalted(code, reason)
+        if self.storage_error is None:
+            self.storage_error = reason
+        log.critical("%s: %s: this node stops (exit code %d) and must be restarted", self.id, reason, code,
+                     exc_info=exc)
+        if self.host is not None:
+            self.host.halt(reason)
+        for fut in list(self._waiting):
+            if not fut.done():
+                fut.set_exception(RaftError(f"unknown: {reason}"))
+        self.halt_event.set()
 
     def _note_fsync(self, seconds: float) -> None:
         self.fsync_seconds.append(seconds)
@@ -377,17 +603,43 @@ class NetNode:
             if not fut.done():
                 fut.set_exception(asyncio.TimeoutError())
 
-    async def add_member(self, node_id: str, raft_addr: str) -> None:
-        """On the leader: add ``node_id`` as a Raft learner (idempotent); returns once committed."""
+    async def add_member(self, node_id: str, raft_addr: str, fresh: bool = False, incarnation: str = "") -> None:
+        """On the leader: add ``node_id`` as a Raft learner (idempotent); returns once committed.
+
+        ``fresh``: the node says it started on an empty data directory. If its id is still a voter,
+        or still in the cluster state, it lost its disk: it is *replaced*. Its cluster-state entry
+        is failed and forgotten (its partitions move to the copies that are left, and it joins
+        again as a new node that copies them back), it leaves the Raft voters (so the quorum no
+        longer counts a node that forgot what it acknowledged), then it is added back as a learner
+        that catches up and is promoted as any new node. ValueError when that can't be done."""
         assert self.host is not None
         deadline = time.monotonic() + self.config.request_timeout
+        if fresh and node_id == self.id:
+            raise ValueError(f"{node_id} leads this cluster: it can't be replaced while it leads")
+        if fresh and incarnation and self._taken_in.get(node_id) == incarnation:
+            fresh = False  # replaced already, for this very life of it: its answer was lost
+        replacing = replaced = False
         while time.monotonic() < deadline:
             raft = self.host.raft
             if raft is None or not raft.is_leader:
                 raise NotLeader(self.id, self.host.leader)
-            if node_id in raft.voters + raft.learners and raft.log.committed >= raft.log.last_index():
+            members = raft.voters + raft.learners
+            state = self.kit.state
+            if fresh and not replaced and still_a_member(self.host, state, node_id):
+                if not replacing:
+                    log.warning("%s asks to join with an empty data directory while it is still a member: "
+                                "replacing it (its old copies and its vote no longer count)", node_id)
+                    replacing = True
+                if replace_step(self.host, state, node_id):
+                    self._kick()
+            elif node_id in members and raft.log.committed >= raft.log.last_index():
+                if replacing:
+                    log.warning("%s replaced: back as a learner that catches up from the leader", node_id)
+                if incarnation:
+                    self._taken_in[node_id] = incarnation
                 return
-            if node_id not in raft.voters + raft.learners:
+            elif node_id not in members:
+                replaced = True  # (its old self is out of everything: what is added now is this life)
                 try:
                     raft.add_learner(node_id, context=raft_addr.encode())
                     self._kick()
@@ -432,8 +684,10 @@ class NetNode:
         raft = host.raft
         if raft is None:
             return
-        if not self._joined_raft:
-            if self.id in raft.voters + raft.learners:
+        if not self._joined_raft or not host.admitted:
+            # (a node not yet taken in asks until a leader answers it, even once its log shows it:
+            # what the log shows may be the membership of its life before its disk was wiped)
+            if self.id in raft.voters + raft.learners and host.admitted:
                 self._joined_raft = True
             elif self.options.join_addr:
                 await request_join(self)
@@ -451,9 +705,10 @@ class NetNode:
         if info is None and self._was_member:
             self._leaving = True  # we were a member and are gone: we left
         if self._leaving:
-            if info is None and raft.id in raft.voters + raft.learners:
+            if info is None and raft.id in raft.voters + raft.learners and raft.log.applied > self.member_since:
                 try:
                     raft.remove_node(self.id)  # our data has moved: out of Raft too (a leader hands over)
+                    log.info("%s: no longer in the cluster state: leaving the Raft group too", self.id)
                     self._kick()
                 except RaftError:
                     pass

@@ -96,10 +96,17 @@ async def serve(options: Options, config: NodeConfig, stop: asyncio.Event | None
 
         on_join_refused(node, refused)
         try:
-            await stop.wait()
+            waits = [loop.create_task(stop.wait()), loop.create_task(node.halt_event.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
             log.info("%s: stopping", node.id)
         finally:
             await service.stop()
+        if node.halted is not None:
+            raise node.halted
         if refusals:
             raise refusals[0]
     finally:

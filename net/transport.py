@@ -30,6 +30,7 @@ from clusterkit.raft.messages import Message
 
 from .frames import (
     ACCEPT,
+    is_loopback,
     DEFAULT_MAX_FRAME,
     DIAL,
     FrameError,
@@ -96,7 +97,11 @@ class Transport:
         max_frame: int = DEFAULT_MAX_FRAME,
         queue_limit: int = 4096,
         rng: random.Random | None = None,
+        allow_remote: bool = False,
+        cluster_id: str = "",
     ) -> None:
+        """``allow_remote``: hear peers from other machines even though nothing proves who they are
+        (no secret, no TLS). With a secret or TLS they are always heard: the handshake proves them."""
         self.node_id = node_id
         self.cluster = cluster
         self.listen_addr = listen_addr
@@ -108,6 +113,10 @@ class Transport:
         self.max_frame = max_frame
         self.queue_limit = queue_limit
         self.rng = rng or random.Random()
+        self.remote_ok = allow_remote or secret is not None or server_ssl is not None
+        self.cluster_id = cluster_id  # ours ("" until made or learned): a peer of another is refused
+        self.peer_cluster_id = ""  # the id a peer's hello gave while we had none
+        self.hellos_seen: set[str] = set()  # peers that completed a handshake with us
         self.stats: dict[str, PeerStats] = {}
         self.frame_errors: Counter[str] = Counter()  # reason -> connections closed for it
         self.hints: dict[str, str] = {}  # peer -> the raft address its hello gave
@@ -216,12 +225,16 @@ class Transport:
         acceptor sends its own, so a stranger gets no proof out of a node. ``dialled``: the peer this
         side dialled (None on an accepted connection). Returns the peer's hello."""
         nonce = os.urandom(16)
-        writer.write(hello_frame(self.cluster, self.node_id, self.listen_addr, nonce))
+        writer.write(hello_frame(self.cluster, self.node_id, self.listen_addr, nonce, self.cluster_id))
         await writer.drain()
         body, _ = await read_frame(reader, self.max_frame)
         hello = parse_hello(body, self.cluster)
         if dialled is not None and hello.node_id != dialled:
             raise FrameError(f"handshake: dialled {dialled} but {hello.node_id} answered", "handshake")
+        if hello.cluster_id and self.cluster_id and hello.cluster_id != self.cluster_id:
+            # Same name, another cluster (one bootstrapped again beside it, say): never mix them.
+            raise FrameError(f"handshake: {hello.node_id} belongs to another cluster of the same name (id "
+                             f"{hello.cluster_id}, ours {self.cluster_id}): refused", "cluster-id")
         if self.secret is not None:
             if dialled is not None:
                 t = Transcript(self.node_id, hello.node_id, nonce, hello.nonce)
@@ -235,6 +248,9 @@ class Transport:
                 check_auth(body, self.secret, DIAL, t)
                 writer.write(auth_frame(self.secret, ACCEPT, t))
                 await writer.drain()
+        self.hellos_seen.add(hello.node_id)
+        if hello.cluster_id and not self.cluster_id:
+            self.peer_cluster_id = hello.cluster_id
         return hello
 
     # ------------------------------------------------------------ receiving
@@ -244,6 +260,12 @@ class Transport:
             self._inbound.add(task)
         peer = "?"
         try:
+            if not self.remote_ok and not is_loopback(writer.get_extra_info("peername")):
+                self.frame_errors["remote"] += 1
+                log.warning("%s: closed a connection from %s: without a cluster secret or TLS only peers on this "
+                            "machine are heard (--allow-remote-peers to hear others)", self.node_id,
+                            writer.get_extra_info("peername"))
+                return
             if self.server_ssl is not None:
                 try:
                     await writer.start_tls(self.server_ssl, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
@@ -296,24 +318,27 @@ class Transport:
         """Peers must prove something (the cluster secret, a certificate) before they are heard."""
         return self.secret is not None or self.client_ssl is not None
 
-    async def verify_peer(self, node_id: str, addr: str) -> str | None:
+    async def verify_peer(self, node_id: str, addr: str) -> tuple[str | None, bool]:
         """Dial ``addr`` and run the handshake as with any peer, expecting ``node_id``, then hang up.
 
         For a join: a node is only added once it has shown it can talk to the cluster (knows the
-        secret, has a certificate), so a stranger can't put itself in the Raft configuration. None
-        when it passed, else why not."""
+        secret, has a certificate), so a stranger can't put itself in the Raft configuration.
+        (None, _) when it passed, else (why not, whether asking again may help: it could not be
+        reached, rather than failing the handshake)."""
         writer: asyncio.StreamWriter | None = None
         try:
             _, writer = await self._dial(addr, node_id)
-            return None
+            return None, False
         except FrameError as exc:
             self._frame_error(node_id, exc)
-            return str(exc)
+            return str(exc), False
         except asyncio.IncompleteReadError:  # it hung up on our proof: it holds another secret, or none
             self.frame_errors["handshake"] += 1
-            return "it closed the connection during the handshake (no cluster secret, or another one)"
-        except (OSError, asyncio.TimeoutError, ssl.SSLError, ValueError) as exc:
-            return f"no handshake with {addr}: {exc or type(exc).__name__}"
+            return "it closed the connection during the handshake (no cluster secret, or another one)", False
+        except (ssl.SSLError, ValueError) as exc:
+            return f"no handshake with {addr}: {exc or type(exc).__name__}", False
+        except (OSError, asyncio.TimeoutError) as exc:
+            return f"could not reach {addr}: {exc or type(exc).__name__}", True
         finally:
             if writer is not None:
                 writer.close()

@@ -54,6 +54,7 @@ class Counters:
     failures: int = 0
     skews: int = 0
     stalls: int = 0
+    wipes: int = 0  # nodes restarted on an empty disk under their old id
     migrations: int = 0  # partition copies confirmed
     marked_failed: int = 0  # nodes the cluster state marked failed (by the nemesis or the detector)
     rejoins: int = 0  # failed nodes that joined again
@@ -102,6 +103,8 @@ class DataLayer(Protocol):
     def attach(self, node: SimNode) -> None: ...  # a new node (its first life)
 
     def restart(self, node: SimNode) -> None: ...  # a new life of a crashed node, from its disk
+
+    def wipe(self, node: SimNode) -> None: ...  # a crashed node's disk is lost: the next life starts empty
 
     def tick(self, node: SimNode) -> None: ...
 
@@ -344,7 +347,11 @@ class SimCluster:
             assert self.data_layer is not None
             self.data_layer.deliver(node, data.src, data.data)
             return
-        node.host.step(decode(data) if self.codec else data)
+        host = node.host
+        errors = host.step_errors
+        host.step(decode(data) if self.codec else data)
+        if host.step_errors != errors:  # contained on a real node; a bug to report here
+            self.violation(f"{node.id}: stepping a message raised (step_errors {host.step_errors})")
         self._kick(node)
 
     # ------------------------------------------------------------ hooks: the data layer copies

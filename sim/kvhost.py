@@ -86,6 +86,10 @@ class SimKV:
         server = self._server(node, self._data(synced), node.generation)
         self.nodes[node.id] = NodeKV(server, synced)
 
+    def wipe(self, node: SimNode) -> None:
+        """The node's disk is lost: its KV data with it (restart() then starts from nothing)."""
+        self.nodes[node.id].synced = []
+
     def tick(self, node: SimNode) -> None:
         server = self.nodes[node.id].server
         before = server.stats.migrations

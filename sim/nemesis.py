@@ -13,6 +13,7 @@ import random
 from dataclasses import replace
 
 from clusterkit.cluster_state import ACTIVE, fail_command
+from clusterkit.host.replace import replace_step, still_a_member
 from clusterkit.raft.errors import RaftError
 from clusterkit.raft.storage import MemoryStorage
 
@@ -129,6 +130,62 @@ class Nemesis:
         self.c.start_copier(node)
         self.c._kick(node)
         return True
+
+    def _wipe(self, fault: Fault, nid: str) -> bool:
+        """The node's disk is lost: it restarts at once, empty, under the same id (as an operator
+        who replaced a dead disk would restart it). It must not vote until the leader has replaced
+        it (see clusterkit.host.replace); its data is copied back as a new node's would be."""
+        c = self.c
+        node = c.nodes[nid]
+        if node.removed or not self._permanent_removal_ok(nid) or not self._active_member(nid):
+            return False  # a lost copy, as a failure is: only when the rest can hold RF copies
+        if c.leader() in (None, nid) and len([n for n in c.live() if n != nid]) < 2:
+            return False
+        if node.alive:
+            self._crash(node)
+        node.disk = MemoryStorage()
+        node.host.storage = node.disk
+        node.host.joining = True
+        node.host.admitted = False
+        if c.data_layer is not None:
+            c.data_layer.wipe(node)
+        c.monitor.forget(nid)  # what comes back under its id is a new member, from term 0
+        c.observer.forget(nid)
+        node.host.start()
+        node.alive = True
+        c.counters.wipes += 1
+        c.start_copier(node)
+        c._kick(node)
+        self.env.process(self._rejoining(node))
+        return True
+
+    def _rejoining(self, node: SimNode):  # a SimPy process
+        """A wiped node's join, as its runner's: it asks until a leader has taken it in (replaced
+        its old self, then added it as a learner); then it joins as any new node."""
+        c = self.c
+        address = node.kit.options.raft_addr.encode()
+        replaced = False  # its old self is gone: what is a member under its id from now on is this life
+        while not node.removed and not node.host.admitted:
+            lead = c.leader()
+            if node.alive and lead is not None and lead != node.id:
+                leader = c.nodes[lead]
+                raft = leader.host.raft
+                assert raft is not None
+                if not replaced and still_a_member(leader.host, leader.kit.state, node.id):
+                    if replace_step(leader.host, leader.kit.state, node.id):
+                        c._kick(leader)
+                elif node.id not in raft.voters + raft.learners:
+                    replaced = True
+                    try:
+                        raft.add_learner(node.id, context=address)
+                        c._kick(leader)
+                    except RaftError:
+                        pass
+                elif raft.log.committed >= raft.log.last_index():
+                    node.host.admit()  # the leader answered its join: taken in
+                    c.trace.event(self.env.now, f"{node.id} taken in again after its wipe")
+            yield self.env.timeout(0.5)
+        yield from self._joining(node)
 
     def _pause(self, fault: Fault, nid: str) -> bool:
         node = self.c.nodes[nid]

@@ -27,11 +27,12 @@ from clusterkit.raft import (
     encode,
 )
 from clusterkit.raft.codec import to_wire
+from clusterkit.raft.messages import MAX_NUMBER
 from clusterkit.raft import ConfState
 from clusterkit.raft.confchange import ConfChange, ConfChangeType, decode_entry, encode_entry
 
 ids = st.text(min_size=1, max_size=8)
-nat = st.integers(min_value=0, max_value=2**63 - 1)
+nat = st.integers(min_value=0, max_value=MAX_NUMBER - 1)
 conf_data = st.builds(
     lambda op, node, voters: encode_entry(ConfChange(ConfChangeType(op), node), ConfState(tuple(sorted(voters)))),
     st.integers(0, 2),
@@ -85,7 +86,7 @@ def test_entries_round_trip_exactly():
         ({"tag": 1}, "non-empty array"),
         ([4, 1, "a", "b"], "VoteResponse: expected 5 fields, got 3"),
         ([4, 1, "a", "b", "no", False], "VoteResponse.reject: expected bool"),
-        ([4, -1, "a", "b", True, False], "VoteResponse.term: expected int"),
+        ([4, -1, "a", "b", True, False], "VoteResponse.term: -1 is out of range"),
         ([4, True, "a", "b", True, False], "VoteResponse.term: expected int"),
         ([4, 1, 7, "b", True, False], "VoteResponse.src: expected str"),
         ([5, 1, "a", "b", 0, b"ctx"], "Heartbeat.round: expected int"),
@@ -134,3 +135,36 @@ def test_conf_change_entry_round_trip():
     cc = ConfChange(ConfChangeType.ADD_LEARNER, "n4", b"127.0.0.1:9004")
     data = encode_entry(cc, ConfState(("n1", "n2", "n3"), ("n4",)))
     assert decode_entry(data) == (cc, ConfState(("n1", "n2", "n3"), ("n4",)))
+
+
+@pytest.mark.parametrize("value", [MAX_NUMBER, 2**63 - 1, 2**64 - 1])
+def test_numbers_no_node_could_advance_past_are_refused(value: int) -> None:
+    """Issue 20, item 1: one AppendResponse with term 2**64 - 1 made every node adopt a term it
+    could never campaign past (term + 1 does not encode). The codec refuses every number at or
+    above MAX_NUMBER, in every message field and every entry."""
+    frame = msgpack.packb([2, value, "a", "b", 1, False, 0, 0], use_bin_type=True)  # AppendResponse.term
+    with pytest.raises(CodecError, match="out of range"):
+        decode(frame)
+    entry = msgpack.packb([1, 1, "a", "b", 0, 0, 0, [[value, 1, b"", 0]]], use_bin_type=True)
+    with pytest.raises(CodecError):
+        decode(entry)
+    ok = msgpack.packb([2, MAX_NUMBER - 1, "a", "b", 1, False, 0, 0], use_bin_type=True)
+    assert decode(ok).term == MAX_NUMBER - 1
+
+
+def test_a_node_never_adopts_a_term_it_could_not_advance() -> None:
+    """Past the codec (an in-memory driver, a bug elsewhere): a Raft node drops a message whose
+    term it could not campaign past, counts it, and the cluster goes on committing."""
+    from clusterkit.mem.network import MemNetwork
+    from clusterkit.raft.messages import AppendResponse
+
+    net = MemNetwork(["n1", "n2", "n3"], seed=1)
+    lead = net.elect()
+    term = net.nodes[lead].raft.term
+    for nid in net.ids:
+        net.nodes[nid].step(AppendResponse(2**64 - 1, "intruder", nid, 1))
+        net.nodes[nid].step(AppendResponse(MAX_NUMBER - 1, "intruder", nid, 1))
+        assert net.nodes[nid].raft.term == term
+        assert net.nodes[nid].raft.refused_terms == 2
+    index = net.propose(lead, b"after")
+    assert net.run_until(lambda: all(net.nodes[n].raft.log.committed >= index for n in net.ids), 50)

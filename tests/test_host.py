@@ -10,6 +10,7 @@ from clusterkit.host.node import HOST_ENTRY, unwrap_snapshot
 from clusterkit.mem.cluster import MemCluster
 from clusterkit.mem.network import MemNetwork
 from clusterkit.raft import AppendEntries, CommitNotice, ConfState, Entry, MemoryStorage, NotLeader, RaftConfig
+from clusterkit.raft.ready import Role
 
 CFG = RaftConfig(election_ticks=6, snapshot_threshold=20, snapshot_trailing=2)
 
@@ -221,3 +222,45 @@ def test_a_single_voter_commits_an_entry_once_its_disk_holds_it():
     assert not p.done and host.raft.log.committed == p.index
     host.process()
     assert p.ok and host.machine.data() == [b"x"]
+
+
+def test_a_truncated_proposal_is_unknown_until_certain_and_may_still_commit():
+    """Issue 20, item 5: leader L appends X and replicates it only to B; a new leader N, elected
+    without either, truncates X on L with its first append (which reaches only L) and crashes; B
+    wins and commits X everywhere. L's proposal must not end as failed when X leaves L's log: it
+    ends ok, once X is applied."""
+    cfg = RaftConfig(election_ticks=6, pre_vote=False, check_quorum=False, lease_reads=False)
+    net = MemNetwork([f"n{i}" for i in range(1, 6)], seed=3, config=cfg)
+    lead = net.elect()
+    others = [n for n in net.ids if n != lead]
+    b, n, d, e = others
+    everyone = set(net.ids)
+
+    def only(*links: tuple[str, str]) -> None:
+        net.blocked = {(s, t) for s in everyone for t in everyone if s != t} - set(links)
+
+    only((lead, b), (b, lead))
+    x = net.nodes[lead].propose(b"X")
+    net.process(lead)
+    net.deliver_all()
+    assert net.nodes[b].raft.log.term(x.index) == x.term  # X on L and B, not committed (2 of 5)
+    assert not x.done
+
+    only((n, d), (d, n), (n, e), (e, n))
+    net.nodes[n].raft.campaign()
+    net.process(n)
+    while net.nodes[n].raft.role is not Role.LEADER:  # one message at a time, to stop N's appends
+        assert net.deliver(0)
+    only((n, lead), (lead, n))  # N's first appends reach only L
+    net.deliver_all()
+    assert net.nodes[lead].raft.log.term(x.index) != x.term  # X truncated on L
+    assert not x.done  # not failed: B still holds X
+    net.crash(n)
+
+    only(*[(s, t) for s in (b, d, e) for t in (b, d, e) if s != t])
+    net.nodes[b].raft.campaign()
+    net.process(b)
+    assert net.run_until(lambda: net.leader() == b and net.nodes[b].raft.log.committed >= x.index, 50)
+    net.blocked = {(s, t) for s in everyone for t in everyone if n in (s, t)}
+    assert net.run_until(lambda: x.done, 100)
+    assert x.ok, x.error  # X committed after all: "lost" would have been a lie

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from clusterkit.net.frames import HEADER, frame, hello_frame
-from clusterkit.net.kv_service import CLIENT_HELLO, CLIENT_VERSION, is_loopback
+from clusterkit.net.frames import is_loopback
+from clusterkit.net.kv_service import CLIENT_HELLO, CLIENT_VERSION
 from clusterkit.net.local import LocalCluster, free_port
 
 from .test_net_bad_input import WAIT

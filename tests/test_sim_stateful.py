@@ -424,9 +424,11 @@ def test_a_proposal_truncated_away_ends() -> None:
     """A leader whose disk stalls, and whose every message is lost, appends six entries it can't
     send (a leader sends its appends while its own disk syncs them: only the cut stops them); a
     new leader writes two (its no-op and a host entry) and the cluster goes idle. The old leader's
-    entries are cut from its log: every proposal must end (lost), including those at indexes no
-    later entry takes, or whoever waits on one without a timeout (the quiet phase's probe) waits
-    forever."""
+    entries are cut from its log, but that alone does not make them fail: another node might
+    hold them and win (issue 20, item 5). While its answers are cut the old leader never learns a
+    commit past them, so they stay open (unknown); once it hears that an entry of the new term
+    committed, every proposal must end (lost), including those at indexes no later entry takes,
+    or whoever waits on one without a timeout (the quiet phase's probe) waits forever."""
     m = SimClusterMachine()
     m._start(3, 3, 0)
     c = m.c
@@ -437,8 +439,12 @@ def test_a_proposal_truncated_away_ends() -> None:
     c._kick(c.nodes[lead])
     m._run(30.0)
     assert c.leader() not in (None, lead)
+    assert not any(p.done for p in proposals)  # truncated, but nothing committed past them is known
+    m.nemesis.heal_everything()
+    m._run(5.0)
     assert [p.index for p in proposals if not p.done] == []
     assert not any(p.ok for p in proposals)
+    assert all(p.error.startswith("lost") for p in proposals)
 
 
 def test_the_detector_keeps_a_node_failed_by_hand_failed() -> None:

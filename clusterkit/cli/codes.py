@@ -17,6 +17,13 @@ EXIT_BAD_INPUT = 3
 # its last sync mark, a snapshot file gone): it refuses to start on it. sysexits' EX_DATAERR. Move the
 # data directory away and restart with the same node id and JOIN_ADDR: it rejoins as a fresh member.
 EXIT_STORAGE_DAMAGED = 65
+# `clusterkit node`: the node stopped itself because a write or sync of its data failed (ENOSPC, EIO,
+# the directory gone). sysexits' EX_IOERR. Restart it once the disk is fixed: it starts from what
+# its disk holds.
+EXIT_STORAGE_FAILED = 74
+# `clusterkit node`: the node stopped itself on an internal error it could not contain (a bug: the
+# CRITICAL line has the traceback). sysexits' EX_SOFTWARE.
+EXIT_INTERNAL = 70
 # `clusterkit node`: the cluster refused this node for good (its join got 409: the id is taken or the
 # config differs; 403: the peer handshake failed; 401: no credential), or its own log says it was
 # removed (POST /leave). Asking again can't help: change the config, or wipe the data dir and rejoin.
@@ -36,6 +43,9 @@ exit codes:
   {EXIT_BAD_INPUT}    bad input file: unreadable, malformed, nothing in it to check
   {EXIT_STORAGE_DAMAGED}   node: its data directory lost synced data; move it away and restart with the same
        node id and JOIN_ADDR to rejoin as a fresh member
+  {EXIT_INTERNAL}   node: stopped on an internal error (a bug; the CRITICAL line says where)
+  {EXIT_STORAGE_FAILED}   node: stopped because a write or sync of its data failed (disk full, I/O error,
+       data directory gone): restart it once the disk is fixed
   {EXIT_REFUSED}   node: refused by the cluster (join answered 401/403/409) or removed from it: fix the
        config, or wipe the data directory and join again
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)

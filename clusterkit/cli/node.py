@@ -168,9 +168,10 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
     # With the KV store a node confirms each copy once its data is pulled, never at once.
     config = NodeConfig(tick=args.tick, fail_after=args.fail_after, secret=secret, server_ssl=server_ssl,
                         client_ssl=client_ssl, leave_on_stop=args.leave_on_stop, auto_confirm=kv is None,
-                        **_peer_policy(NodeConfig, args))
+                        allow_remote_peers=bool(args.allow_remote_peers))
     auth = ApiAuth.configure(token, secret=secret is not None, tls=http_ssl is not None,
                              client_certs=bool(args.tls_cert and args.tls_ca))
+    from clusterkit.net.node import NodeHalted
     from clusterkit.net.join import NotAMember
     from clusterkit.net.disk import StorageDamaged
     from clusterkit.raft.errors import StorageError
@@ -180,6 +181,8 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
     try:
         # (this process is the node's own: it may tune the garbage collector for its data)
         asyncio.run(serve(options, config, http_ssl=http_ssl, kv=kv, gc_policy=LongLivedGC(), auth=auth))
+    except NodeHalted as exc:  # it stopped itself (its storage failed): the CRITICAL line said why
+        return error(PROG, exc.reason, exc.code)
     except NotAMember as exc:  # its join refused for good, or it was removed: asking again can't help
         return error(PROG, str(exc), EXIT_REFUSED)
     except StorageDamaged as exc:  # it lost synced data: never start on it (README, "Damaged storage")
@@ -188,14 +191,6 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
     except (OSError, StorageError) as exc:  # the port is taken, the data dir is locked or unreadable...
         return error(PROG, str(exc), EXIT_BAD_INPUT)
     return EXIT_OK
-
-
-def _peer_policy(node_config: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """``allow_remote_peers`` for NodeConfig, once NodeConfig has the field (the transport's
-    loopback-only default for peers without a cluster secret)."""
-    if "allow_remote_peers" in {f.name for f in dataclasses.fields(node_config)}:
-        return {"allow_remote_peers": bool(args.allow_remote_peers)}
-    return {}
 
 
 def _kv_options(args: argparse.Namespace, options: Any) -> Any:

@@ -44,6 +44,7 @@ HOST_ENTRY = b"\xc1"
 _NORMAL = int(EntryType.NORMAL)
 _CONF_CHANGE = int(EntryType.CONF_CHANGE)
 _SNAPSHOT_VERSION = 1
+_LOGGED_STEP_ERRORS = 100  # a node logs this many messages that raised, then only counts them
 
 
 def is_host_entry(data: bytes) -> bool:
@@ -77,6 +78,7 @@ class NodeHost:
         *,
         rng: random.Random | None = None,
         joining: bool = False,
+        admitted: bool = True,
         address: str = "",
         peers: Mapping[str, str] | None = None,
         auto_compact: bool = True,
@@ -89,6 +91,7 @@ class NodeHost:
         self.config = config or RaftConfig()
         self.rng = rng if rng is not None else random.Random(node_id)
         self.joining = joining
+        self.admitted = admitted  # False: a wiped (or new) node the cluster has not taken in yet
         self.address = address
         self.peers = dict(peers or {})  # bootstrap members' addresses, from the driver's config
         self.auto_compact = auto_compact
@@ -101,11 +104,18 @@ class NodeHost:
         self.snapshots_installed = 0
         self.incarnation = 0  # starts so far: tells a restarted node's reads from its old ones
         self._proposals: dict[int, Proposal] = {}
+        # Proposals whose entry our log lost to a truncation: their outcome stays unknown until it
+        # is certain (see _settle_orphans). ``_displaced``: those whose index a newer proposal of ours
+        # took meanwhile (both wait; the entry that commits at the index decides between them).
+        self._orphans: dict[int, Proposal] = {}
+        self._displaced: dict[int, Proposal] = {}
         self._applied_early = 0  # of the outstanding Ready's committed entries (apply_stable)
         self._truncations = 0  # raft.log.truncations when proposals were last checked against the log
         self._reads: dict[bytes, ReadRequest] = {}  # asked, waiting for the leader's answer
         self._confirmed: list[ReadRequest] = []  # answered, waiting for this node to apply their index
         self._serial = 0
+        self.step_errors = 0  # peer messages dropped because stepping them raised
+        self.applying_index = 0  # the index of the entry being applied (state-machine callbacks read it)
         if hasattr(machine, "attach"):
             machine.attach(self)  # the facade reads leadership and proposes through its host
         self.start()
@@ -130,9 +140,17 @@ class NodeHost:
             rng=random.Random(self.rng.getrandbits(64)),
             applied=snap.meta.index,
             joining=self.joining,
+            admitted=self.admitted,
         )
         self._truncations = 0
         self.incarnation += 1
+
+    def admit(self) -> None:
+        """The cluster took this node in (its join answered, as a learner in the committed
+        membership): from now on it may vote once promoted. The driver makes that durable."""
+        self.admitted = True
+        if self.raft is not None:
+            self.raft.admitted = True
 
     def crash(self, synced: bool = False, keep_writes: int = 0, keep_entries: int = 0) -> None:
         """Stop as a kill would: a pending Ready is written but, unless ``synced``, not synced, so
@@ -164,9 +182,21 @@ class NodeHost:
         self.machine.restore(b"")
         self._end_requests("unknown: the node stopped")
 
+    def halt(self, why: str) -> None:
+        """Stop at once, writing nothing more (the storage failed: what it holds is all there is).
+        Volatile state goes; every open request ends as unknown."""
+        if self.raft is None:
+            return
+        self.raft = None
+        self.machine.restore(b"")
+        self.read_states = []
+        self._end_requests(f"unknown: {why}")
+
     def _end_requests(self, why: str) -> None:
         proposals, self._proposals = self._proposals, {}
-        for p in proposals.values():
+        displaced, self._displaced = self._displaced, {}
+        self._orphans = {}
+        for p in [*proposals.values(), *displaced.values()]:
             p._finish(False, why)
         reads = [*self._reads.values(), *self._confirmed]
         self._reads, self._confirmed = {}, []
@@ -175,8 +205,19 @@ class NodeHost:
 
     # ------------------------------------------------------------ inputs
     def step(self, m: Message) -> None:
-        if self.raft is not None:
-            self.raft.step(m)
+        """Feed one peer message. Whatever one message raises is contained here, logged and
+        counted (``step_errors``): a bad or hostile message must never stop a node's loop."""
+        raft = self.raft
+        if raft is None:
+            return
+        try:
+            raft.step(m)
+        except Exception as exc:  # noqa: BLE001 - one message must not stop the node
+            self.step_errors += 1
+            if self.step_errors <= _LOGGED_STEP_ERRORS:
+                log.error("%s: dropped a %s from %s that raised %s: %s (%d so far)", self.id,
+                          type(m).__name__, getattr(m, "src", "?"), type(exc).__name__, exc, self.step_errors)
+                log.debug("the message's traceback", exc_info=True)
 
     def tick(self) -> None:
         if self.raft is None:
@@ -199,6 +240,9 @@ class NodeHost:
         index = raft.propose(data)
         assert index is not None
         proposal = Proposal(index=index, term=raft.term)
+        old = self._proposals.get(index)
+        if old is not None:
+            self._displaced[index] = old
         self._proposals[index] = proposal
         return proposal
 
@@ -216,6 +260,11 @@ class NodeHost:
             return []
         term = raft.term
         proposals = [Proposal(index=index, term=term) for index in range(span[0], span[1] + 1)]
+        if self._orphans:
+            for index in range(span[0], span[1] + 1):
+                old = self._proposals.get(index)
+                if old is not None:
+                    self._displaced[index] = old
         self._proposals.update(zip(range(span[0], span[1] + 1), proposals))
         return proposals
 
@@ -353,7 +402,9 @@ class NodeHost:
         if raft.log.truncations != self._truncations:
             self._truncations = raft.log.truncations
             if self._proposals:
-                self._drop_truncated(raft)
+                self._note_truncated(raft)
+        if self._orphans:
+            self._settle_orphans(raft)
         if self._confirmed:
             self._serve_reads()
         if rd.soft_state is not None:
@@ -373,16 +424,41 @@ class NodeHost:
         self.machine.restore(image)
         self.snapshots_installed += 1
         self._emit(f"{self.id} installed a snapshot at {index}")
-        for i in [i for i in self._proposals if i <= index]:
-            self._proposals.pop(i)._finish(False, "unknown: a snapshot replaced the log")
+        for pending in (self._proposals, self._displaced):
+            for i in [i for i in pending if i <= index]:
+                self._orphans.pop(i, None)
+                pending.pop(i)._finish(False, "unknown: a snapshot replaced the log")
 
-    def _drop_truncated(self, raft: RaftNode) -> None:
-        """End the proposals whose entry our log no longer holds. A log loses an entry only to a
-        leader whose log doesn't have it, so it can never commit: ending them now matters when
-        no later entry ever takes that index (an idle cluster), or they would wait forever."""
+    def _note_truncated(self, raft: RaftNode) -> None:
+        """Note the proposals whose entry our log no longer holds. That is not a failure yet: the
+        entry may be on another node that wins an election and commits it (we only lost it to a
+        leader that lacked it). _settle_orphans ends them once their fate is certain."""
         log = raft.log
-        for index in [i for i, p in self._proposals.items() if i > log.offset and log.term(i) != p.term]:
-            self._proposals.pop(index)._finish(False, f"lost: a new leader's log has no entry {index}")
+        for i, p in self._proposals.items():
+            if i > log.offset and log.term(i) != p.term:
+                self._orphans[i] = p
+
+    def _settle_orphans(self, raft: RaftNode) -> None:
+        """End the orphans whose outcome is now certain. Applying their index settles those at or
+        below the applied index (_apply_entries). One above it can still commit only if no entry of
+        a later term has committed: every future leader holds the committed entry, and a log's
+        terms never decrease along its indexes, so an entry of an older term can't come after it.
+        Without this an orphan at an index no later entry takes (an idle cluster) would wait
+        forever."""
+        log = raft.log
+        applied = log.applied
+        applied_term = log.term(applied) or 0
+        for i, p in list(self._orphans.items()):
+            if p.done:
+                del self._orphans[i]
+            elif i > applied and applied_term > p.term:
+                del self._orphans[i]
+                if self._proposals.get(i) is p:
+                    del self._proposals[i]
+                elif self._displaced.get(i) is p:
+                    del self._displaced[i]
+                p._finish(False, f"lost: entry {i} of term {p.term} can no longer commit "
+                                 f"(an entry of term {applied_term} committed)")
 
     def _apply(self, e: Entry) -> None:
         self._apply_entries([e])
@@ -395,6 +471,7 @@ class NodeHost:
         for e in entries:
             result: Any = None
             etype = e.type
+            self.applying_index = e.index
             if etype == _NORMAL and e.data[:1] == HOST_ENTRY:
                 self._apply_host_entry(e.data)
             else:
@@ -411,6 +488,14 @@ class NodeHost:
                         proposal._finish(True)
                     else:
                         proposal._finish(False, f"lost: a later leader's entry took index {e.index}")
+                    if self._displaced:
+                        older = self._displaced.pop(e.index, None)
+                        if older is not None:
+                            if e.term == older.term:
+                                older.result = result
+                                older._finish(True)
+                            else:
+                                older._finish(False, f"lost: another entry took index {e.index}")
 
     def _apply_conf_change(self, data: bytes) -> None:
         cc, _ = decode_entry(data)

@@ -53,6 +53,11 @@ class SafetyObserver:
             mon.leader_seen(nid, raft.term)
             mon.check_leader_completeness(nid, raft.term, log.offset, log.entries)
 
+    def forget(self, node_id: str) -> None:
+        """``node_id`` lost its storage: what comes back under its id is reported afresh."""
+        self._commit_reported.pop(node_id, None)
+        self._hard_state_reported.pop(node_id, None)
+
     def sent(self, messages: Iterable[Message]) -> None:
         """Messages a host is about to send (after its sync): granted votes are promises."""
         for m in messages:

@@ -23,7 +23,7 @@ from .style import sorted_nodes
 # longer paused: its restart starts it running; a killed node the cluster marks failed is gone, not
 # a fault any more: a real cluster's kill without a restart).
 _CLOSED_BY = {"kill": ("restart", "fail"), "pause": ("resume", "kill")}
-_INSTANT = ("join", "leave", "fail")
+_INSTANT = ("join", "leave", "fail", "wipe")
 
 
 class TimelineLike(Protocol):

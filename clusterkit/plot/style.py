@@ -37,6 +37,7 @@ FAULT_COLORS = {
     "join": "#2ca02c",
     "leave": "#7f7f7f",
     "fail": "#000000",
+    "wipe": "#e377c2",
 }
 OUTCOME_COLORS = {"ok": "#2ca02c", "fail": "#d62728", "info": "#ff7f0e"}
 PRIMARY_COLOR = "#08519c"

@@ -19,6 +19,7 @@ import msgpack
 from .confchange import decode_entry
 from .errors import CodecError
 from .messages import (
+    MAX_NUMBER,
     AppendEntries,
     AppendResponse,
     CommitNotice,
@@ -61,7 +62,7 @@ _CONF_CHANGE = int(EntryType.CONF_CHANGE)
 
 
 def _check_int(v: Any) -> bool:
-    return type(v) is int and v >= 0
+    return type(v) is int and 0 <= v < MAX_NUMBER
 
 
 def _check_str(v: Any) -> bool:
@@ -119,8 +120,8 @@ def _entries_from_wire(raw: Any, where: str) -> list[Entry]:
             and type(index) is int
             and type(data) is bytes
             and type(etype) is int
-            and term >= 0
-            and index >= 0
+            and 0 <= term < MAX_NUMBER
+            and 0 <= index < MAX_NUMBER
             and etype >= 0
         ):
             raise CodecError(f"{where}: entry {i} has a field of the wrong type")
@@ -147,7 +148,7 @@ _FAST: MappingProxyType[int, tuple[type, tuple[tuple[str, Callable[[Any], bool] 
 
 _INLINE_CHECKS: MappingProxyType[str, str] = MappingProxyType(
     {
-        "int": "type({v}) is int and {v} >= 0",
+        "int": "type({v}) is int and 0 <= {v} < MAX_NUMBER",
         "str": "type({v}) is str",
         "bool": "type({v}) is bool",
         "bytes": "type({v}) is bytes",
@@ -183,7 +184,7 @@ def _compile(tag: int, cls: type, fields: tuple[tuple[str, str], ...]) -> tuple[
         f"{entries}"
         f"    return cls({unpack})\n"
     )
-    namespace: dict[str, Any] = {"cls": cls, "_entries_from_wire": _entries_from_wire,
+    namespace: dict[str, Any] = {"cls": cls, "_entries_from_wire": _entries_from_wire, "MAX_NUMBER": MAX_NUMBER,
                                  "_from_wire_slow": _from_wire_slow}
     exec(compile(source, f"<codec for {cls.__name__}>", "exec"), namespace)  # noqa: S102 - our own source
     return namespace[f"encode_{cls.__name__}"], namespace[f"decode_{cls.__name__}"]
@@ -222,6 +223,8 @@ def _from_wire_slow(raw: list[Any]) -> Message:
             values[i] = _entries_from_wire(value, f"{cls.__name__}.{name}")
         elif not check(value):
             kind = dict(_SPECS[raw[0]][1])[name]
+            if kind == "int" and type(value) is int:
+                raise CodecError(f"{cls.__name__}.{name}: {value} is out of range (0 to {MAX_NUMBER - 1})")
             raise CodecError(
                 f"{cls.__name__}.{name}: expected {kind}, got {type(value).__name__} {value!r:.40}"
             )

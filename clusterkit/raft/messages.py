@@ -11,6 +11,12 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 
+# Every term, index, commit, size and round, on the wire and on disk, is below this bound. A node
+# must always be able to add one to a term it adopted (msgpack stops at 2**64 - 1): a frame carrying
+# more is refused by the codec, and a node never adopts a term at or above it.
+MAX_NUMBER = 1 << 62
+
+
 class EntryType(IntEnum):
     NORMAL = 0  # application data
     NOOP = 1  # appended by every new leader (commits entries of earlier terms)

@@ -25,6 +25,7 @@ from .errors import ConfigError, NotLeader, ProposalDropped, RaftError, StorageE
 from .log import RaftLog
 from .membership import next_membership_change
 from .messages import (
+    MAX_NUMBER,
     AppendEntries,
     AppendResponse,
     CommitNotice,
@@ -68,6 +69,7 @@ _MESSAGE_TYPES = (
     ReadIndexResponse,
     CommitNotice,
 )
+_MAX_TERM = MAX_NUMBER - 1  # the highest term a node may adopt is one below this: it can still campaign
 _MAX_DEFERRED_CHANGES = 16  # forwarded membership changes a leader queues while another is in flight
 # Messages only a leader sends: receiving one of a newer term means that sender leads it.
 _FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, CommitNotice)
@@ -86,10 +88,13 @@ class RaftNode:
         rng: random.Random | None = None,
         applied: int = 0,
         joining: bool = False,
+        admitted: bool = True,
     ) -> None:
         """``applied``: how far a durable state machine has already applied (it restores itself
         from ``storage.snapshot()`` first, so at least the snapshot's index). ``joining``: the
-        storage holds no membership yet; the node waits for a leader to send it the log."""
+        storage holds no membership yet; the node waits for a leader to send it the log.
+        ``admitted=False``: the node lost (or never had) its state and the cluster has not taken it
+        in as a new member yet: it grants no vote and never campaigns (see :attr:`admitted`)."""
         if not isinstance(node_id, str) or not node_id:
             raise ConfigError("node_id must be a non-empty string")
         self.id = node_id
@@ -141,6 +146,11 @@ class RaftNode:
         self.randomized_election_timeout = 0
         self.uncommitted_bytes = 0
         self.dropped_proposals = 0
+        self.refused_terms = 0  # messages dropped for a term no node could ever advance past
+        # A node whose id may still be a voter but whose disk was wiped has forgotten its votes and
+        # the entries it acknowledged: its vote could elect a leader that lacks a committed entry.
+        # It votes (and campaigns) only once the cluster has taken it in again, as a learner.
+        self.admitted = admitted
         self.dropped_reads = 0
         self._lead_transferee: str | None = None
         self._transfer_elapsed = 0
@@ -363,6 +373,11 @@ class RaftNode:
         if m.dst != self.id:
             raise ValueError(f"message for {m.dst!r} delivered to {self.id!r}")
         if m.src == self.id:
+            return
+        if m.term >= _MAX_TERM:
+            # A term we could never advance past: adopting it would stop every later election.
+            # Only a broken or hostile peer sends one (the codec refuses them off the wire).
+            self.refused_terms += 1
             return
         if isinstance(m, Propose):
             self._step_forwarded_proposal(m)
@@ -607,6 +622,11 @@ class RaftNode:
         """Leader: keep a Progress for members of ``previous`` that the current membership dropped."""
         now = self.voters + self.learners
         self._departed = [n for n in previous if n not in now and n != self.id]
+        for n in now:
+            if n not in previous and n != self.id:
+                # Added (again): whatever we knew of it is of another life (a node replaced after
+                # losing its disk). A stale match would let it be promoted with an empty log.
+                self.progress.pop(n, None)
         self._sync_progress()
 
     def _can_change_conf(self) -> str | None:
@@ -657,6 +677,8 @@ class RaftNode:
     def _may_campaign(self) -> bool:
         """A voter may campaign; so may a node whose removal has not committed yet, since it
         may hold the only up-to-date log (Ongaro's thesis §4.2.2, figure 4.6)."""
+        if not self.admitted:
+            return False
         if self.id in self.voters:
             return True
         index = self._conf_key[0]
@@ -735,7 +757,7 @@ class RaftNode:
         return "pending"
 
     def _handle_vote_request(self, m: RequestVote) -> None:
-        can_vote = (
+        can_vote = self.admitted and (
             self.vote == m.src
             or (self.vote is None and self.leader is None)
             or (m.pre_vote and m.term > self.term)
