@@ -60,10 +60,15 @@ class _Node:
                                raft_addr=f"127.0.0.1:{free_port()}", join_addr=join_addr,
                                data_dir=str(tmp)).resolved()
         self.config = NodeConfig(request_timeout=1.0)
+        self.admitted = True  # a restarted member (not a fresh start): its joins are not "fresh"
+        self.incarnation: str | None = None
 
     @property
     def id(self) -> str:
         return self.options.node_id
+
+    def admit(self, cluster_id: str | None = None, since: int = 0) -> None:
+        self.admitted = True
 
 
 def test_an_address_that_does_not_answer_is_asked_again_with_backoff_and_one_log_line(
