@@ -21,7 +21,6 @@ field on :class:`~.node.NodeConfig`.
 from __future__ import annotations
 
 import hmac
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,14 +132,11 @@ def middleware(auth: ApiAuth, join_proved_by_peer: Callable[[], bool]) -> Any:
     return check
 
 
-_BOUND: weakref.WeakKeyDictionary[Any, ApiAuth] = weakref.WeakKeyDictionary()
-
-
 def bind(node: Any, auth: ApiAuth) -> None:
-    """Make ``auth`` the credential ``node`` checks and presents."""
-    _BOUND[node] = auth
+    """Make ``auth`` the credential ``node`` checks and presents (kept on the node itself)."""
+    node.api_auth = auth
 
 
 def auth_of(node: Any) -> ApiAuth:
     """The credential bound to ``node`` (an open API when none was)."""
-    return _BOUND.get(node) or ApiAuth()
+    return getattr(node, "api_auth", None) or ApiAuth()

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -346,7 +347,8 @@ class Api:
         return _json({"ok": True, "key": key, "value": value})
 
     async def _to_leader_put(self, request: web.Request, key: str, doc: dict[str, Any]) -> web.Response:
-        return await self._to_leader(request, f"/registers/{key}", doc, method="PUT")
+        # (quoted: a key with "/" in it, sent as it is, would name another route)
+        return await self._to_leader(request, f"/registers/{quote(key, safe='')}", doc, method="PUT")
 
 
 class _Bad(ValueError):

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import random
 import ssl
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -122,13 +121,14 @@ class _JoinState:
 
 
 _sleep = asyncio.sleep  # (a test counts the delays instead of waiting them)
-_STATES: weakref.WeakKeyDictionary[Any, _JoinState] = weakref.WeakKeyDictionary()
 
 
 def _state(node: NetNode) -> _JoinState:
-    state = _STATES.get(node)
+    """The node's join state, kept on the node itself (made at its first join)."""
+    state = getattr(node, "join_state", None)
     if state is None:
-        state = _STATES[node] = _JoinState()
+        state = _JoinState()
+        node.join_state = state
     return state
 
 

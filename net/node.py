@@ -215,6 +215,8 @@ class NetNode:
         # start). Membership events at or below it are of the life before the wipe.
         self.member_since = 0
         self.cluster_id = ""  # made at bootstrap, learned on joining; "" for a node from before ids
+        self.api_auth: Any = None  # the API credential it checks and presents (net.auth.bind)
+        self.join_state: Any = None  # its joins' backoff and refusal (net.join)
         self._taken_in: dict[str, str] = {}  # leader: node id -> the incarnation whose join it answered
         self.storage_error: str | None = None  # set once a write or sync failed: the node stops serving
         self.halted: NodeHalted | None = None

@@ -93,6 +93,7 @@ class SimNode:
     copying: set[int] = field(default_factory=set)  # partitions this life is copying
     removed: bool = False  # leaving or failed for good: never restarted, never a fault's target
     gone: bool = False  # its process has exited for good (out of Raft, or failed): no more ticks
+    wipes: int = 0  # disks lost so far: each starts a new life that must be taken in again
 
 
 class DataLayer(Protocol):

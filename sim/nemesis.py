@@ -153,19 +153,21 @@ class Nemesis:
         c.observer.forget(nid)
         node.host.start()
         node.alive = True
+        node.wipes += 1
         c.counters.wipes += 1
         c.start_copier(node)
         c._kick(node)
-        self.env.process(self._rejoining(node))
+        self.env.process(self._rejoining(node, node.wipes))
         return True
 
-    def _rejoining(self, node: SimNode):  # a SimPy process
+    def _rejoining(self, node: SimNode, life: int):  # a SimPy process
         """A wiped node's join, as its runner's: it asks until a leader has taken it in (replaced
-        its old self, then added it as a learner); then it joins as any new node."""
+        its old self, then added it as a learner); then it joins as any new node. ``life``: the
+        wipe it follows (a later wipe starts its own)."""
         c = self.c
         address = node.kit.options.raft_addr.encode()
         replaced = False  # its old self is gone: what is a member under its id from now on is this life
-        while not node.removed and not node.host.admitted:
+        while not node.removed and not node.host.admitted and node.wipes == life:
             lead = c.leader()
             if node.alive and lead is not None and lead != node.id:
                 leader = c.nodes[lead]
@@ -185,7 +187,8 @@ class Nemesis:
                     node.host.admit()  # the leader answered its join: taken in
                     c.trace.event(self.env.now, f"{node.id} taken in again after its wipe")
             yield self.env.timeout(0.5)
-        yield from self._joining(node)
+        if node.wipes == life and not node.removed:
+            yield from self._joining(node, life)
 
     def _pause(self, fault: Fault, nid: str) -> bool:
         node = self.c.nodes[nid]
@@ -297,7 +300,9 @@ class Nemesis:
         # Both the newest configuration and the committed one (the newest may be undone by a new
         # leader) must keep a live quorum.
         for voters in (raft.voters, raft.committed_conf_state().voters):
-            live = [v for v in voters if v != nid and v in c.nodes and not c.nodes[v].removed]
+            # (a wiped node not yet taken in again is a voter that can't vote: not live)
+            live = [v for v in voters if v != nid and v in c.nodes and not c.nodes[v].removed
+                    and c.nodes[v].host.admitted]
             if len(live) < len(voters) // 2 + 1:
                 return False
         return True
@@ -315,14 +320,14 @@ class Nemesis:
         self.env.process(self._joining(node))
         return True
 
-    def _joining(self, node: SimNode):  # a SimPy process
+    def _joining(self, node: SimNode, life: int = 0):  # a SimPy process
         """As a joining node's runner would, for as long as it runs: ask the leader to add it as a
         Raft learner whenever the leader's membership lacks it (an uncommitted add can be undone
         by a new leader), and submit its cluster-state join once its facade has the cluster's
         config, until it is an active member."""
         c = self.c
         address = node.kit.options.raft_addr.encode()
-        while not node.removed:
+        while not node.removed and node.wipes == life:  # (a wipe starts a life, and its own join)
             lead = c.leader()
             raft = c.nodes[lead].host.raft if lead is not None else None
             if node.alive and raft is not None and node.id not in raft.voters + raft.learners:

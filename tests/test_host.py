@@ -264,3 +264,23 @@ def test_a_truncated_proposal_is_unknown_until_certain_and_may_still_commit():
     net.blocked = {(s, t) for s in everyone for t in everyone if n in (s, t)}
     assert net.run_until(lambda: x.done, 100)
     assert x.ok, x.error  # X committed after all: "lost" would have been a lie
+
+
+def test_a_node_not_admitted_grants_no_vote_and_never_campaigns():
+    """Issue 20, item 2: a node restarted on an empty disk under a member's id has forgotten the
+    entries it acknowledged: its vote could elect a leader that lacks a committed entry. Until the
+    cluster takes it in again it refuses every vote and never campaigns."""
+    from clusterkit.raft.messages import RequestVote, VoteResponse
+
+    for admitted in (False, True):
+        host = NodeHost("n3", MemoryStorage(), AppliedLog(), CFG, joining=True, admitted=admitted)
+        host.step(RequestVote(5, "n2", "n3", 0, 0))
+        out = host.process()
+        votes = [m for m in out if isinstance(m, VoteResponse)]
+        assert len(votes) == 1 and votes[0].reject is (not admitted)
+        for _ in range(10 * CFG.election_ticks):
+            host.tick()
+        assert not any(isinstance(m, RequestVote) for m in host.process())
+        if not admitted:
+            host.admit()
+            assert host.raft.admitted

@@ -54,6 +54,9 @@ def test_three_nodes_form_serve_every_route_and_agree(cluster: LocalCluster) -> 
     # A write through a follower is forwarded to the leader; a read anywhere sees it.
     assert _put(c, "node-3", "greeting", "hello") == 200
     assert {_get(c, nid, "greeting") for nid in c.nodes} == {"hello"}
+    # A key with "/" in it (sent quoted) is forwarded quoted: unquoted it named another route (404).
+    assert _put(c, "node-3", "a%2Fb", "slash") == 200
+    assert _get(c, "node-1", "a%2Fb") == "slash"
 
 
 def test_leader_killed_then_restarted_from_disk_loses_no_acknowledged_write(cluster: LocalCluster) -> None:
