@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench venv clean
+.PHONY: test demo bench soak venv clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ bench: $(STAMP)
 	$(PY) bench/net_raft.py
 	$(PY) bench/kv.py
 	$(PY) bench/kv_client.py
+
+# Not in `make test` or CI: ~15 minutes of real node processes under faults and fuzz (issue 20).
+# Scale it down with e.g. `$(PY) bench/soak.py --kills 10 --pauses 4 --frames 2000 --http 200`.
+soak: $(STAMP)
+	$(PY) bench/soak.py --kills 100 --pauses 30 --frames 20000 --http 2000
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
