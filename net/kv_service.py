@@ -290,10 +290,14 @@ class KVService:
                 self._route(out)
         except Exception as exc:  # noqa: BLE001 - a failed sync: never answer what may not be durable
             self._failed = exc
-            from clusterkit.cli.codes import EXIT_STORAGE_FAILED
+            from clusterkit.cli.codes import EXIT_INTERNAL, EXIT_STORAGE_FAILED
+            from clusterkit.raft.errors import StorageError
 
-            self.node.storage_error = f"KV log: {type(exc).__name__}: {exc}"
-            self.node.halt(EXIT_STORAGE_FAILED, f"the KV log write failed: {exc}")  # logs CRITICAL
+            if isinstance(exc, (OSError, StorageError)):
+                self.node.storage_error = f"KV log: {type(exc).__name__}: {exc}"
+                self.node.halt(EXIT_STORAGE_FAILED, f"the KV log write failed: {exc}")  # logs CRITICAL
+            else:  # not the disk: a bug (the traceback goes with the CRITICAL line)
+                self.node.halt(EXIT_INTERNAL, f"the KV store's flush failed: {type(exc).__name__}: {exc}", exc)
         finally:
             self._flushing = False
 

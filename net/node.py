@@ -370,7 +370,9 @@ class NetNode:
         if self.host is not None and self.host.raft is not None:
             self.host.stop()
         if self.storage is not None:
-            self.storage.close()
+            # (after a halt nothing more is written: a full disk would only fail again, and what
+            # it holds is all there is)
+            self.storage.close(sync=self.halted is None)
         log.info("%s stopped", self.id)
 
     async def __aenter__(self) -> NetNode:

@@ -85,7 +85,10 @@ def test_a_base_port_in_use_is_exit_3_before_anything_starts(tmp_path: Path,
         base = port - 4  # node-2's Raft port
         got = _code(["cluster", "up", "--nodes", "2", "--base-port", str(base), "--dir", str(tmp_path / "c")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert got == 3 and len(err) == 1 and f"port {port} is already in use" in err[0], err
+    assert got == 3 and len(err) == 1 and "is already in use" in err[0], err
+    # Ours, or (on a busy machine) another port of the block that some other process holds.
+    named = int(err[0].split(": port ")[1].split()[0])
+    assert named == port or base <= named < port, err
     assert not (tmp_path / "c" / "node-1").exists()
 
 

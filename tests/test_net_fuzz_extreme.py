@@ -135,10 +135,6 @@ def test_extreme_frames_at_the_raft_and_kv_ports_leave_the_cluster_committing(cl
     assert _tracebacks(c) == {n: 0 for n in c.nodes}, f"tracebacks in the node logs; logs in {c.root}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug (reported with issue 20): a term of 2**62-2 passes the codec (< 2**62) and RaftNode.step's "
-    "bound (< 2**62-1), every node adopts it, and every later pre-vote (term 2**62-1) is refused: no "
-    "leader is ever elected again. Remove this mark once clusterkit/raft/node.py bounds term jumps."))
 def test_a_term_just_below_the_bound_does_not_stop_elections(cluster: LocalCluster) -> None:
     c = cluster
     lead = _leader(c)
@@ -149,11 +145,6 @@ def test_a_term_just_below_the_bound_does_not_stop_elections(cluster: LocalClust
     _commits_and_reads_back(c, "after-a-near-max-term", timeout=10.0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug (reported with issue 20): KV integers are unbounded (clusterkit/kv/messages.py _int, the Record "
-    "checks: counter >= 0 only). A peer Store (a stranger under a member's id: no secret needed on loopback) "
-    "with version counter 2**64-1 is kept; the next write of that key needs 2**64, which msgpack can't encode: "
-    "the coordinating node halts with exit 74 'the KV log write failed: Integer value out of range'."))
 def test_a_kv_version_at_the_msgpack_limit_does_not_stop_a_node(tmp_path: Path) -> None:
     import asyncio
     import os

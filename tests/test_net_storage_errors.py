@@ -189,12 +189,6 @@ def test_an_injected_storage_failure_answers_503_and_acknowledges_nothing(
     assert words in critical[0].getMessage(), critical[0].getMessage()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug (reported with issue 20): with the KV store on, a full disk can fail the KV log first (halt, "
-    "exit 74), and then NetNode.stop's storage.close() syncs the Raft log's pending records on the same full "
-    "disk: the StorageError from service.stop() replaces NodeHalted in serve(), and `clusterkit node` exits 3 "
-    "(EXIT_BAD_INPUT) instead of 74. Fix: no sync on close after a halt (storage.close(sync=self.halted is None)), "
-    "or serve() keeps NodeHalted when stop() fails after one."))
 def test_a_full_disk_under_the_kv_log_still_exits_74(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from clusterkit.net import kv_disk
     from clusterkit.net.kv_client import KVClient, KVError

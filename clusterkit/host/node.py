@@ -47,6 +47,15 @@ _SNAPSHOT_VERSION = 1
 _LOGGED_STEP_ERRORS = 100  # a node logs this many messages that raised, then only counts them
 
 
+def _settle(proposal: Proposal, e: Entry, result: Any) -> None:
+    """End ``proposal`` by the entry committed at its index: ours (same term) or another's."""
+    if e.term == proposal.term:
+        proposal.result = result
+        proposal._finish(True)
+    else:
+        proposal._finish(False, f"lost: another leader's entry took index {e.index}")
+
+
 def is_host_entry(data: bytes) -> bool:
     return data[:1] == HOST_ENTRY
 
@@ -483,19 +492,11 @@ class NodeHost:
             if proposals:
                 proposal = proposals.pop(e.index, None)
                 if proposal is not None:
-                    if e.term == proposal.term:
-                        proposal.result = result
-                        proposal._finish(True)
-                    else:
-                        proposal._finish(False, f"lost: a later leader's entry took index {e.index}")
+                    _settle(proposal, e, result)
                     if self._displaced:
                         older = self._displaced.pop(e.index, None)
                         if older is not None:
-                            if e.term == older.term:
-                                older.result = result
-                                older._finish(True)
-                            else:
-                                older._finish(False, f"lost: another entry took index {e.index}")
+                            _settle(older, e, result)
 
     def _apply_conf_change(self, data: bytes) -> None:
         cc, _ = decode_entry(data)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
+from ..raft.messages import MAX_NUMBER
 from .records import Record, make_record
 
 
@@ -296,7 +297,7 @@ def _items(value: Any) -> list[tuple[str, Record]]:
             key, doc = item
             if type(key) is str and type(doc) is list and len(doc) == 3:
                 counter, writer, data = doc
-                if (type(counter) is int and counter >= 0 and type(writer) is str
+                if (type(counter) is int and 0 <= counter < MAX_NUMBER and type(writer) is str
                         and (data is None or type(data) is str or type(data) is bytes)):
                     append((key, make_record(counter, writer, data)))
                     continue
@@ -351,7 +352,8 @@ _INLINE: dict[str, str] = {
     "str": "type({v}) is str",
     "bool": "type({v}) is bool",
     "str | bytes": "(type({v}) is str or type({v}) is bytes)",
-    "Record": ("(type({v}) is list and len({v}) == 3 and type({v}[0]) is int and {v}[0] >= 0 and type({v}[1]) is str"
+    "Record": ("(type({v}) is list and len({v}) == 3 and type({v}[0]) is int and 0 <= {v}[0] < MAX_NUMBER"
+               " and type({v}[1]) is str"
                " and ({v}[2] is None or type({v}[2]) is str or type({v}[2]) is bytes))"),
 }
 _BUILD: dict[str, str] = {"Record": "_make_record({v}[0], {v}[1], {v}[2])"}
@@ -403,6 +405,7 @@ def _compile(spec: _Spec) -> tuple[Callable[[Any], list[Any]], Callable[[list[An
         + make
     )
     namespace: dict[str, Any] = {"cls": spec.cls, "_make_record": make_record, "_items": _items,
+                                 "MAX_NUMBER": MAX_NUMBER,
                                  "_ints": _ints, "_slow": _from_doc_slow, "_new": object.__new__,
                                  **({f"_set{i}": getattr(spec.cls, n).__set__ for i, n in enumerate(spec.names)}
                                     if slots else {})}

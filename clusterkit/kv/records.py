@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..raft.messages import MAX_NUMBER
+
 Value = str | bytes
 
 
@@ -45,7 +47,7 @@ class Record:
         if not (isinstance(doc, list) and len(doc) == 3):
             raise ValueError(f"a record is [counter, writer, value], got {doc!r:.80}")
         counter, writer, value = doc
-        if type(counter) is not int or counter < 0 or not isinstance(writer, str):
+        if type(counter) is not int or not 0 <= counter < MAX_NUMBER or not isinstance(writer, str):
             raise ValueError(f"bad record version {counter!r:.40}/{writer!r:.40}")
         if value is not None and not isinstance(value, (str, bytes)):
             raise ValueError(f"a value is a string or bytes, got {type(value).__name__}")

@@ -70,6 +70,10 @@ _MESSAGE_TYPES = (
     CommitNotice,
 )
 _MAX_TERM = MAX_NUMBER - 1  # the highest term a node may adopt is one below this: it can still campaign
+# A term more than this far ahead of ours is refused: a hostile peer would need 2**30 adopted
+# messages to walk a cluster up to the ceiling, while a node cut off for years, campaigning
+# twice a second without pre-vote, stays far below the jump.
+_MAX_TERM_JUMP = 1 << 32
 _MAX_DEFERRED_CHANGES = 16  # forwarded membership changes a leader queues while another is in flight
 # Messages only a leader sends: receiving one of a newer term means that sender leads it.
 _FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, CommitNotice)
@@ -374,9 +378,10 @@ class RaftNode:
             raise ValueError(f"message for {m.dst!r} delivered to {self.id!r}")
         if m.src == self.id:
             return
-        if m.term >= _MAX_TERM:
-            # A term we could never advance past: adopting it would stop every later election.
-            # Only a broken or hostile peer sends one (the codec refuses them off the wire).
+        if m.term >= _MAX_TERM or m.term > self.term + _MAX_TERM_JUMP:
+            # A term we could never advance past would stop every later election; so would a
+            # chain of such jumps toward it. Real terms grow by one per election: only a broken
+            # or hostile peer sends these (the codec refuses the first kind off the wire).
             self.refused_terms += 1
             return
         if isinstance(m, Propose):
