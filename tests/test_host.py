@@ -269,7 +269,7 @@ def test_a_truncated_proposal_is_unknown_until_certain_and_may_still_commit():
 def test_a_node_not_admitted_grants_no_vote_and_never_campaigns():
     """Issue 20, item 2: a node restarted on an empty disk under a member's id has forgotten the
     entries it acknowledged: its vote could elect a leader that lacks a committed entry. Until the
-    cluster takes it in again it refuses every vote and never campaigns."""
+    cluster takes it in again it refuses every vote, never campaigns and acknowledges nothing."""
     from clusterkit.raft.messages import RequestVote, VoteResponse
 
     for admitted in (False, True):
@@ -281,6 +281,10 @@ def test_a_node_not_admitted_grants_no_vote_and_never_campaigns():
         for _ in range(10 * CFG.election_ticks):
             host.tick()
         assert not any(isinstance(m, RequestVote) for m in host.process())
+        # It writes what a leader sends, but acknowledges nothing a leader would count.
+        host.step(AppendEntries(5, "n2", "n3", 0, 0, 0, [Entry(5, 1, b"x")]))
+        acks = [m for m in host.process() if type(m).__name__ == "AppendResponse"]
+        assert host.raft.log.last_index() == 1 and len(acks) == (1 if admitted else 0)
         if not admitted:
             host.admit()
             assert host.raft.admitted

@@ -74,6 +74,9 @@ _MAX_TERM = MAX_NUMBER - 1  # the highest term a node may adopt is one below thi
 # messages to walk a cluster up to the ceiling, while a node cut off for years, campaigning
 # twice a second without pre-vote, stays far below the jump.
 _MAX_TERM_JUMP = 1 << 32
+# What a node not yet taken in keeps to itself (it still writes what it is sent, and answers votes,
+# with a refusal): a leader would count these toward its commits and its read quorums.
+_ACKS = (AppendResponse, HeartbeatResponse, SnapshotResponse)
 _MAX_DEFERRED_CHANGES = 16  # forwarded membership changes a leader queues while another is in flight
 # Messages only a leader sends: receiving one of a newer term means that sender leads it.
 _FROM_LEADER = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow, CommitNotice)
@@ -1214,4 +1217,6 @@ class RaftNode:
 
     # ------------------------------------------------------------- helpers
     def _send(self, m: Message) -> None:
+        if not self.admitted and type(m) in _ACKS:
+            return  # not counted toward any quorum until taken in: what it forgot may be acknowledged
         self.msgs.append(m)
