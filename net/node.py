@@ -45,7 +45,7 @@ from .disk import DiskStorage
 from .frames import DEFAULT_MAX_FRAME
 from .gc_policy import tune_gc
 from .sync_thread import SyncThread
-from .transport import Transport
+from .transport import BACKOFF_MAX, Transport
 
 log = logging.getLogger("clusterkit.net")
 
@@ -217,7 +217,8 @@ class NetNode:
         self.cluster_id = ""  # made at bootstrap, learned on joining; "" for a node from before ids
         self.api_auth: Any = None  # the API credential it checks and presents (net.auth.bind)
         self.join_state: Any = None  # its joins' backoff and refusal (net.join)
-        self._taken_in: dict[str, str] = {}  # leader: node id -> the incarnation whose join it answered
+        self._taken_in: dict[str, str] = {}
+        self._join_answered = False  # a leader answered our join: it is committed, the log will show it  # leader: node id -> the incarnation whose join it answered
         self.storage_error: str | None = None  # set once a write or sync failed: the node stops serving
         self.halted: NodeHalted | None = None
         self.halt_event = asyncio.Event()  # set with ``halted``: the process running us should exit
@@ -311,7 +312,9 @@ class NetNode:
         from clusterkit.cli.codes import EXIT_REFUSED
 
         assert self.transport is not None
-        await asyncio.sleep(2 * self.config.election_ticks * self.config.tick)
+        # Long enough for a leader to call: its heartbeats come every tick once connected, but
+        # its dialler waits out a reconnect backoff (up to 1.5 x BACKOFF_MAX) after our old life died.
+        await asyncio.sleep(2 * self.config.election_ticks * self.config.tick + 1.5 * BACKOFF_MAX)
         callers = sorted(self.transport.hellos_seen)
         if callers:
             await self.transport.stop()
@@ -329,6 +332,7 @@ class NetNode:
     def admit(self, cluster_id: str | None = None, since: int = 0) -> None:
         """The leader took this node in (its join was answered): it may vote once promoted. Made
         durable first: the marker goes only after the cluster id is written."""
+        self._join_answered = True
         directory = Path(self.options.data_dir)
         if cluster_id and _valid_cluster_id(cluster_id) and cluster_id != self.cluster_id:
             _write_file(directory / CLUSTER_ID_FILE, cluster_id)
@@ -693,9 +697,11 @@ class NetNode:
             # what the log shows may be the membership of its life before its disk was wiped)
             if self.id in raft.voters + raft.learners and host.admitted:
                 self._joined_raft = True
-            elif self.options.join_addr:
+            elif self.options.join_addr and not self._join_answered:
                 await request_join(self)
                 return
+            elif self._join_answered:
+                return  # the leader added us (committed): wait for the log to bring that here
         state = kit.state
         if state.config is None:
             if self.options.bootstrap and raft.is_leader:
