@@ -232,6 +232,12 @@ class LocalCluster:
             return set()
         return {n["id"] for n in doc["nodes"] if n["status"] == "active"}
 
+    def kv_settled(self, via: str = "node-1") -> bool:
+        """Every node publishes its KV address and no partition is still being copied."""
+        status, doc = self.get(via, "/cluster")
+        return status == 200 and sum(1 for n in doc["cluster"]["nodes"] if n.get("kv_addr")) == len(self.nodes) \
+            and not any(p["incoming"] for p in doc["cluster"]["partition_map"]["partitions"].values())
+
     def wait(self, cond: Any, timeout: float, what: str, interval: float = 0.1) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

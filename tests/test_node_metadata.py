@@ -132,12 +132,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
     with LocalCluster(root, size=3, extra_args=["--log-level", "WARNING"], kv=True) as c:
         c.start_all()
 
-        def ready() -> bool:
-            status, doc = c.get("node-1", "/cluster")
-            return status == 200 and sum(1 for n in doc["cluster"]["nodes"] if n.get("kv_addr")) == 3 and not any(
-                p["incoming"] for p in doc["cluster"]["partition_map"]["partitions"].values())
-
-        c.wait(ready, 30, "the KV store on every node")
+        c.wait(c.kv_settled, 30, "the KV store on every node")
         yield c
 
 
