@@ -26,7 +26,8 @@ from clusterkit.raft.errors import NotLeader, RaftError
 
 from .auth import ApiAuth, auth_of, middleware
 from .http_body import BadBody, parse_json, size_guard
-from .join import forward, http_base
+from .addr import http_base
+from .forward import forward
 from .metrics import NodeMetrics
 
 if TYPE_CHECKING:

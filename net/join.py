@@ -19,31 +19,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 
-from .auth import auth_of
+from clusterkit.facade import Options
 
-if TYPE_CHECKING:
-    from .node import NetNode
+from .addr import http_base
+from .auth import auth_of
 
 log = logging.getLogger("clusterkit.net")
 
 
-def http_base(addr: str, tls: bool = False) -> str:
-    """``:8080`` -> ``http://127.0.0.1:8080``; ``localhost:8080`` -> ``http://localhost:8080``
-    (``https://`` on a TLS cluster); an address given with its scheme is kept."""
-    if addr.startswith(("http://", "https://")):
-        return addr.rstrip("/")
-    host, _, port = addr.rpartition(":")
-    return f"{'https' if tls else 'http'}://{host or '127.0.0.1'}:{port}"
+class Joiner(Protocol):
+    """What joining needs of a node (:class:`~.node.NetNode` is one): the node imports this
+    module, never the other way round."""
+
+    id: str
+    options: Options
+    config: Any  # its NodeConfig: client_ssl (a TLS cluster) and request_timeout
+    incarnation: str | None
+    join_state: Any  # where this module keeps the node's backoff and refusal
+
+    @property
+    def admitted(self) -> bool: ...
+
+    def admit(self, cluster_id: str | None = None, since: int = 0) -> None: ...
 
 
-def join_request(node: NetNode) -> dict[str, Any]:
+def join_request(node: Joiner) -> dict[str, Any]:
     """``fresh``: this node started on an empty data directory and has not been taken in since. If
     its id is still a member, it lost its disk: the leader replaces it instead of counting its vote."""
     return {"node": node.options.node_info().to_wire(), "config": node.options.cluster_config().to_wire(),
@@ -123,7 +129,7 @@ class _JoinState:
 _sleep = asyncio.sleep  # (a test counts the delays instead of waiting them)
 
 
-def _state(node: NetNode) -> _JoinState:
+def _state(node: Joiner) -> _JoinState:
     """The node's join state, kept on the node itself (made at its first join)."""
     state = getattr(node, "join_state", None)
     if state is None:
@@ -132,12 +138,12 @@ def _state(node: NetNode) -> _JoinState:
     return state
 
 
-def join_backoff(node: NetNode) -> JoinBackoff:
+def join_backoff(node: Joiner) -> JoinBackoff:
     """The node's join backoff (to read, or to tune in a test)."""
     return _state(node).backoff
 
 
-def on_join_refused(node: NetNode, callback: Callable[[JoinRefused], None]) -> None:
+def on_join_refused(node: Joiner, callback: Callable[[JoinRefused], None]) -> None:
     """Call ``callback`` once if the cluster refuses ``node`` for good (at once if it already has)."""
     state = _state(node)
     if state.refused is not None:
@@ -146,11 +152,11 @@ def on_join_refused(node: NetNode, callback: Callable[[JoinRefused], None]) -> N
         state.listeners.append(callback)
 
 
-def join_refused(node: NetNode) -> JoinRefused | None:
+def join_refused(node: Joiner) -> JoinRefused | None:
     return _state(node).refused
 
 
-async def request_join(node: NetNode) -> bool:
+async def request_join(node: Joiner) -> bool:
     """One attempt to join through ``join_addr``; True once the cluster accepted us. A failed
     attempt waits its backoff before returning; after a final refusal no request is sent again."""
     state = _state(node)
@@ -193,23 +199,10 @@ async def request_join(node: NetNode) -> bool:
     return False
 
 
-def _refused(node: NetNode, state: _JoinState, exc: JoinRefused) -> None:
+def _refused(node: Joiner, state: _JoinState, exc: JoinRefused) -> None:
     state.refused = exc
     listeners, state.listeners = state.listeners, []
     if not listeners:  # nobody to stop the node: say it here, once
         log.error("%s; it will not ask again", exc)
     for callback in listeners:
         callback(exc)
-
-
-async def forward(
-    leader_http: str, path: str, payload: dict[str, Any], timeout: float, method: str = "POST",
-    ssl_context: ssl.SSLContext | None = None, headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """Send ``payload`` to the leader's HTTP API; its status and JSON answer. ``headers``: the
-    node's credential (net/auth.py)."""
-    url = http_base(leader_http, tls=ssl_context is not None) + path
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        async with session.request(method, url, json=payload, headers=headers,
-                                   ssl=ssl_context if ssl_context is not None else True) as resp:
-            return resp.status, await resp.json(content_type=None)

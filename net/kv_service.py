@@ -52,8 +52,9 @@ from clusterkit.kv.messages import (
     from_frame,
 )
 from clusterkit.kv.server import KVServer, ServerConfig
-from clusterkit.raft.errors import RaftError
+from clusterkit.raft.errors import RaftError, StorageError
 
+from .addr import http_bind, split_addr
 from .auth import auth_of
 from .frames import (
     ACCEPT,
@@ -66,26 +67,23 @@ from .frames import (
     Transcript,
     auth_frame,
     check_auth,
+    check_length,
+    decode_body,
     frame,
     hello_frame,
     parse_hello,
 )
 from .gc_policy import tune_gc
 from .kv_disk import KVLog
+from .kv_wire import CLIENT_HELLO, CLIENT_VERSION, HELLO_MAX_FRAME, KV_MAX_FRAME
 from .sync_thread import SyncThread
-from .transport import read_frame, split_addr
+from .transport import read_frame
 
 if TYPE_CHECKING:
     from .node import NetNode
 
 log = logging.getLogger("clusterkit.net.kv")
 
-CLIENT_HELLO = 20
-CLIENT_VERSION = 1
-KV_MAX_FRAME = 64 << 20
-# A connection's first frame is a hello of a few hundred bytes: a stranger announcing megabytes
-# there is closed before its body is read (frames up to KV_MAX_FRAME come only after the hello).
-HELLO_MAX_FRAME = 64 << 10
 HANDSHAKE_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 3.0
 MAX_CLIENT_BUFFER = 64 << 20  # a client that doesn't read its answers is cut off past this
@@ -291,7 +289,6 @@ class KVService:
         except Exception as exc:  # noqa: BLE001 - a failed sync: never answer what may not be durable
             self._failed = exc
             from clusterkit.cli.codes import EXIT_INTERNAL, EXIT_STORAGE_FAILED
-            from clusterkit.raft.errors import StorageError
 
             if isinstance(exc, (OSError, StorageError)):
                 self.node.storage_error = f"KV log: {type(exc).__name__}: {exc}"
@@ -476,8 +473,6 @@ class KVService:
                 await self._proxy_http(first, reader, writer)
                 return
             header = first + await reader.readexactly(3)
-            from .frames import check_length, decode_body
-
             length = check_length(header, HELLO_MAX_FRAME)
             body = decode_body(await reader.readexactly(length))
             if body[0] == CLIENT_HELLO:
@@ -578,8 +573,6 @@ class KVService:
 
     async def _proxy_http(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """An HTTP request on the KV port (the seed's curl examples): pass it to the node's HTTP API."""
-        from .service import http_bind
-
         host, port = http_bind(self.node.options.http_addr)
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1" if host == "0.0.0.0" else host, port,
                                                              ssl=self._upstream_ssl)

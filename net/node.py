@@ -44,6 +44,7 @@ from clusterkit.raft.ready import RaftConfig, Role
 from .disk import DiskStorage
 from .frames import DEFAULT_MAX_FRAME
 from .gc_policy import tune_gc
+from .join import request_join
 from .sync_thread import SyncThread
 from .transport import BACKOFF_MAX, Transport
 
@@ -685,8 +686,6 @@ class NetNode:
                 log.exception("%s: membership step failed", self.id)
 
     async def _membership_step(self) -> None:
-        from .join import request_join
-
         assert self.host is not None
         host, kit = self.host, self.kit
         raft = host.raft

@@ -9,20 +9,15 @@ from aiohttp import web
 
 from clusterkit.facade import ClusterKit, Hooks, Options
 
+from .addr import http_bind
 from .auth import ApiAuth, bind
 from .http import make_app
+from .kv_http import add_kv_routes
 from .kv_service import KVOptions, KVService
 from .log_limit import server_logger
 from .node import NetNode, NodeConfig
-from .transport import split_addr
 
 log = logging.getLogger("clusterkit.net")
-
-
-def http_bind(addr: str) -> tuple[str, int]:
-    """``:8080`` binds every interface, as in the Go version; ``127.0.0.1:8080`` only loopback."""
-    host, port = split_addr(addr)
-    return ("0.0.0.0" if addr.startswith(":") else host), port
 
 
 class NodeService:
@@ -55,8 +50,6 @@ class NodeService:
         try:
             app = make_app(self.node, self.auth)
             if self.kv_options is not None:
-                from .kv_http import add_kv_routes
-
                 self.kv = KVService(self.node, self.kv_options)
                 await self.kv.start()
                 add_kv_routes(app, self.kv)

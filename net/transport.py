@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from clusterkit.raft.messages import Message
 
+from .addr import split_addr
 from .frames import (
     ACCEPT,
     is_loopback,
@@ -50,11 +51,6 @@ log = logging.getLogger("clusterkit.net.transport")
 HANDSHAKE_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 3.0
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
-
-
-def split_addr(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
 @dataclass
