@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from clusterkit.net.kv_client import KVClient, KVError
+from clusterkit.net.client import KVClient, KVError
 from clusterkit.net.local import LocalCluster, http_json
 from clusterkit.net.gc_policy import tune_gc
 

@@ -32,8 +32,9 @@ from typing import Any
 from aiohttp import web
 from clusterkit.net.frames import FrameReader, frame
 from clusterkit.net.gc_policy import tune_gc
-from clusterkit.net.kv_client import KVClient, KVError
-from clusterkit.net.kv_service import CLIENT_HELLO, CLIENT_VERSION, KV_MAX_FRAME, encode_frames
+from clusterkit.net.client import KVClient, KVError
+from clusterkit.net.kv_service import encode_frames
+from clusterkit.net.kv_wire import CLIENT_HELLO, CLIENT_VERSION, KV_MAX_FRAME
 
 from clusterkit.kv.messages import Ack, Found, Get, Message, Query, Result, Set, Store, from_frame
 from clusterkit.kv.records import make_record

@@ -7,7 +7,7 @@ A 3-node cluster (net/local.py LocalCluster, KV store on) runs, under two loads 
   "put"/"get", so ``clusterkit check linearizability FILE`` checks each key as a register that
   starts as "", the kv model), checked for linearizability at the end (keys rotate at every
   episode, so each key's history stays small enough to check exactly);
-- KV SYNC through the SDK (net/kv_client.py KVClient): each writer owns its keys and writes
+- KV SYNC through the SDK (net/client/ KVClient): each writer owns its keys and writes
   increasing values; an acknowledged write is remembered, and at the end every acknowledged key is
   read back. Lost: acknowledged, but neither its last acknowledged value nor a later one is read.
   Wrong: a read (during the run or at the end) returned a value that was never written.
@@ -199,7 +199,7 @@ class KVLoad:
             log.exception("KV load failed")
 
     async def _main(self) -> None:
-        from clusterkit.net.kv_client import KVClient, KVError
+        from clusterkit.net.client import KVClient, KVError
 
         seeds = [n.http for n in self.c.nodes.values()]
         async with KVClient(seeds, strategy="sync", timeout=3.0) as kv:

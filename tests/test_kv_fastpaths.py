@@ -19,7 +19,9 @@ from clusterkit.kv.messages import Ack, Found, ProtocolError, Query, Store
 from clusterkit.kv.records import Record, Version, newer
 from clusterkit.kv.server import KVServer, ServerConfig
 from clusterkit.kv.quorum import Placement, Quorums
-from clusterkit.net import kv_client, kv_disk
+from clusterkit.net import kv_disk
+from clusterkit.net.client import conn as kv_conn
+from clusterkit.net.client import kv as kv_client
 from clusterkit.net.frames import HEADER
 from clusterkit.net.kv_service import KV_MAX_FRAME
 from clusterkit.net.kv_disk import KVLog
@@ -137,7 +139,7 @@ class _MemConn:
         self._scheduled = False
         docs, self.buffer = self.buffer, []
         if self.node_id not in self.net.silent:
-            asyncio.get_running_loop().call_soon(self.net.deliver, self.node_id, kv_client._frames(docs))
+            asyncio.get_running_loop().call_soon(self.net.deliver, self.node_id, kv_conn.pack_frames(docs))
 
 
 class _MemNet:
@@ -239,11 +241,11 @@ def test_the_sdk_ends_a_request_nobody_answers_at_its_deadline() -> None:
 
 def test_the_sdk_splits_a_batch_too_large_for_one_frame() -> None:
     small = [m.to_doc(Query(i, 1, 2, "k")) for i in range(3)]
-    one = kv_client._frames(small)
+    one = kv_conn.pack_frames(small)
     (n,) = HEADER.unpack_from(one, 0)
     assert len(one) == 4 + n and m.from_frame(msgpack.unpackb(one[4:])) == [Query(i, 1, 2, "k") for i in range(3)]
     big = [m.to_doc(Store(i, 1, 2, "k", Record(Version(1, "w"), b"x" * (1 << 20)))) for i in range(20)]
-    data, frames, pos = kv_client._frames(big), 0, 0
+    data, frames, pos = kv_conn.pack_frames(big), 0, 0
     while pos < len(data):
         (n,) = HEADER.unpack_from(data, pos)
         assert n <= KV_MAX_FRAME

@@ -9,7 +9,7 @@ import pytest
 
 from clusterkit.kv.data import KVData
 from clusterkit.kv.records import Record, Version
-from clusterkit.net.kv_client import BlockingKVClient, KVBadRequest, KVClient
+from clusterkit.net.client import BlockingKVClient, KVBadRequest, KVClient
 from clusterkit.net.kv_disk import HEADER_BYTES, KVLog
 from clusterkit.net.local import LocalCluster, http_json
 from clusterkit.raft.errors import StorageError

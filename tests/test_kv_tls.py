@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from clusterkit.net.frames import HEADER, hello_frame
-from clusterkit.net.kv_client import KVClient
+from clusterkit.net.client import KVClient
 from clusterkit.net.local import LocalCluster
 
 from .test_net_security import request, tls_files

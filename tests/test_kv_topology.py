@@ -8,7 +8,7 @@ from clusterkit.cluster_state import ClusterConfig, ClusterState, NodeInfo, boot
 from clusterkit.facade import ClusterKit, Options
 from clusterkit.kv.quorum import Placement, Quorums
 from net.http import Api
-from net.kv_client import Topology
+from clusterkit.net.client import Topology
 
 CFG = ClusterConfig(partition_count=8, replication_factor=3)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from clusterkit.net.kv_client import KVClient, KVError
+from clusterkit.net.client import KVClient, KVError
 from clusterkit.net.local import LocalCluster, free_port, http_json
 from clusterkit.net.auth import ApiAuth, is_open, read_token
 

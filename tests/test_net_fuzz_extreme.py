@@ -149,7 +149,7 @@ def test_a_kv_version_at_the_msgpack_limit_does_not_stop_a_node(tmp_path: Path) 
     import asyncio
     import os
 
-    from clusterkit.net.kv_client import KVClient
+    from clusterkit.net.client import KVClient
 
     with LocalCluster(tmp_path / "cluster", size=3, kv=True) as c:
         c.start_all()

@@ -191,7 +191,7 @@ def test_an_injected_storage_failure_answers_503_and_acknowledges_nothing(
 
 def test_a_full_disk_under_the_kv_log_still_exits_74(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from clusterkit.net import kv_disk
-    from clusterkit.net.kv_client import KVClient, KVError
+    from clusterkit.net.client import KVClient, KVError
     from clusterkit.net.kv_service import KVOptions
     from clusterkit.net.node import NodeHalted
     from clusterkit.net.runner import serve

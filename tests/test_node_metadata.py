@@ -29,7 +29,7 @@ from clusterkit.cluster_state import (
     fail_command,
     join_command,
 )
-from clusterkit.net.kv_client import KVClient
+from clusterkit.net.client import KVClient
 from clusterkit.net.local import LocalCluster, http_json
 
 CFG = ClusterConfig(partition_count=8, replication_factor=2)

@@ -96,7 +96,7 @@ class History:
 
 
 async def _op(client: Any, hist: History, stats: Stats, process: int, f: str, key: str, value: str | None) -> None:
-    from clusterkit.net.kv_client import KVBadRequest, KVFailed, KVUnknown
+    from clusterkit.net.client import KVBadRequest, KVFailed, KVUnknown
 
     hist.record(process, "invoke", f, key, value)
     t = time.perf_counter()
@@ -149,7 +149,7 @@ def _bar(out: TextIO, label: str, done: int, total: int, final: bool = False) ->
 
 async def _demo(cluster: Any, report: DemoReport, out: TextIO, say: Callable[[str], None], hist: History,
                 live: Any = None) -> None:
-    from clusterkit.net.kv_client import KVClient
+    from clusterkit.net.client import KVClient
     from clusterkit.net.local import http_json
 
     strategy, keys = report.strategy, report.keys
