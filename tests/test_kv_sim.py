@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import tomllib
 
-from clusterkit.kv.server import KVServer
+from clusterkit.kv.migrate import Migration
+from clusterkit.kv.repair import Repair
+from clusterkit.kv.replicate import Replication
 from clusterkit.sim.runner import run_scenario
 from clusterkit.sim.scenario import Scenario
 
@@ -59,11 +61,11 @@ def test_a_migration_that_confirms_without_copying_is_caught(monkeypatch) -> Non
     """The Go examples' bug, on purpose: the new owner confirms before it holds the data; the old
     owners drop theirs; acknowledged writes vanish and the run says so."""
 
-    def confirm_at_once(self: KVServer, p: int) -> None:
-        if self.me in self.placement(p).incoming:
-            self.kit.confirm_copy(p)
+    def confirm_at_once(self: Migration, p: int) -> None:
+        if self.ctx.me in self.ctx.placement(p).incoming:
+            self.ctx.kit.confirm_copy(p)
 
-    monkeypatch.setattr(KVServer, "_start_pull", confirm_at_once)
+    monkeypatch.setattr(Migration, "start", confirm_at_once)
     joins = "".join(f'[[faults]]\nat = {t}\nkind = "join"\nnode = "new"\n' for t in (2.5, 2.6))
     scenario = _scenario(JOIN.replace("keys = 20", "keys = 300") + joins, strategy="sync")
     reports = [run_scenario(scenario, seed) for seed in (1, 2, 3)]
@@ -75,7 +77,7 @@ def test_a_migration_that_confirms_without_copying_is_caught(monkeypatch) -> Non
 def test_async_counts_the_writes_a_failed_primary_took_with_it(monkeypatch) -> None:
     """With background replication held back, a primary marked failed loses what it acknowledged:
     ASYNC's documented window, reported as a number, not a failed run."""
-    monkeypatch.setattr(KVServer, "_flush_replication", lambda self: None)
+    monkeypatch.setattr(Replication, "flush", lambda self: None)
     report = run_scenario(_scenario(FAIL), 1)
     assert report.kv["kv_lost_writes"] > 0, report.kv
     # every loss is explained by the primary's failure after it acknowledged (else it is a problem)
@@ -88,7 +90,7 @@ def test_without_anti_entropy_some_owner_misses_a_write(monkeypatch) -> None:
     a chaos run ends with an owner short of a key's newest version (and the run says so)."""
     from pathlib import Path
 
-    monkeypatch.setattr(KVServer, "_tick_repairs", lambda self: None)
+    monkeypatch.setattr(Repair, "tick", lambda self: None)
     scenario = Scenario.load(Path(__file__).resolve().parents[1] / "scenarios" / "kv-sync-chaos.toml")
     reports = [run_scenario(scenario, seed) for seed in (6, 7, 8)]  # off, 12 of seeds 1-30 end short
     assert any("lacks its newest version" in " ".join(r.problems) for r in reports), [r.kv for r in reports]
