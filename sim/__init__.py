@@ -1,1 +1,1 @@
-"""clusterkit.sim: the SimPy driver (virtual time, lossy network, crashable disks). Coming in its own issue."""
+"""clusterkit.sim: the SimPy driver (virtual time, lossy network, crashable disks); see docs/simulator.md."""
