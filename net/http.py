@@ -6,7 +6,9 @@ invalidates it; HEAD; ``If-None-Match`` answers 304), ``/nodes``,
 ``/partitions``, ``/partitions/stats``, ``/partitions/key?key=``,
 ``/consensus/leader``, ``/consensus/stats``, ``/health``, ``/ready``,
 ``/health/detailed``, ``/metrics`` (Prometheus text), ``POST /join`` and
-``POST /leave``. A bad parameter or body is a 400 with a JSON ``error``.
+``POST /leave``. A bad parameter or body is a 400 with a JSON ``error``. Every node entry carries
+both shapes: ours (``http_addr``, ``raft_addr``, ``kv_addr``) and the seed's (``ip``, ``port``,
+``services``; see :func:`seed_node_fields`), so the Go examples' clients route by it unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from clusterkit.raft.errors import NotLeader, RaftError
 
 from .auth import ApiAuth, auth_of, middleware
 from .http_body import BadBody, parse_json, size_guard
-from .addr import http_base
+from .addr import http_base, port_of
 from .forward import forward
 from .metrics import NodeMetrics
 
@@ -37,6 +39,15 @@ log = logging.getLogger("clusterkit.net.http")
 MAX_BODY = 64 << 10  # join and leave bodies are small: refuse anything larger at the door
 MAX_KEY = 4096
 API_KEY: web.AppKey["Api"] = web.AppKey("api")
+
+
+def seed_node_fields(info: NodeInfo) -> dict[str, Any]:
+    """A node as the Go ClusterKit's clients read it (its ``Node``: ``ip``, ``port``, ``services``):
+    ``ip`` is the HTTP API address as given (``:8080``, as the seed's ``HTTPAddr``), ``port`` its
+    port, and ``services["kv"]`` the KV port, where the seed's clients send ``/kv/*`` (it hands
+    HTTP requests to the API). Published next to our own ``http_addr`` and ``kv_addr``."""
+    return {"ip": info.api_addr, "port": port_of(info.api_addr),
+            "services": {"kv": info.kv_addr} if info.kv_addr else {}}
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -77,7 +88,7 @@ class Api:
 
     def _node_doc(self, info: NodeInfo) -> dict[str, Any]:
         doc = {"id": info.id, "name": info.name, "raft_addr": info.raft_addr, "http_addr": info.api_addr,
-               "zone": info.zone, "status": info.status}
+               "zone": info.zone, "status": info.status, **seed_node_fields(info)}
         if info.kv_addr:  # written only by the node's own join, never by a client (net/kv_service.py)
             doc["kv_addr"] = info.kv_addr
         return doc

@@ -1,12 +1,14 @@
 """The seed's KV routes on a node's HTTP API (and, through the KV port's HTTP hand-off, on the KV port):
 
 ``POST /kv/set`` (JSON ``{"key": ..., "value": ..., "quorum": W}``; quorum optional),
-``GET /kv/get?key=``, ``POST /kv/delete?key=``, ``GET /kv/stats`` and
+``POST /kv/replicate`` (the seed smart client's ``SetWithReplication``: the same body, a quorum
+write), ``GET /kv/get?key=``, ``POST /kv/delete?key=``, ``GET /kv/stats`` and
 ``GET /kv/migrate?partition=`` (what this node holds of a partition). Each request is handed to the
 node's :class:`~clusterkit.kv.server.KVServer` as a client request, which routes or coordinates it
-as its strategy says. Bad keys, oversized values and malformed bodies are a 400 with a JSON
-``error``; an operation that failed is a 503 (nothing written) and one whose outcome is unknown a
-504 (it may have been written).
+as its strategy says. A write that succeeded answers the seed's ``"status"`` (``"ok"``, or
+``"deleted"`` for a delete) alongside our fields. Bad keys, oversized values and malformed bodies
+are a 400 with a JSON ``error``; an operation that failed is a 503 (nothing written) and one whose
+outcome is unknown a 504 (it may have been written).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .kv_service import KVService
 
 KV_SERVICE: web.AppKey[KVService] = web.AppKey("kv_service")
 MAX_LIST = 1000
+MAX_QUORUM = 16  # the largest replication factor a node takes (clusterkit node --replication-factor)
 
 
 def _strict_key(request: web.Request) -> str | None:
@@ -52,7 +55,8 @@ def _value_doc(record: Record | None) -> dict[str, Any]:
     return doc
 
 
-def _answer(key: str, msg: Message, write: bool) -> web.Response:
+def _answer(key: str, msg: Message, write: bool, status: str = "ok") -> web.Response:
+    """``status``: the seed's word for a write that succeeded (``ok``; a delete's is ``deleted``)."""
     if isinstance(msg, Refused):
         status = 400 if msg.reason == "bad_request" else 503
         return _error(status, msg.detail or f"refused: {msg.reason}", reason=msg.reason, key=key)
@@ -63,7 +67,7 @@ def _answer(key: str, msg: Message, write: bool) -> web.Response:
         return _error(504, f"outcome unknown (it may have been written): {msg.detail}", outcome="info", key=key)
     doc = {"key": key, **_value_doc(msg.record)}
     if write:
-        doc["ok"] = True
+        doc["ok"], doc["status"] = True, status
         return web.json_response(doc)
     return web.json_response(doc, status=200 if doc["found"] else 404)
 
@@ -72,14 +76,15 @@ class KVRoutes:
     def __init__(self, service: KVService) -> None:
         self.service = service
 
-    async def _run(self, key: str, msg_for: Any, write: bool) -> web.Response:
+    async def _run(self, key: str, msg_for: Any, write: bool, status: str = "ok") -> web.Response:
         try:
             answer = await self.service.request(msg_for)
         except asyncio.TimeoutError:
             return _error(504, "no answer in time: the outcome is unknown", outcome="info", key=key)
-        return _answer(key, answer, write)
+        return _answer(key, answer, write, status)
 
-    async def set(self, request: web.Request) -> web.Response:
+    async def _set_body(self, request: web.Request) -> tuple[str, Any, int | None] | web.Response:
+        """``{"key": ..., "value": ..., "quorum": W}`` checked (key, value, quorum), or the 400 to send."""
         try:
             doc = await read_json(request)
         except web.HTTPRequestEntityTooLarge:
@@ -94,9 +99,27 @@ class KVRoutes:
         problem = check_request(key, value)
         if problem is not None:
             return _error(400, problem)
-        if quorum is not None and (type(quorum) is not int or quorum < 1):
-            return _error(400, "quorum must be a positive integer")
+        if quorum is not None and (type(quorum) is not int or not 1 <= quorum <= MAX_QUORUM):
+            return _error(400, f"quorum must be a whole number from 1 to {MAX_QUORUM}")
+        return key, value, quorum
+
+    async def set(self, request: web.Request) -> web.Response:
+        body = await self._set_body(request)
+        if isinstance(body, web.Response):
+            return body
+        key, value, quorum = body
         return await self._run(key, lambda rid: Set(rid, key, value, quorum), write=True)
+
+    async def replicate(self, request: web.Request) -> web.Response:
+        """The seed smart client's ``SetWithReplication`` posts ``{"key", "value"}`` here to each
+        owner and counts the 200s: each is answered once a quorum of the owners holds the value (W,
+        or the body's ``quorum``), so a 200 never claims copies that don't exist. Under ``async`` a
+        write is acknowledged by the primary alone, which is no quorum write: refused (409)."""
+        strategy = self.service.options.server.strategy
+        if strategy == "async":
+            return _error(409, "this cluster runs the async strategy, where a write is acknowledged by the primary "
+                               "alone: no quorum write to offer (use POST /kv/set, or run --kv-strategy sync)")
+        return await self.set(request)
 
     async def get(self, request: web.Request) -> web.Response:
         try:
@@ -122,7 +145,8 @@ class KVRoutes:
         problem = check_request(key)
         if problem is not None:
             return _error(400, "missing query parameter: key" if key is None else problem)
-        return await self._run(key, lambda rid: Set(rid, key, None), write=True)  # type: ignore[arg-type]
+        return await self._run(key, lambda rid: Set(rid, key, None),  # type: ignore[arg-type]
+                               write=True, status="deleted")
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.service.stats())
@@ -171,6 +195,7 @@ def add_kv_routes(app: web.Application, service: KVService) -> None:
     app[KV_SERVICE] = service
     r = app.router
     r.add_post("/kv/set", routes.set)
+    r.add_post("/kv/replicate", routes.replicate)
     r.add_get("/kv/get", routes.get)
     r.add_post("/kv/delete", routes.delete)
     r.add_get("/kv/stats", routes.stats)

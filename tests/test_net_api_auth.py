@@ -38,7 +38,7 @@ OPEN_ROUTES = ["/health", "/ready", "/health/detailed", "/cluster", "/nodes", "/
 GUARDED = [("POST", "/leave", {"node_id": "node-3"}), ("GET", "/kv/migrate?partition=0", None),
            ("PUT", "/registers/k", {"value": "stolen"}), ("GET", "/registers/k", None),
            ("POST", "/kv/set", {"key": "k", "value": "stolen"}), ("GET", "/kv/get?key=k", None),
-           ("POST", "/kv/delete?key=k", None)]
+           ("POST", "/kv/delete?key=k", None), ("POST", "/kv/replicate", {"key": "k", "value": "stolen"})]
 
 
 @pytest.fixture(scope="module")

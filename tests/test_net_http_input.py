@@ -62,7 +62,7 @@ def _status(answer: bytes) -> int:
 
 
 @pytest.mark.parametrize(("method", "path"), [("POST", "/kv/set"), ("PUT", "/registers/k"), ("POST", "/join"),
-                                              ("POST", "/leave"), ("POST", "/kv/delete")])
+                                              ("POST", "/leave"), ("POST", "/kv/delete"), ("POST", "/kv/replicate")])
 def test_deeply_nested_json_is_a_400_on_every_route_that_reads_a_body(node: LocalCluster, method: str,
                                                                        path: str) -> None:
     answer = _raw(node.nodes["node-1"].http_port, _post(method, path, NESTED))
@@ -76,7 +76,8 @@ def test_a_body_announced_over_the_limit_is_refused_before_it_is_sent(node: Loca
     # Only the headers go out: a node that waited for 8 MiB would never answer.
     n = node.nodes["node-1"]
     for port in (n.http_port, n.kv_port):  # the KV port hands HTTP on to the API
-        for method, path in (("POST", "/kv/set"), ("PUT", "/registers/k"), ("POST", "/join")):
+        for method, path in (("POST", "/kv/set"), ("POST", "/kv/replicate"), ("PUT", "/registers/k"),
+                             ("POST", "/join")):
             head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {8 << 20}\r\nConnection: close\r\n\r\n"
             answer = _raw(port, head.encode())
             assert _status(answer) in (400, 413), (port, path, answer[:300])
