@@ -2,6 +2,9 @@
 
 Every flag has the seed's environment variable as its default, so the Go
 README's commands work with ``clusterkit node`` in place of ``go run main.go``.
+The seed's KV examples give ports instead of addresses (``HTTP_PORT=8080
+KV_PORT=9080``): each is read as ``:PORT`` (every interface, as the Go server
+listens) when its address variable is not set.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import asyncio
 import dataclasses
 import logging
 import os
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from .args import bounded_int
@@ -74,6 +79,27 @@ def _tick(text: str) -> float:
     return value
 
 
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def seed_addr(given: str | None, env: Mapping[str, str], addr_var: str, port_var: str, lowest: int) -> str | None:
+    """The address to use: ``given`` (the flag, or ``addr_var``'s value as its default), else
+    ``:PORT`` from ``port_var`` (the seed's KV examples name only the port). ValueError, one line,
+    for a port that is no port, or one that disagrees with ``addr_var`` set next to it (a flag
+    overrides both, as every flag overrides its variable)."""
+    port = env.get(port_var, "").strip()
+    if not port:
+        return given
+    if not _PORT.fullmatch(port) or not lowest <= int(port) <= 65535:
+        raise ValueError(f"{port_var}={port!r} is not a port: expected a whole number from {lowest} to 65535 "
+                         f"({port_var}=N means {addr_var}=:N)")
+    if given is None:
+        return f":{int(port)}"
+    if given == env.get(addr_var) and given.rpartition(":")[2] != str(int(port)):
+        raise ValueError(f"{addr_var}={given} and {port_var}={port} disagree: set one of them")
+    return given
+
+
 def add_parser(sub: Any) -> None:
     env = os.environ
     p = sub.add_parser(
@@ -82,7 +108,8 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--node-id", default=env.get("NODE_ID"), help="this node's id [NODE_ID] (required)")
     p.add_argument("--node-name", default=env.get("NODE_NAME", ""), help="display name [NODE_NAME]")
-    p.add_argument("--http-addr", default=env.get("HTTP_ADDR"), help="HTTP API address, e.g. :8080 [HTTP_ADDR] (required)")
+    p.add_argument("--http-addr", default=env.get("HTTP_ADDR") or None,
+                   help="HTTP API address, e.g. :8080 [HTTP_ADDR, or :$HTTP_PORT] (required)")
     p.add_argument("--raft-addr", default=env.get("RAFT_ADDR", ""), help="Raft address [RAFT_ADDR] (default: HTTP port + 921)")
     p.add_argument("--join-addr", default=env.get("JOIN_ADDR", ""), help="HTTP address of any node to join [JOIN_ADDR]")
     p.add_argument("--data-dir", default=env.get("DATA_DIR", "./clusterkit-data"), help="where the log lives [DATA_DIR]")
@@ -112,7 +139,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--tick", type=_tick, default=0.05, help="seconds per Raft tick (heartbeat); elections after 10-20 ticks")
     p.add_argument("--leave-on-stop", action="store_true", help="on SIGTERM, leave the cluster gracefully first")
     kv = p.add_argument_group("KV store", "run the reference KV store on this node (off unless --kv-addr or KV_PORT)")
-    kv.add_argument("--kv-addr", default=env.get("KV_ADDR") or (f":{env['KV_PORT']}" if env.get("KV_PORT") else None),
+    kv.add_argument("--kv-addr", default=env.get("KV_ADDR") or None,
                     help="address of the KV data port, e.g. :9080 or 127.0.0.1:0 for any free port"
                          " [KV_ADDR, or :$KV_PORT]")
     kv.add_argument("--kv-strategy", default=env.get("KV_STRATEGY", "sync"), choices=["sync", "async", "server-side"],
@@ -142,8 +169,14 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
     from clusterkit.net.runner import TlsFiles, read_secret, serve
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        # (read here, not as parser defaults: a bad value is this command's error, not every command's)
+        args.http_addr = seed_addr(args.http_addr, os.environ, "HTTP_ADDR", "HTTP_PORT", 1)
+        args.kv_addr = seed_addr(args.kv_addr, os.environ, "KV_ADDR", "KV_PORT", 0)
+    except ValueError as exc:
+        return error(PROG, str(exc), EXIT_USAGE)
     if not args.node_id or not args.http_addr:
-        return error(PROG, "--node-id (NODE_ID) and --http-addr (HTTP_ADDR) are required", EXIT_USAGE)
+        return error(PROG, "--node-id (NODE_ID) and --http-addr (HTTP_ADDR or HTTP_PORT) are required", EXIT_USAGE)
     if bool(args.tls_cert) != bool(args.tls_key):
         return error(PROG, "--tls-cert and --tls-key go together", EXIT_USAGE)
     try:
