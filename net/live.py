@@ -31,6 +31,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from clusterkit.sim.faults import window_rules
 from clusterkit.sim.trace import Timeline
 
 from clusterkit.plot.timeline import plot_timeline
@@ -73,7 +74,7 @@ class LivePoller:
         start = time.monotonic()
         self.clock = clock if clock is not None else (lambda: time.monotonic() - start)
         self.fetch = fetch if fetch is not None else _http_fetch
-        self.timeline = Timeline(every=every, commit_every=every)
+        self.timeline = Timeline(every=every, commit_every=every, fault_rules=window_rules())
         self.marks: list[tuple[float, str]] = []
         self.rounds = 0
         self._gone: set[str] = set()
@@ -195,7 +196,7 @@ def load_run(path: str | Path) -> tuple[Timeline, list[dict[str, Any]], list[tup
     history, marks=marks, title=title, time_label=TIME_LABEL)`` draws it again."""
     doc = json.loads(Path(path).read_text())
     tl = doc["timeline"]
-    timeline = Timeline(every=tl["every"], commit_every=tl["commit_every"])
+    timeline = Timeline(every=tl["every"], commit_every=tl["commit_every"], fault_rules=window_rules())
     timeline.roles = [tuple(r) for r in tl["roles"]]  # type: ignore[misc]
     timeline.commits = [tuple(c) for c in tl["commits"]]  # type: ignore[misc]
     timeline.faults = tl["faults"]

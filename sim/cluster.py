@@ -43,18 +43,8 @@ class Counters:
     """What really happened in a run, so a scenario can require that its faults occurred."""
 
     elections: int = 0  # distinct (term, leader) pairs
-    kills: int = 0
+    faults: dict[str, int] = field(default_factory=dict)  # by each fault kind's counter name
     torn_writes: int = 0
-    restarts: int = 0
-    pauses: int = 0
-    partitions: int = 0
-    heals: int = 0
-    joins: int = 0
-    leaves: int = 0
-    failures: int = 0
-    skews: int = 0
-    stalls: int = 0
-    wipes: int = 0  # nodes restarted on an empty disk under their old id
     migrations: int = 0  # partition copies confirmed
     marked_failed: int = 0  # nodes the cluster state marked failed (by the nemesis or the detector)
     rejoins: int = 0  # failed nodes that joined again
@@ -64,8 +54,12 @@ class Counters:
     messages_dropped: int = 0
     snapshots_installed: int = 0
 
+    def bump(self, name: str) -> None:
+        self.faults[name] = self.faults.get(name, 0) + 1
+
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        out = {k: v for k, v in self.__dict__.items() if k != "faults"}
+        return {"elections": out.pop("elections"), **self.faults, **out}
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +145,8 @@ class SimCluster:
         if data_layer is not None:
             data_layer.bind(self)
         self.counters = Counters()
+        # Nodes running slow (the "slow" fault): node id -> speed below 1; empty on the hot path.
+        self.speed: dict[str, float] = {}
         self.nodes: dict[str, SimNode] = {}
         self.problems: list[str] = []  # invariant violations seen (the run fails if any)
         self._leaders_seen: set[tuple[int, str]] = set()
@@ -241,7 +237,7 @@ class SimCluster:
                 self.observer.sent(early)
                 for m in early:
                     self._send(m)
-            delay = self.fsync.sample(self.rng) + max(0.0, node.stall_until - self.env.now)
+            delay = self.fsync.sample(self.rng) / self.speed.get(node.id, 1.0) + max(0.0, node.stall_until - self.env.now)
             ev = self.env.timeout(delay)
             ev.callbacks.append(lambda _e, rd=rd: self._synced(node, generation, rd))
         else:
@@ -303,7 +299,7 @@ class SimCluster:
     def _send(self, m: Message) -> None:
         self.counters.messages_sent += 1
         data: Any = encode(m) if self.codec else m
-        delays = self.network.fate(m.src, m.dst, self.rng)
+        delays = self._slowed(m.src, m.dst, self.network.fate(m.src, m.dst, self.rng))
         self.trace.message(self.env.now, m, len(delays))
         if not delays:
             self.counters.messages_dropped += 1
@@ -311,10 +307,17 @@ class SimCluster:
             ev = self.env.timeout(d)
             ev.callbacks.append(lambda _e, data=data, src=m.src, dst=m.dst: self._deliver(src, dst, data))
 
+    def _slowed(self, src: str, dst: str, delays: list[float]) -> list[float]:
+        """A slow node's links: its messages both ways take 1/speed times as long."""
+        if not self.speed:
+            return delays
+        speed = min(self.speed.get(src, 1.0), self.speed.get(dst, 1.0))
+        return [d / speed for d in delays]
+
     def send_data(self, src: str, dst: str, data: Any, deliver: Callable[[str, str, Any], None]) -> None:
         """A data-layer message on the same simulated network as Raft's (latency, loss, cuts)."""
         self.counters.messages_sent += 1
-        delays = self.network.fate(src, dst, self.rng)
+        delays = self._slowed(src, dst, self.network.fate(src, dst, self.rng))
         if not delays:
             self.counters.messages_dropped += 1
         for d in delays:

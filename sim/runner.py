@@ -34,6 +34,7 @@ from clusterkit.kv.server import ServerConfig
 from clusterkit.raft.ready import RaftConfig
 
 from .cluster import SimCluster
+from .faults import KINDS, window_rules
 from .nemesis import Nemesis
 from .network import SimNetwork
 from .scenario import Scenario
@@ -137,7 +138,7 @@ def build_cluster(scenario: Scenario, seed: int, trace: Trace, *, record_delays:
         network.trace = trace
     else:
         network = SimNetwork(scenario.latency, scenario.loss, scenario.duplicate)
-    return SimCluster(
+    cluster = SimCluster(
         [f"n{i}" for i in range(1, scenario.nodes + 1)],
         seed,
         tick=scenario.tick,
@@ -155,6 +156,9 @@ def build_cluster(scenario: Scenario, seed: int, trace: Trace, *, record_delays:
         data_layer=SimKV(ServerConfig(strategy=scenario.workload.kv, repair_ticks=20, gc_ticks=20))
         if scenario.workload.kv else None,
     )
+    # Every kind's counter, zero until it fires: a scenario's [expect] may name any of them.
+    cluster.counters.faults = {kind.counter: 0 for kind in KINDS.values()}
+    return cluster
 
 
 def _setup(c: SimCluster) -> bool:
@@ -226,7 +230,7 @@ def _run_scenario(
     if isinstance(message_window, tuple):
         trace.record_window = (float(message_window[0]), float(message_window[1]))
     c = build_cluster(scenario, seed, trace, record_delays=message_window is not None)
-    timeline = Timeline(every=scenario.tick / 10, commit_every=scenario.tick)
+    timeline = Timeline(every=scenario.tick / 10, commit_every=scenario.tick, fault_rules=window_rules())
     run = _Run(timeline=timeline, message_window=message_window)
     c.env.process(_sample(c, timeline))
     try:

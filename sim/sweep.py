@@ -19,6 +19,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 
 from .runner import Report, run_scenario
+from .faults import load_fault
 from .scenario import Fault, Scenario
 
 
@@ -85,7 +86,7 @@ def _fails(scenario: Scenario, seed: int) -> Report | None:
 
 def resolved_scenario(scenario: Scenario, report: Report) -> Scenario:
     """The scenario with the faults a run really applied, as concrete, replayable data."""
-    return scenario.with_faults([Fault.from_dict(f) for f in report.faults])
+    return scenario.with_faults([load_fault(f) for f in report.faults])
 
 
 def _subsets(faults: list[Fault]) -> Iterator[list[Fault]]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
     """One message sent: when, between whom, what, and after which delays its copies arrive
@@ -67,6 +68,9 @@ class Timeline:
     phases: dict[str, float] = field(default_factory=dict)
     messages: list[MessageRecord] = field(default_factory=list)
     message_window: tuple[float, float] | None = None
+    # How each fault kind shows on a plot (clusterkit.plot.run_data.fault_windows): the kinds' own
+    # window rules (clusterkit.sim.faults.window_rules), set by whoever records the faults.
+    fault_rules: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _state: dict[str, tuple[str, int]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _commit: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 

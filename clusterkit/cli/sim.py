@@ -75,7 +75,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
     width = max(len(r[0]) for r in rows)
     for name, shape, text in rows:
         print(f"{name:<{width}}  {shape:<18}  {text}")
+    _list_fault_kinds()
     return EXIT_OK
+
+
+def _list_fault_kinds() -> None:
+    from ..sim.faults import KINDS
+
+    print("\nfault kinds ([[faults]] kind = ...; * may be drawn by [random] kinds):")
+    for name, kind in KINDS.items():
+        takes = [f"node = {kind.target_text()}"] if kind.targets or kind.by_id else []
+        takes += sorted(f for f in kind.uses if f not in ("keep", "cuts"))  # (keep, cuts: recorded, not written)
+        print(f"  {name + (' *' if kind.drawn else ''):<11} {kind.summary}")
+        if takes:
+            print(f"  {'':<11}   {'; '.join(takes)}")
 
 
 # ------------------------------------------------------------------ run

@@ -19,18 +19,25 @@ import numpy as np
 
 from .style import sorted_nodes
 
-# Faults that open a window on one node, and the kinds that close it (a killed process is no
-# longer paused: its restart starts it running; a killed node the cluster marks failed is gone, not
-# a fault any more: a real cluster's kill without a restart).
-_CLOSED_BY = {"kill": ("restart", "fail"), "pause": ("resume", "kill")}
-_INSTANT = ("join", "leave", "fail", "wipe")
-
-
 class TimelineLike(Protocol):
     roles: list[tuple[float, str, str, int]]
     commits: list[tuple[float, str, int]]
     faults: list[dict[str, Any]]
     phases: dict[str, float]
+    # Optional: ``fault_rules``, kind -> :class:`WindowRule` (the kinds' own, from clusterkit.sim.faults).
+
+
+class WindowRule(Protocol):
+    """How a fault kind shows (``clusterkit.sim.faults.window.WindowRule``): a window from the fault
+    until a later fault of a ``closed_by`` kind (of the same node when ``same_node``), or for the
+    fault's ``seconds`` when ``timed``, and at the latest until everything is healed; a ``moment``
+    is a line."""
+
+    color: str
+    closed_by: tuple[str, ...]
+    same_node: bool
+    timed: bool
+    moment: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,7 @@ class FaultWindow:
     end: float  # == start for a moment's event (join, leave, fail)
     label: str
     nodes: tuple[str, ...] = ()
+    color: str = "#999999"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,32 +149,41 @@ def partition_label(cuts: Iterable[Sequence[str]], nodes: Sequence[str]) -> str:
 
 
 def fault_windows(timeline: TimelineLike) -> list[FaultWindow]:
-    """The applied faults as windows: a kill lasts until that node's restart (or until the cluster
-    marks it failed), a pause until its resume, a partition until a heal or the next partition, a
-    skew until the next skew of that node; a stall for its seconds; everything ends when the run
-    heals everything. Joins, leaves and failures are moments."""
+    """The applied faults as windows, each by its kind's :class:`WindowRule` (``timeline.fault_rules``):
+    a kill lasts until that node's restart (or until the cluster marks it failed), a partition until
+    a heal or the next partition, a stall for its seconds; everything ends when the run heals
+    everything. Joins, leaves and failures are moments. A kind with no rule draws nothing."""
+    rules: Mapping[str, WindowRule] = getattr(timeline, "fault_rules", None) or {}
     heal = timeline.phases.get("heal", end_time(timeline))
     nodes = timeline_nodes(timeline)
     faults = sorted((f for f in timeline.faults if f.get("applied", True)), key=lambda f: f["t"])
     out: list[FaultWindow] = []
     for i, f in enumerate(faults):
         kind, node, t = f["kind"], f.get("node", ""), f["t"]
-        later = faults[i + 1:]
-        if kind in _CLOSED_BY:
-            closer = next((g["t"] for g in later if g["kind"] in _CLOSED_BY[kind] and g.get("node") == node), heal)
-            label = f"{kind} {node}" + (" (torn)" if f.get("torn") else "")
-            out.append(FaultWindow(kind, t, min(closer, heal), label, (node,)))
-        elif kind == "partition":
-            closer = next((g["t"] for g in later if g["kind"] in ("heal", "partition")), heal)
-            out.append(FaultWindow(kind, t, min(closer, heal), partition_label(f.get("cuts", ()), nodes)))
-        elif kind == "skew":
-            closer = next((g["t"] for g in later if g["kind"] == "skew" and g.get("node") == node), heal)
-            out.append(FaultWindow(kind, t, min(closer, heal), f"skew {node} x{f.get('rate', 1.0):g}", (node,)))
-        elif kind == "stall":
-            out.append(FaultWindow(kind, t, min(t + f.get("seconds", 0.0), heal), f"stall {node}", (node,)))
-        elif kind in _INSTANT:
-            out.append(FaultWindow(kind, t, t, f"{kind} {node}", (node,)))
+        rule = rules.get(kind)
+        if rule is None:
+            continue
+        end = t
+        if not rule.moment:
+            end = t + f.get("seconds", 0.0) if rule.timed else heal
+            for g in faults[i + 1:]:
+                if g["t"] >= end:
+                    break
+                if g["kind"] in rule.closed_by and (not rule.same_node or g.get("node") == node):
+                    end = g["t"]
+                    break
+            end = min(end, heal)
+        out.append(FaultWindow(kind, t, end, _label(f, nodes), (node,) if node else (), rule.color))
     return out
+
+
+def _label(fault: Mapping[str, Any], nodes: Sequence[str]) -> str:
+    if fault.get("cuts"):
+        return partition_label(fault["cuts"], nodes)
+    label = f"{fault['kind']} {fault.get('node', '')}".rstrip()
+    if "rate" in fault:
+        label += f" x{fault['rate']:g}"
+    return label + (" (torn)" if fault.get("torn") else "")
 
 
 def client_ops(history: Iterable[Mapping[str, Any]]) -> list[ClientOp]:

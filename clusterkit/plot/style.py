@@ -27,18 +27,6 @@ ROLE_COLORS = {
     "down": "#444444",
     "gone": "#bbbbbb",
 }
-# Fault windows, shaded behind every panel of a timeline.
-FAULT_COLORS = {
-    "kill": "#d62728",
-    "pause": "#9467bd",
-    "partition": "#1f77b4",
-    "skew": "#bcbd22",
-    "stall": "#8c564b",
-    "join": "#2ca02c",
-    "leave": "#7f7f7f",
-    "fail": "#000000",
-    "wipe": "#e377c2",
-}
 OUTCOME_COLORS = {"ok": "#2ca02c", "fail": "#d62728", "info": "#ff7f0e"}
 PRIMARY_COLOR = "#08519c"
 REPLICA_COLOR = "#9ecae1"

@@ -32,7 +32,7 @@ from .run_data import (
     role_spans,
     timeline_nodes,
 )
-from .style import FAULT_COLORS, OUTCOME_COLORS, ROLE_COLORS, new_figure
+from .style import OUTCOME_COLORS, ROLE_COLORS, new_figure
 
 _MAX_FAULT_LABELS = 30  # more windows than this: the legend names the kinds, the labels would overlap
 
@@ -76,7 +76,7 @@ def plot_timeline(timeline: TimelineLike, history: Iterable[Mapping[str, Any]] =
 
 def _shade(ax: Axes, windows: Sequence[FaultWindow], phases: Mapping[str, float]) -> None:
     for w in windows:
-        color = FAULT_COLORS.get(w.kind, "#999999")
+        color = w.color
         # Tagged (gid "fault:KIND"), so tests and tools can find the windows a figure shows.
         if w.end > w.start:
             ax.axvspan(w.start, w.end, color=color, alpha=0.12, linewidth=0, zorder=0, gid=f"fault:{w.kind}")
@@ -93,7 +93,7 @@ def _fault_labels(ax: Axes, windows: Sequence[FaultWindow]) -> None:
     # Staggered on three levels above the panel, so neighbouring labels don't overprint.
     for i, w in enumerate(sorted(windows, key=lambda w: w.start)):
         ax.annotate(w.label, xy=(w.start, 1.0), xycoords=("data", "axes fraction"), xytext=(2, 3 + 11 * (i % 3)),
-                    textcoords="offset points", fontsize=7, color=FAULT_COLORS.get(w.kind, "#555555"),
+                    textcoords="offset points", fontsize=7, color=w.color,
                     annotation_clip=False)
 
 
@@ -190,7 +190,7 @@ def _rates(ax: Axes, ops: Sequence[ClientOp], bins: int, span: tuple[float, floa
 def _legend(fig: Figure, ax: Axes, timeline: TimelineLike, windows: Sequence[FaultWindow]) -> None:
     states = {r[2] for r in timeline.roles}
     handles: list[Patch | Line2D] = [Patch(color=c, label=s) for s, c in ROLE_COLORS.items() if s in states]
-    for kind in dict.fromkeys(w.kind for w in windows):
-        handles.append(Patch(color=FAULT_COLORS.get(kind, "#999999"), alpha=0.35, label=f"{kind} (fault)"))
+    for kind, color in dict.fromkeys((w.kind, w.color) for w in windows):
+        handles.append(Patch(color=color, alpha=0.35, label=f"{kind} (fault)"))
     handles.append(Line2D([], [], color="black", linestyle=":", label="faults begin / healed"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)

@@ -1,0 +1,35 @@
+"""skew: the node's clock runs at ``rate`` times real speed (ticks, so timeouts and leases)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+
+from .fault import Fault
+from .kind import FaultKind
+from .window import WindowRule
+
+if TYPE_CHECKING:
+    from ..cluster import SimNode
+    from .world import World
+
+
+class Skew(FaultKind):
+    name = "skew"
+    summary = "the node's clock runs at `rate` times real speed"
+    counter = "skews"
+    uses = frozenset({"rate"})
+    drawn = True
+    window = WindowRule("#bcbd22", closed_by=("skew",))
+
+    def draw(self, rng: random.Random, t: float) -> list[Fault]:
+        return [Fault(t, "skew", "random", rate=rng.choice((0.5, 0.8, 1.25, 2.0)))]
+
+    def apply(self, world: World, fault: Fault, nid: str) -> Fault | None:
+        world.c.nodes[nid].rate = fault.rate
+        return replace(fault, node=nid)
+
+    def settle(self, world: World, node: SimNode) -> None:
+        node.rate = 1.0
