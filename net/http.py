@@ -27,6 +27,7 @@ from clusterkit.host.registers import put_command
 from clusterkit.raft.errors import NotLeader, RaftError
 
 from .auth import ApiAuth, auth_of, middleware
+from .faultctl import add_routes as add_fault_routes
 from .http_body import BadBody, parse_json, size_guard
 from .addr import http_base, port_of
 from .forward import forward
@@ -407,4 +408,7 @@ def make_app(node: NetNode, auth: ApiAuth | None = None) -> web.Application:
     r.add_post("/leave", api.leave)
     r.add_get("/registers/{key}", api.register_get)
     r.add_put("/registers/{key}", api.register_put)
+    faults = getattr(node, "faults", None)  # (on only with --fault-injection)
+    if faults is not None:
+        add_fault_routes(app, faults)
     return app

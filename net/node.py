@@ -45,6 +45,7 @@ from .disk import DiskStorage
 from .frames import DEFAULT_MAX_FRAME
 from .gc_policy import tune_gc
 from .join import request_join
+from .faultctl import FaultControl
 from .sync_thread import SyncThread
 from .transport import BACKOFF_MAX, Transport
 
@@ -165,6 +166,9 @@ class NodeConfig:
     # Without a secret or TLS nothing proves who a peer is: only peers on this machine (loopback)
     # are heard on the Raft and KV ports unless this is set (as Redis's protected mode).
     allow_remote_peers: bool = False
+    # Let a test harness cut this node's links, skew its clock and stall its disk through
+    # POST /debug/faults (net/faultctl.py). Never on in production.
+    fault_injection: bool = False
 
 
 def node_options(options: Options, config: NodeConfig) -> Options:
@@ -209,6 +213,7 @@ class NetNode:
         self._draining = False
         self._drain_task: asyncio.Task[None] | None = None
         self._syncer: SyncThread | None = None
+        self.faults: FaultControl | None = FaultControl() if self.config.fault_injection else None
         self._stopping = False
         self._leader_since: tuple[int, str] | None = None
         self.incarnation: str | None = None  # this life's id while not taken in (UNADMITTED marker)
@@ -262,6 +267,8 @@ class NetNode:
             allow_remote=self.config.allow_remote_peers,
             cluster_id=self.cluster_id,
         )
+        if self.faults is not None:
+            self.transport.drops = self.faults.drops
         await self.transport.start()
         if bootstrap:
             await self._refuse_a_second_cluster()
@@ -297,7 +304,8 @@ class NetNode:
         )
         self.started_at = time.monotonic()
         loop = asyncio.get_running_loop()
-        self._syncer = SyncThread(loop, f"{self.id}-raft-sync")
+        name = f"{self.id}-raft-sync"
+        self._syncer = self.faults.sync_thread(loop, name) if self.faults is not None else SyncThread(loop, name)
         self._tasks.append(loop.create_task(self._ticker()))
         self._tasks.append(loop.create_task(self._membership()))
         self._kick()
@@ -398,7 +406,7 @@ class NetNode:
         next_tick = loop.time()
         ticks = 0
         while self.halted is None:
-            next_tick += self.config.tick
+            next_tick += self.config.tick / (self.faults.clock_rate if self.faults is not None else 1.0)
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
             assert self.host is not None
             try:

@@ -61,6 +61,7 @@ class PeerStats:
     bytes_received: int = 0
     dropped: int = 0  # queue full, or no address for the peer
     connects: int = 0
+    cut: int = 0  # dropped by fault injection (a cut link)
 
 
 @dataclass
@@ -120,6 +121,8 @@ class Transport:
         self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.Task[None]] = set()
         self._running = False
+        # Fault injection (net/faultctl.py): peers whose messages are dropped here, as if the link were cut.
+        self.drops: Callable[[str], bool] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -149,6 +152,9 @@ class Transport:
     # ------------------------------------------------------------ sending
     def send(self, msg: Message) -> None:
         """Queue ``msg`` for its destination; never blocks. Dropped when the queue is full."""
+        if self.drops is not None and self.drops(msg.dst):
+            self.peer_stats(msg.dst).cut += 1
+            return
         peer = self._peers.get(msg.dst)
         if peer is None:
             peer = self._peers[msg.dst] = _Peer(msg.dst)

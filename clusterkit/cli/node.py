@@ -138,6 +138,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fail-after", type=_seconds, default=3.0, help="mark a node failed after this long unheard (0: never)")
     p.add_argument("--tick", type=_tick, default=0.05, help="seconds per Raft tick (heartbeat); elections after 10-20 ticks")
     p.add_argument("--leave-on-stop", action="store_true", help="on SIGTERM, leave the cluster gracefully first")
+    p.add_argument("--fault-injection", action="store_true",
+                   help="for test harnesses only: let POST /debug/faults cut this node's links, skew its clock"
+                        " and stall its disk (needs --api-token-file)")
     kv = p.add_argument_group("KV store", "run the reference KV store on this node (off unless --kv-addr or KV_PORT)")
     kv.add_argument("--kv-addr", default=env.get("KV_ADDR") or None,
                     help="address of the KV data port, e.g. :9080 or 127.0.0.1:0 for any free port"
@@ -198,10 +201,13 @@ def _start(args: argparse.Namespace, Options: Any, ConfigError: Any) -> int:
                 kv = dataclasses.replace(kv, ssl=tls.kv_context(), http_tls=True)
     except (ConfigError, ValueError, OSError) as exc:
         return error(PROG, str(exc), EXIT_BAD_INPUT if isinstance(exc, OSError) else EXIT_USAGE)
+    if args.fault_injection and token is None:
+        return error(PROG, "--fault-injection needs --api-token-file: whoever can inject faults can take the node"
+                     " down", EXIT_USAGE)
     # With the KV store a node confirms each copy once its data is pulled, never at once.
     config = NodeConfig(tick=args.tick, fail_after=args.fail_after, secret=secret, server_ssl=server_ssl,
                         client_ssl=client_ssl, leave_on_stop=args.leave_on_stop, auto_confirm=kv is None,
-                        allow_remote_peers=bool(args.allow_remote_peers))
+                        allow_remote_peers=bool(args.allow_remote_peers), fault_injection=args.fault_injection)
     auth = ApiAuth.configure(token, secret=secret is not None, tls=http_ssl is not None,
                              client_certs=bool(args.tls_cert and args.tls_ca))
     from clusterkit.net.node import NodeHalted
