@@ -22,6 +22,7 @@ from clusterkit.raft.errors import RaftError
 
 from .cluster import SimCluster, SimNode
 from .faults import KINDS, Fault, kind_of
+from .faults.targets import resolve
 
 
 class Nemesis:
@@ -74,29 +75,16 @@ class Nemesis:
         self.c.trace.event(self.env.now, f"skipped {fault.kind} {fault.node}".rstrip())
 
     def _resolve(self, fault: Fault) -> str | None:
-        c, target = self.c, fault.node
-        live = c.live()
-        if target == "leader":
-            return c.leader()
-        if target == "follower":
-            lead = c.leader()
-            others = [n for n in live if n != lead]
-            return self.rng.choice(others) if others else None
-        if target == "random":
-            return self.rng.choice(live) if live else None
-        if target == "killed":
-            dead = [n for n in self.killed if not c.nodes[n].alive and not c.nodes[n].removed]
-            return dead[-1] if dead else None
-        if target == "paused":
-            paused = [n for n in self.paused if c.nodes[n].paused]
-            return paused[-1] if paused else None
-        if target == "new":
-            while f"n{self._next_id}" in c.nodes:
-                self._next_id += 1
-            return f"n{self._next_id}"
-        if fault.kind == "join":
-            return target if target and target not in c.nodes else None
-        return target if target in c.nodes else (None if target else "")
+        c = self.c
+        return resolve(fault, live=c.live(), leader=c.leader, rng=self.rng,
+                       killed=[n for n in self.killed if not c.nodes[n].alive and not c.nodes[n].removed],
+                       paused=[n for n in self.paused if c.nodes[n].paused], new_id=self._new_id,
+                       exists=lambda n: n in c.nodes)
+
+    def _new_id(self) -> str:
+        while f"n{self._next_id}" in self.c.nodes:
+            self._next_id += 1
+        return f"n{self._next_id}"
 
     def heal_everything(self) -> None:
         """The end of the fault phase: every kind undoes what it left (links back, paused nodes

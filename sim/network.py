@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .shapes import groups_cuts
+
 DISTRIBUTIONS = ("constant", "uniform", "exponential", "lognormal")
 
 
@@ -103,14 +105,7 @@ class SimNetwork:
     # -------------------------------------------------------------- partitions
     def partition(self, groups: Iterable[Iterable[str]], everyone: Iterable[str]) -> None:
         """Cut every link between different groups (both ways); nodes in no group form one more."""
-        side: dict[str, int] = {}
-        groups = [list(g) for g in groups]
-        for i, g in enumerate(groups):
-            for n in g:
-                side[n] = i
-        rest = len(groups)
-        nodes = sorted(everyone)
-        self.blocked = {(a, b) for a in nodes for b in nodes if a != b and side.get(a, rest) != side.get(b, rest)}
+        self.blocked = groups_cuts([list(g) for g in groups], list(everyone))
 
     def cut(self, src: str, dst: str) -> None:
         self.blocked.add((src, dst))

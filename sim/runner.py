@@ -260,7 +260,7 @@ def _run_scenario(
     if not report.problems:
         # ASYNC promises no linearizability (a read after a failover may miss an acknowledged
         # write): its verdict is reported, not required.
-        _check_history(report, lincheck_budget, required=scenario.workload.kv != "async")
+        check_history(report, lincheck_budget, required=scenario.workload.kv != "async")
     _check_expectations(scenario, report)
     report.ok = not report.problems
     report.wall_seconds = round(time.perf_counter() - started, 3)
@@ -394,7 +394,7 @@ def _quiet(c: SimCluster, scenario: Scenario, report: Report) -> None:
         report.problems.append(f"liveness: {behind} not caught up with commit {commit} after quiet")
 
 
-def _check_history(report: Report, budget: float, required: bool = True) -> None:
+def check_history(report: Report, budget: float, required: bool = True) -> None:
     if not report.history:
         report.linearizability = "no client operations"
         return

@@ -59,3 +59,14 @@ def one_way(nodes: Sequence[str], src: str) -> Cuts:
 
 
 SHAPES = ("isolate", "isolate-leader", "halves", "majorities-ring", "bridge", "one-way", "one-way-leader")
+
+
+def groups_cuts(groups: Sequence[Sequence[str]], nodes: Sequence[str]) -> Cuts:
+    """Every link between different groups, both ways; nodes in no group form one more group."""
+    side: dict[str, int] = {}
+    for i, g in enumerate(groups):
+        for n in g:
+            side[n] = i
+    rest = len(groups)
+    ordered = sorted(nodes)
+    return {(a, b) for a in ordered for b in ordered if a != b and side.get(a, rest) != side.get(b, rest)}

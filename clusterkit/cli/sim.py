@@ -103,6 +103,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return error(PROG + " run", f"--plot needs the plot extra ({exc.name} is missing): "
                          "pip install 'clusterkit[plot]'", EXIT_USAGE)
     scenario = _load(args)
+    if args.real:
+        return _run_real(args, scenario)
     # Plots draw the messages of one window: the one asked for, or around the first fault.
     window = args.window or ("first-fault" if args.plot else None)
     report = run_scenario(scenario, args.seed, trace_messages=args.trace_messages, message_window=window)
@@ -114,6 +116,45 @@ def _cmd_run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         plots = write_plots(report, Path(args.plot), window=args.window)
         print(f"plotted {', '.join(str(p) for p in plots)} in {time.monotonic() - started:.1f} s")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _run_real(args: argparse.Namespace, scenario: Any) -> int:
+    """The scenario on real node processes (clusterkit.net.real_runner); SIGTERM stops it as Ctrl-C does."""
+    import signal
+
+    from ..net.real_runner import NotRunnable, refusals, run_real
+
+    where = f"{PROG} run"
+    for flag in ("plot", "window", "trace_messages"):
+        if getattr(args, flag):
+            return error(where, f"--{flag.replace('_', '-')} is for simulated runs; a --real run has no trace "
+                         "to draw yet", EXIT_USAGE)
+    refused = refusals(scenario, args.seed)
+    if refused:
+        return error(where, f"can't run {scenario.name} on real processes: {'; '.join(refused)}", EXIT_BAD_INPUT)
+    if not args.quiet:
+        logging.getLogger("clusterkit.net.real_runner").setLevel(logging.INFO)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    print(f"running {scenario.name} seed {args.seed} on {scenario.nodes} real node processes "
+          f"({scenario.duration:g} s of faults, then up to {max(scenario.quiet, 5.0):g} s quiet)", file=sys.stderr)
+    try:
+        report = run_real(scenario, args.seed)
+    except NotRunnable as exc:  # (refused above; kept for a scenario that changes under us)
+        return error(where, f"can't run {scenario.name} on real processes: {exc}", EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        print("stopped: every node process was stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(report.summary() if not args.quiet else report.summary().splitlines()[0])
+    if args.out:
+        paths = report.write(Path(args.out))
+        print("wrote " + ", ".join(str(p) for p in paths if p.stat().st_size or not p.name.endswith(".trace")))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -267,6 +308,8 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=1, help="the seed (default 1)")
     q.add_argument("--out", help="write the trace, the history (JSON lines) and a JSON report here")
     q.add_argument("--trace-messages", action="store_true", help="keep every message in the trace file")
+    q.add_argument("--real", action="store_true", help="run it on real `clusterkit node` processes on loopback "
+                   "instead (started with --fault-injection; one virtual second is one wall second)")
     q.add_argument("--plot", metavar="DIR", help="write PNG plots here: the run's timeline, a message diagram, "
                    "the partition map around its biggest change and its migration graph, movement per "
                    "membership change against the Go ClusterKit's, a non-linearizable history's window")

@@ -12,7 +12,7 @@ from .kind import FaultKind
 from .window import WindowRule
 
 if TYPE_CHECKING:
-    from .world import World
+    from .world import RealWorld, World
 
 
 class Fail(FaultKind):
@@ -34,3 +34,8 @@ class Fail(FaultKind):
         node.removed = node.gone = True
         world.env.process(world.leaving(node, graceful=False))
         return replace(fault, node=nid)
+
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        if not world.removal_ok(nid):
+            return None
+        return replace(fault, node=nid) if world.fail(nid) else None

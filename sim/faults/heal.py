@@ -8,7 +8,7 @@ from .fault import Fault
 from .kind import FaultKind
 
 if TYPE_CHECKING:
-    from .world import World
+    from .world import RealWorld, World
 
 
 class Heal(FaultKind):
@@ -20,4 +20,8 @@ class Heal(FaultKind):
 
     def apply(self, world: World, fault: Fault, nid: str) -> Fault | None:
         world.c.network.heal()
+        return fault
+
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        world.cut(())
         return fault

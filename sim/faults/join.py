@@ -13,7 +13,7 @@ from .kind import FaultKind
 from .window import WindowRule
 
 if TYPE_CHECKING:
-    from .world import World
+    from .world import RealWorld, World
 
 
 class Join(FaultKind):
@@ -31,3 +31,6 @@ class Join(FaultKind):
         node = world.c._add(nid, MemoryStorage(), joining=True)
         world.env.process(world.joining(node))
         return replace(fault, node=nid)
+
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        return replace(fault, node=nid) if world.join(nid) else None

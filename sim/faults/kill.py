@@ -13,7 +13,7 @@ from .window import WindowRule
 
 if TYPE_CHECKING:
     from ..cluster import SimNode
-    from .world import World
+    from .world import RealWorld, World
 
 
 class Kill(FaultKind):
@@ -50,3 +50,10 @@ class Kill(FaultKind):
         if not node.alive and not node.removed:  # those that failed or left stay gone
             world.restart(node)
             world.c.counters.bump("restarts")
+
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        if not world.is_alive(nid):
+            return None
+        world.kill(nid)  # SIGKILL: whatever the disk had not synced is lost; no torn tail made to order
+        world.killed.append(nid)
+        return replace(fault, node=nid, torn=False, keep=())

@@ -13,14 +13,13 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, ClassVar
 
-
 from ..network import ScenarioError
 from .fault import OPTIONAL, Fault
 from .window import WindowRule
 
 if TYPE_CHECKING:
     from ..cluster import SimNode
-    from .world import World
+    from .world import RealWorld, World
 
 # Targets resolved when a fault fires, from the run's seed (a node id is a target too).
 TARGETS = ("leader", "follower", "random", "killed", "paused", "new")
@@ -75,6 +74,12 @@ class FaultKind:
         """Apply to node ``nid`` (already resolved; "" for a kind without one). The fault as it
         really happened (resolved, so a replay needs no luck), or None when it can't apply now."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------ real processes
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        """As :meth:`apply`, on real node processes (net/real_runner.py); only kinds whose
+        :attr:`not_real` is empty are asked."""
+        raise NotImplementedError(f"{self.name} on real processes: {self.not_real}")
 
     def heal_all(self, world: World) -> None:
         """At the end of the fault phase, first: undo what this kind left on the cluster as a whole."""

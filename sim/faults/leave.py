@@ -12,7 +12,7 @@ from .kind import FaultKind
 from .window import WindowRule
 
 if TYPE_CHECKING:
-    from .world import World
+    from .world import RealWorld, World
 
 
 class Leave(FaultKind):
@@ -34,3 +34,8 @@ class Leave(FaultKind):
         node.removed = True  # no further faults pick it; it stops once out
         world.env.process(world.leaving(node, graceful=True))
         return replace(fault, node=nid)
+
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        if not world.is_alive(nid) or world.is_paused(nid) or not world.removal_ok(nid):
+            return None
+        return replace(fault, node=nid) if world.leave(nid) else None

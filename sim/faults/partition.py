@@ -17,7 +17,7 @@ from .kind import FaultKind
 from .window import WindowRule
 
 if TYPE_CHECKING:
-    from .world import World
+    from .world import RealWorld, World
 
 
 class Partition(FaultKind):
@@ -48,26 +48,51 @@ class Partition(FaultKind):
         elif fault.groups:
             c.network.partition(fault.groups, nodes)
         else:
-            shape = fault.shape
-            if shape in ("isolate-leader", "one-way-leader"):
-                victim = c.leader()
-                if victim is None:
-                    return None
-            else:
-                victim = world.rng.choice(nodes)
-            if shape in ("isolate", "isolate-leader"):
-                cuts = shapes.isolate(nodes, victim)
-            elif shape in ("one-way", "one-way-leader"):
-                cuts = shapes.one_way(nodes, victim)
-            elif shape == "halves":
-                cuts = shapes.halves(nodes, world.rng)
-            elif shape == "majorities-ring":
-                cuts = shapes.majorities_ring(nodes, world.rng)
-            else:
-                cuts = shapes.bridge(nodes, world.rng)
+            cuts = shape_cuts(fault.shape, nodes, c.leader(), world.rng)
+            if cuts is None:
+                return None
             c.network.blocked = set(cuts)
-        cuts = tuple((a, b) for a, b in sorted(c.network.blocked))
-        return replace(fault, node="", shape="", groups=(), cuts=cuts) if cuts else replace(fault, node="")
+        return _resolved(fault, c.network.blocked)
+
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        nodes = world.nodes()
+        if fault.cuts:
+            cuts = set(fault.cuts)
+        elif fault.groups:
+            cuts = shapes.groups_cuts(fault.groups, nodes)
+        else:
+            found = shape_cuts(fault.shape, nodes, world.leader(), world.rng)
+            if found is None:
+                return None
+            cuts = set(found)
+        world.cut(tuple(sorted(cuts)))
+        return _resolved(fault, cuts)
 
     def heal_all(self, world: World) -> None:
         world.c.network.heal()
+
+
+def shape_cuts(shape: str, nodes: list[str], leader: str | None,
+               rng: random.Random) -> list[tuple[str, str]] | set[tuple[str, str]] | None:
+    """The one-way links a named shape cuts among ``nodes`` (None: it needs a leader and there is none)."""
+    if shape in ("isolate-leader", "one-way-leader"):
+        if leader is None:
+            return None
+        victim = leader
+    else:
+        victim = rng.choice(nodes)
+    if shape in ("isolate", "isolate-leader"):
+        return shapes.isolate(nodes, victim)
+    if shape in ("one-way", "one-way-leader"):
+        return shapes.one_way(nodes, victim)
+    if shape == "halves":
+        return shapes.halves(nodes, rng)
+    if shape == "majorities-ring":
+        return shapes.majorities_ring(nodes, rng)
+    return shapes.bridge(nodes, rng)
+
+
+def _resolved(fault: Fault, blocked: set[tuple[str, str]]) -> Fault:
+    """Recorded as the one-way links cut, so a replay needs no shape or seed."""
+    cuts = tuple((a, b) for a, b in sorted(blocked))
+    return replace(fault, node="", shape="", groups=(), cuts=cuts) if cuts else replace(fault, node="")

@@ -13,7 +13,7 @@ from .window import WindowRule
 
 if TYPE_CHECKING:
     from ..cluster import SimNode
-    from .world import World
+    from .world import RealWorld, World
 
 
 class Pause(FaultKind):
@@ -38,3 +38,10 @@ class Pause(FaultKind):
     def revive(self, world: World, node: SimNode) -> None:
         if node.paused:
             world.unpause(node)
+
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        if not world.is_alive(nid) or world.is_paused(nid):
+            return None
+        world.pause(nid)  # SIGSTOP
+        world.paused.append(nid)
+        return replace(fault, node=nid)

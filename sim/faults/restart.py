@@ -9,7 +9,7 @@ from .fault import Fault
 from .kind import FaultKind
 
 if TYPE_CHECKING:
-    from .world import World
+    from .world import RealWorld, World
 
 
 class Restart(FaultKind):
@@ -23,4 +23,10 @@ class Restart(FaultKind):
         if node.alive or node.removed:
             return None
         world.restart(node)
+        return replace(fault, node=nid)
+
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        if world.is_alive(nid):
+            return None
+        world.restart(nid)
         return replace(fault, node=nid)

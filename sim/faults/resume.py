@@ -9,7 +9,7 @@ from .fault import Fault
 from .kind import FaultKind
 
 if TYPE_CHECKING:
-    from .world import World
+    from .world import RealWorld, World
 
 
 class Resume(FaultKind):
@@ -23,4 +23,10 @@ class Resume(FaultKind):
         if not node.paused:
             return None
         world.unpause(node)
+        return replace(fault, node=nid)
+
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        if not world.is_paused(nid):
+            return None
+        world.resume(nid)  # SIGCONT
         return replace(fault, node=nid)

@@ -13,7 +13,7 @@ from .window import WindowRule
 
 if TYPE_CHECKING:
     from ..cluster import SimNode
-    from .world import World
+    from .world import RealWorld, World
 
 
 class Skew(FaultKind):
@@ -33,3 +33,9 @@ class Skew(FaultKind):
 
     def settle(self, world: World, node: SimNode) -> None:
         node.rate = 1.0
+
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        if not world.is_alive(nid) or world.is_paused(nid):
+            return None
+        world.set_rate(nid, fault.rate)
+        return replace(fault, node=nid)

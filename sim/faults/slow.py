@@ -24,6 +24,7 @@ class Slow(FaultKind):
     counter = "slows"
     uses = frozenset({"rate", "seconds"})
     drawn = True  # (not in the default mix: named by the scenarios that want it)
+    not_real = "not yet: real nodes have no injectable message delay"
     window = WindowRule("#17becf", closed_by=("slow",), timed=True)
 
     def check_fields(self, fault: Fault, where: str) -> None:

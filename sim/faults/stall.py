@@ -14,7 +14,7 @@ from .window import WindowRule
 
 if TYPE_CHECKING:
     from ..cluster import SimNode
-    from .world import World
+    from .world import RealWorld, World
 
 
 class Stall(FaultKind):
@@ -39,3 +39,9 @@ class Stall(FaultKind):
 
     def settle(self, world: World, node: SimNode) -> None:
         node.stall_until = 0.0
+
+    def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:
+        if not world.is_alive(nid) or world.is_paused(nid):
+            return None
+        world.stall(nid, fault.seconds)
+        return replace(fault, node=nid)
