@@ -34,3 +34,13 @@ def drain(node: RaftNode) -> list:
 @pytest.fixture
 def node_factory():
     return make_node
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--rewrite",
+        action="store_true",
+        default=False,
+        help="write what the golden transcripts (tests/testdata/*.txt) print back into them "
+        "instead of comparing (also CLUSTERKIT_REWRITE=1)",
+    )
