@@ -42,7 +42,8 @@ Raft
   process-ready ID...          handle each node's Readys until it has none (print them)
   deliver-msgs ID...           step each node with the messages queued for it
   stabilize [ID...]            process Readys and deliver messages until nothing moves
-  isolate ID...                drop every message to or from these nodes (at delivery)
+  isolate ID...                drop every message to or from these nodes (sent from now on,
+                               or queued and not yet delivered)
   heal                         stop dropping
   raft-log ID...               the log each node holds
   status ID...                 role, term, commit... and, on a leader, each peer's progress
@@ -261,7 +262,7 @@ def fmt_propose(e: Entry) -> str:
     return fmt_data(e.data)
 
 
-def fmt_ready(rd: Ready) -> list[str]:
+def fmt_ready(rd: Ready, note: Callable[[Message], str] = lambda m: "") -> list[str]:
     out = []
     if rd.hard_state is not None:
         hs = rd.hard_state
@@ -286,7 +287,7 @@ def fmt_ready(rd: Ready) -> list[str]:
         out.append(f"ReadState: index:{rs.index} ctx:{fmt_data(rs.context)}")
     if rd.messages:
         out.append("Messages:")
-        out.extend(f"  {fmt_msg(m)}" for m in rd.messages)
+        out.extend(f"  {fmt_msg(m)}{note(m)}" for m in rd.messages)
     return out
 
 
@@ -523,6 +524,10 @@ class Env:
         return [f"{n.id}: snapshot {snap.meta.term}/{snap.meta.index}, log now starts at {n.log.offset + 1}"]
 
     # -- the Ready cycle and the network -------------------------------------------
+    def cut(self, m: Message) -> bool:
+        """An isolated node's messages are dropped, when sent and (if queued before) when delivered."""
+        return m.src in self.isolated or m.dst in self.isolated
+
     def process_ready(self, nid: str) -> list[str]:
         """Handle the node's Readys until it has none: persist, sync, queue the messages, apply,
         advance (a driver's cycle, synchronous)."""
@@ -531,11 +536,12 @@ class Env:
         while n.has_ready():
             rd = n.ready()
             out.append(f"> {nid} handling Ready")
-            out.extend(f"  {line}" for line in fmt_ready(rd))
+            out.extend(f"  {line}" for line in fmt_ready(rd, lambda m: " (dropped)" if self.cut(m) else ""))
             write_ready(self.storages[nid], rd)
             self.storages[nid].sync()
             for m in rd.messages:
-                self.inbox.setdefault(m.dst, []).append(m)
+                if not self.cut(m):
+                    self.inbox.setdefault(m.dst, []).append(m)
             self.applied[nid].extend(rd.committed_entries)
             n.advance(rd)
         return out
@@ -547,7 +553,7 @@ class Env:
         out = [f"> {nid} receiving messages"]
         n = self.nodes[nid]
         for m in msgs:
-            if m.src in self.isolated or m.dst in self.isolated:
+            if self.cut(m):
                 out.append(f"  {fmt_msg(m)} (dropped)")
                 continue
             out.append(f"  {fmt_msg(m)}")
