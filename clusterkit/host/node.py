@@ -1,15 +1,16 @@
 """One node, as every driver runs it: Raft, storage, state machine, address book, requests.
 
 The host is sans-IO like the Raft core. A driver feeds it messages
-(:meth:`NodeHost.step`) and ticks (:meth:`NodeHost.tick`), and drains the
-work: :meth:`NodeHost.process` does the whole Ready loop in the order the
-durability contract demands (persist and sync, then send, restore a received
-snapshot, apply, serve reads, advance, compact when due) and returns the
-messages to send. A driver whose disk takes time to sync splits it:
-:meth:`NodeHost.begin` writes a Ready to storage, the driver syncs, and
-:meth:`NodeHost.finish` does the rest. The memnet network, the SimPy
-simulator and the TCP node are loops around this one object, so a fix here
-is a fix in all of them.
+(:meth:`NodeHost.step`) and ticks (:meth:`NodeHost.tick`); the work they make
+is drained by the one Ready pipeline (:mod:`.pipeline`), which calls the
+host's steps of a Ready in the order the durability contract demands:
+:meth:`NodeHost.begin` writes a Ready to storage, :meth:`NodeHost.apply_stable`
+applies what is already durable while the disk syncs, and
+:meth:`NodeHost.finish` does the rest (restore a received snapshot, apply,
+serve reads, advance, compact when due). :meth:`NodeHost.process` runs that
+pipeline at once, on a disk without latency. The memnet network, the SimPy
+simulator and the TCP node run the same pipeline, so a fix here is a fix in
+all of them.
 
 The host also keeps the **address book** (node id -> transport address) in
 the replicated state: addresses arrive in membership changes' contexts and
@@ -34,6 +35,7 @@ from ..raft.node import RaftNode
 from ..raft.ready import RaftConfig, Ready, Role
 from ..raft.storage import Storage, write_ready
 from .machine import StateMachine
+from .pipeline import Pipeline
 from .requests import Proposal, ReadRequest
 
 log = logging.getLogger("clusterkit.host")
@@ -352,15 +354,10 @@ class NodeHost:
         return self.raft is not None and self.raft.has_ready()
 
     def process(self) -> list[Message]:
-        """Drain every Ready: persist, sync, then send (returned), apply, advance."""
+        """Drain every Ready now (the pipeline, its syncs done inline); the messages to send."""
         out: list[Message] = []
-        while True:
-            rd = self.begin()
-            if rd is None:
-                return out
-            if rd.must_sync():
-                self.storage.sync()
-            out.extend(self.finish(rd))
+        Pipeline(self, out.extend).kick()
+        return out
 
     def begin(self) -> Ready | None:
         """Take the next Ready and write it to storage (not synced: the driver syncs when
@@ -373,22 +370,24 @@ class NodeHost:
         self._applied_early = 0
         return rd
 
-    def apply_stable(self, rd: Ready) -> None:
+    def apply_stable(self, rd: Ready) -> int:
         """Optional, between :meth:`begin` and :meth:`finish` (while the driver syncs ``rd``): apply
         the committed entries of ``rd`` that an earlier sync already made durable here (at or below
         the log's stable index); :meth:`finish` applies the rest. A committed entry needs nothing of
         this Ready's sync, so its proposal need not wait for the fsync of the entries proposed since
-        (under a steady stream of proposals, every Ready carries both)."""
+        (under a steady stream of proposals, every Ready carries both). How many it applied."""
         raft = self.raft
         entries = rd.committed_entries
         if raft is None or rd.snapshot is not None or not entries:
-            return
+            return 0
         # Committed entries have consecutive indexes: those up to the stable index are a prefix.
         early = self._applied_early
         upto = min(len(entries), raft.log.stable - entries[0].index + 1)
-        if upto > early:
-            self._apply_entries(entries[early:upto])
-            self._applied_early = upto
+        if upto <= early:
+            return 0
+        self._apply_entries(entries[early:upto])
+        self._applied_early = upto
+        return upto - early
 
     def finish(self, rd: Ready) -> list[Message]:
         """After the sync: apply ``rd``, advance, compact when due; the messages to send."""

@@ -7,10 +7,12 @@ same run. It is not the SimPy simulator (no virtual clock, no latency
 model): it is the smallest harness that can drive the core through every
 interleaving.
 
-Each node is a :class:`~clusterkit.host.NodeHost`, the same host the
+Each node is a :class:`~clusterkit.host.NodeHost` drained by the Ready
+:class:`~clusterkit.host.pipeline.Pipeline`, the same host and pipeline the
 simulator and the TCP node run: this module only moves messages and decides
-who ticks. An optional :class:`RaftSafetyMonitor` checks the Raft
-invariants after every step.
+who ticks. Its disks sync at once (:class:`~clusterkit.host.syncs.InlineSyncs`).
+An optional :class:`RaftSafetyMonitor` checks the Raft invariants after
+every step.
 
 By default the state machine of each node is an
 :class:`~clusterkit.host.AppliedLog` (the list of entries it applied), so a
@@ -29,6 +31,7 @@ from ..check.raft_safety import RaftSafetyMonitor
 from ..host import AppliedLog, NodeHost, StateMachine
 from ..host.machine import decode_applied, encode_applied
 from ..host.observer import SafetyObserver
+from ..host.pipeline import Pipeline
 from ..raft.errors import NotLeader, ProposalDropped
 from ..raft.messages import ConfState, Entry, Message
 from ..raft.ready import RaftConfig, Role
@@ -89,6 +92,7 @@ class MemNetwork:
         self.proposals = 0
         self._observer = SafetyObserver(monitor) if monitor is not None else None
         self.nodes: dict[str, MemNode] = {}
+        self.pipelines: dict[str, Pipeline] = {}
         conf = ConfState(voters=tuple(self.ids))
         for nid in self.ids:
             self.nodes[nid] = self._new_node(nid, MemoryStorage(conf), joining=False)
@@ -96,7 +100,7 @@ class MemNetwork:
     # ------------------------------------------------------------ plumbing
     def _new_node(self, nid: str, storage: MemoryStorage, joining: bool) -> MemNode:
         monitor = self.monitor
-        return MemNode(
+        node = MemNode(
             nid,
             storage,
             self.machine(nid),
@@ -107,6 +111,8 @@ class MemNetwork:
             on_applied=(lambda e, nid=nid: monitor.applied_seen(nid, e)) if monitor is not None else None,
             on_event=self.on_event,
         )
+        self.pipelines[nid] = Pipeline(node, self._send_all, idle=lambda: self.observe(nid))
+        return node
 
     def _emit(self, text: str) -> None:
         if self.on_event is not None:
@@ -122,15 +128,14 @@ class MemNetwork:
 
     def process(self, nid: str) -> None:
         """Drain every Ready of ``nid`` (the host persists, syncs, applies, advances); send what it says."""
-        node = self.nodes[nid]
-        if node.raft is None:
-            return
-        messages = node.process()
+        if self.nodes[nid].raft is not None:
+            self.pipelines[nid].kick()
+
+    def _send_all(self, messages: list[Message]) -> None:
         if self._observer is not None:
             self._observer.sent(messages)
         for m in messages:
             self._send(m)
-        self.observe(nid)
 
     def _send(self, m: Message) -> None:
         self.stats.sent += 1

@@ -144,15 +144,21 @@ class MemoryStorage:
     """In-memory storage with an fsync model.
 
     Writes land in a page-cache image immediately (reads see them) and reach
-    the durable image on ``sync()``. ``crash()`` throws away what was written
-    but not synced, as a power cut would: tests use it to check that the core
-    never relies on unsynced state.
+    the durable image on ``sync()``, or in three steps as on net/disk.py's
+    DiskStorage: :meth:`prepare_sync` (the record: the writes so far),
+    :meth:`write_record` (they reach the disk: the step a driver runs later, or
+    elsewhere), :meth:`finish_sync`. ``crash()`` throws away what was written
+    but not synced, as a power cut would, a record under way included: tests
+    and the simulator use it to check that the core never relies on unsynced
+    state.
     """
 
     def __init__(self, conf_state: ConfState | None = None) -> None:
         self._durable = _Image(conf_state=conf_state or ConfState())
         self._current = self._durable.copy()
         self._pending: list[tuple[str, object]] = []
+        self._record = 0  # pending writes in the record under way (prepare_sync .. finish_sync)
+        self._written = 0  # of those, already on the disk (write_record returned)
 
     # -- reads ---------------------------------------------------------------
     def initial_state(self) -> tuple[HardState, ConfState]:
@@ -207,8 +213,32 @@ class MemoryStorage:
         self._pending.append(("apply_snapshot", snap))
 
     def sync(self) -> None:
-        self._flush(self._pending)
+        self._flush(self._pending[self._written :])
         self._pending.clear()
+        self._record = self._written = 0
+
+    def prepare_sync(self) -> int | None:
+        """The record that makes the writes so far durable (how many they are), for
+        :meth:`write_record` then :meth:`finish_sync`; None when there is nothing to sync."""
+        if self._record:
+            raise StorageError("a sync is already under way")
+        if not self._pending:
+            return None
+        self._record = len(self._pending)
+        return self._record
+
+    def write_record(self, record: int) -> None:
+        """The record's writes reach the disk (a crash from now on keeps them)."""
+        if record != self._record or self._written:
+            raise StorageError(f"record of {record} writes is not the one under way ({self._record})")
+        self._flush(self._pending[:record])
+        self._written = record
+
+    def finish_sync(self, record: int) -> None:
+        if record != self._record or self._written != record:
+            raise StorageError(f"record of {record} writes was not written")
+        del self._pending[:record]
+        self._record = self._written = 0
 
     def _flush(self, writes: list[tuple[str, object]]) -> None:
         durable = self._durable
@@ -229,17 +259,20 @@ class MemoryStorage:
     # -- fault injection -----------------------------------------------------
     @property
     def unsynced_writes(self) -> int:
-        return len(self._pending)
+        return len(self._pending) - self._written
 
     def crash(self, keep_writes: int = 0, keep_entries: int = 0) -> None:
         """Lose every write since the last ``sync()``, except that the first ``keep_writes`` of
         them reached the disk anyway (the OS flushed them on its own), and of the write after
         those, if it appends entries, the first ``keep_entries`` did: a torn write at the log's
-        tail. Writes reach the disk in order, so what survives is always a prefix."""
-        survivors = self._pending[:keep_writes]
-        nxt = self._pending[keep_writes] if keep_writes < len(self._pending) else None
+        tail. Writes reach the disk in order, so what survives is always a prefix. A record under
+        way (prepare_sync, not yet written) is unsynced writes like any other: it may be torn."""
+        pending = self._pending[self._written :]
+        survivors = pending[:keep_writes]
+        nxt = pending[keep_writes] if keep_writes < len(pending) else None
         if nxt is not None and nxt[0] == "append" and keep_entries > 0:
             survivors.append(("append", nxt[1][:keep_entries]))  # type: ignore[index]
         self._flush(survivors)
         self._pending.clear()
+        self._record = self._written = 0
         self._current = self._durable.copy()
