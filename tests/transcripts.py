@@ -638,9 +638,12 @@ class Env:
 
     def _apply(self, data: bytes) -> list[str]:
         st = self._state()
+        before = st.epoch
         res = st.apply(data)
         if not res.ok:
             return [f"refused: {res.error}"]
+        if res.epoch == before and not res.events:
+            return [f"no change (epoch:{res.epoch})"]
         return [f"epoch:{res.epoch}"] + [fmt_event(e) for e in res.events]
 
     def state_bootstrap(self, args: Args) -> list[str]:
