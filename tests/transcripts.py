@@ -452,7 +452,9 @@ class Env:
             self.nodes[nid], self.storages[nid], self.applied[nid] = node, storage, []
             self.inbox.setdefault(nid, [])
             log = f" log:{node.log.last_term()}/{node.log.last_index()}" if node.log.last_index() else ""
-            members = f"voters:{fmt_ids(node.voters)}" + (f" learners:{fmt_ids(node.learners)}" if node.learners else "")
+            members = f"voters:{fmt_ids(node.voters)}"
+            if node.learners:
+                members += f" learners:{fmt_ids(node.learners)}"
             out.append(f"{nid}: term:{node.term}{log} {members if node.voters else 'joining'}")
         return out
 
@@ -680,7 +682,8 @@ class Env:
         nodes = " ".join(f"{n}:{st.nodes[n].status}" for n in sorted(st.nodes))
         out = [f"epoch:{st.epoch} nodes: {nodes}"]
         for p in range(len(st.owners)):
-            line = f"p{p}: owners:{fmt_ids(st.owners[p])} holders:{fmt_ids(st.holders[p])} primary:{st.acting_primary(p)}"
+            line = f"p{p}: owners:{fmt_ids(st.owners[p])} holders:{fmt_ids(st.holders[p])}"
+            line += f" primary:{st.acting_primary(p)}"
             if st.incoming(p):
                 line += f" incoming:{fmt_ids(st.incoming(p))}"
             if st.failed_holders(p):
