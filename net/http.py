@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import aiohttp
 from aiohttp import web
 
 from clusterkit.cluster_state import FAILED, ClusterConfig, CommandError, NodeInfo, leave_command
@@ -244,8 +245,13 @@ class Api:
             # (with this node's own token: every node of a cluster is given the same one)
             status, answer = await forward(base, path, doc, self.node.config.request_timeout, method, tls,
                                            headers=self.auth.headers())
-        except (OSError, asyncio.TimeoutError, ValueError) as exc:
+        except aiohttp.ClientConnectorError as exc:  # no connection: the leader never saw it
             return _error(503, f"the leader {info.id} did not answer: {exc or type(exc).__name__}")
+        except (OSError, asyncio.TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            # Sent, and the answer lost (the leader died or stalled): it may have appended the
+            # request, and a new leader may commit it. Not a failure: unknown.
+            return _error(504, f"outcome unknown, it may still happen: the leader {info.id} took the request "
+                          f"and its answer was lost ({exc or type(exc).__name__})")
         return _json(answer, status=status)
 
     async def join(self, request: web.Request) -> web.Response:
