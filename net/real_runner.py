@@ -236,6 +236,7 @@ class RealCluster:
 class _Nemesis:
     world: RealCluster
     t0: float
+    poller: Any = None  # a clusterkit.net.live.LivePoller when the run is drawn (--plot)
     record: list[Fault] = field(default_factory=list)
     applied: list[Fault] = field(default_factory=list)
     skipped: list[Fault] = field(default_factory=list)
@@ -265,7 +266,21 @@ class _Nemesis:
         self.counters[kind.counter] += 1
         self.applied.append(resolved)
         self.record.append(resolved)
+        if self.poller is not None:
+            self._draw(resolved)
         log.info("%7.3fs fault %s", time.monotonic() - self.t0, resolved.describe().split("s ", 1)[1])
+
+
+    def _draw(self, fault: Fault) -> None:
+        """Onto the live timeline, in its node names (node-k)."""
+        extra = {k: v for k, v in fault.to_dict().items() if k not in ("at", "kind", "node", "cuts")}
+        if fault.cuts:
+            extra["cuts"] = [[_real_id(a), _real_id(b)] for a, b in fault.cuts]
+        node = _real_id(fault.node) if fault.node else ""
+        if fault.kind in ("leave", "fail"):
+            self.poller.gone(node, fault.kind)
+        else:
+            self.poller.fault(fault.kind, node, **extra)
 
 
 # ------------------------------------------------------------------ clients
@@ -322,8 +337,10 @@ class _Clients:
             if write:
                 status, doc = http_json(url, "PUT", {"value": value}, timeout=w.timeout, token=self.world.local.token)
                 outcome = "ok" if status == 200 else "fail" if status in (400, 401, 403, 503) else "info"
-                self._note({"process": p, "type": outcome, "f": "put", "key": key, "value": value,
-                            "time": self._now()})
+                event = {"process": p, "type": outcome, "f": "put", "key": key, "value": value, "time": self._now()}
+                if outcome != "ok":  # why, as the node said it (a checker reads only the fields it knows)
+                    event["error"] = f"{status} {doc.get('error') if isinstance(doc, dict) else ''}".strip()
+                self._note(event)
             else:
                 status, doc = http_json(url, timeout=w.timeout, token=self.world.local.token)
                 ok = status == 200 and isinstance(doc, dict)
@@ -349,8 +366,10 @@ def _cluster(scenario: Scenario, root: Path) -> Iterator[LocalCluster]:
         local.stop()
 
 
-def run_real(scenario: Scenario, seed: int, *, workdir: Path | None = None, lincheck_budget: float = 30.0) -> Report:
-    """Run ``scenario`` with ``seed`` on real node processes. NotRunnable if it can't be."""
+def run_real(scenario: Scenario, seed: int, *, workdir: Path | None = None, lincheck_budget: float = 30.0,
+             record: bool = False) -> Report:
+    """Run ``scenario`` with ``seed`` on real node processes. NotRunnable if it can't be. ``record``:
+    poll the nodes' roles and commits into ``report.timeline`` for plots (needs the plot extra)."""
     problems = refusals(scenario, seed)
     if problems:
         raise NotRunnable("; ".join(problems))
@@ -365,16 +384,27 @@ def run_real(scenario: Scenario, seed: int, *, workdir: Path | None = None, linc
         local.start_all(timeout=READY_LIMIT)
         world = RealCluster(local, random.Random(f"nemesis/{seed}"), scenario.replication_factor)
         t0 = time.monotonic()
-        nemesis = _Nemesis(world, t0)
+        poller = _poller(local, t0) if record else None
+        nemesis = _Nemesis(world, t0, poller)
         clients = _Clients(world, scenario, seed, t0, stop_at=scenario.duration + scenario.quiet / 2)
         clients.start()
-        for fault in faults:
-            _sleep_until(t0 + fault.at)
-            nemesis.apply(fault)
-        _sleep_until(t0 + scenario.duration)
-        world.heal_everything()
-        _quiet(world, scenario, report, t0)
-        clients.join()
+        try:
+            if poller is not None:
+                poller.start()
+                poller.timeline.phases["faults"] = 0.0
+            for fault in faults:
+                _sleep_until(t0 + fault.at)
+                nemesis.apply(fault)
+            _sleep_until(t0 + scenario.duration)
+            world.heal_everything()
+            if poller is not None:
+                poller.timeline.phases["heal"] = poller.now()
+            _quiet(world, scenario, report, t0)
+            clients.join()
+        finally:
+            if poller is not None:
+                poller.stop()
+                report.timeline = poller.timeline
         report.faults = [f.to_dict() for f in nemesis.record]
         report.skipped = len(nemesis.skipped)
         report.counters = dict(nemesis.counters)
@@ -386,6 +416,12 @@ def run_real(scenario: Scenario, seed: int, *, workdir: Path | None = None, linc
     check_history(report, lincheck_budget)
     report.ok = not report.problems
     return report
+
+
+def _poller(local: LocalCluster, t0: float) -> Any:
+    from .live import LivePoller  # (matplotlib: the plot extra, needed only to draw)
+
+    return LivePoller(local, clock=lambda: time.monotonic() - t0)
 
 
 def _sleep_until(deadline: float) -> None:

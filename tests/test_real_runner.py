@@ -112,8 +112,10 @@ def test_every_real_kind_in_one_run_keeps_the_history_linearizable(tmp_path: Pat
 
 
 def test_the_cli_writes_a_history_the_checker_reads(tmp_path: Path) -> None:
-    out = _cli("sim", "run", "leader-kill", "--real", "--seed", "3", "--out", str(tmp_path))
+    out = _cli("sim", "run", "leader-kill", "--real", "--seed", "3", "--out", str(tmp_path), "--plot",
+               str(tmp_path / "plots"))
     assert out.returncode == 0, out.stdout + out.stderr
+    assert (tmp_path / "plots" / "leader-kill-seed3-timeline.png").stat().st_size > 10_000
     assert "PASS leader-kill seed 3" in out.stdout and "fault kill node=n" in out.stderr
     history = tmp_path / "leader-kill-seed3.history.jsonl"
     check = _cli("check", "linearizability", str(history))

@@ -126,10 +126,17 @@ def _run_real(args: argparse.Namespace, scenario: Any) -> int:
     from ..net.real_runner import NotRunnable, refusals, run_real
 
     where = f"{PROG} run"
-    for flag in ("plot", "window", "trace_messages"):
+    for flag in ("window", "trace_messages"):
         if getattr(args, flag):
-            return error(where, f"--{flag.replace('_', '-')} is for simulated runs; a --real run has no trace "
-                         "to draw yet", EXIT_USAGE)
+            return error(where, f"--{flag.replace('_', '-')} is for simulated runs: a --real run traces no "
+                         "messages", EXIT_USAGE)
+    write_plots = None
+    if args.plot:
+        try:
+            from ..plot.run_plots import write_run_plots as write_plots
+        except ImportError as exc:
+            return error(where, f"--plot needs the plot extra ({exc.name} is missing): "
+                         "pip install 'clusterkit[plot]'", EXIT_USAGE)
     refused = refusals(scenario, args.seed)
     if refused:
         return error(where, f"can't run {scenario.name} on real processes: {'; '.join(refused)}", EXIT_BAD_INPUT)
@@ -143,7 +150,7 @@ def _run_real(args: argparse.Namespace, scenario: Any) -> int:
     print(f"running {scenario.name} seed {args.seed} on {scenario.nodes} real node processes "
           f"({scenario.duration:g} s of faults, then up to {max(scenario.quiet, 5.0):g} s quiet)", file=sys.stderr)
     try:
-        report = run_real(scenario, args.seed)
+        report = run_real(scenario, args.seed, record=write_plots is not None)
     except NotRunnable as exc:  # (refused above; kept for a scenario that changes under us)
         return error(where, f"can't run {scenario.name} on real processes: {exc}", EXIT_BAD_INPUT)
     except KeyboardInterrupt:
@@ -155,6 +162,8 @@ def _run_real(args: argparse.Namespace, scenario: Any) -> int:
     if args.out:
         paths = report.write(Path(args.out))
         print("wrote " + ", ".join(str(p) for p in paths if p.stat().st_size or not p.name.endswith(".trace")))
+    if write_plots is not None:
+        print("plotted " + ", ".join(str(p) for p in write_plots(report, Path(args.plot))))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
