@@ -31,7 +31,7 @@ from .auth import ApiAuth, auth_of, middleware
 from .faultctl import add_routes as add_fault_routes
 from .http_body import BadBody, parse_json, size_guard
 from .addr import http_base, port_of
-from .forward import forward
+from .forward import Unreached, forward
 from .metrics import NodeMetrics
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ class Api:
             # (with this node's own token: every node of a cluster is given the same one)
             status, answer = await forward(base, path, doc, self.node.config.request_timeout, method, tls,
                                            headers=self.auth.headers())
-        except aiohttp.ClientConnectorError as exc:  # no connection: the leader never saw it
+        except Unreached as exc:  # no byte of it was sent: the leader never saw it
             return _error(503, f"the leader {info.id} did not answer: {exc or type(exc).__name__}")
         except (OSError, asyncio.TimeoutError, aiohttp.ClientError, ValueError) as exc:
             # Sent, and the answer lost (the leader died or stalled): it may have appended the

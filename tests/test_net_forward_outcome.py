@@ -56,6 +56,28 @@ def test_a_leader_that_dies_after_taking_the_write_makes_it_unknown() -> None:
     assert status == 504 and "outcome unknown" in text
 
 
+def test_a_write_taken_then_retried_by_the_client_library_is_still_unknown() -> None:
+    """aiohttp sends an idempotent method (PUT) again after a disconnect: the second connection
+    refused must not hide that the first delivered the request (found by `sim run --real`)."""
+
+    async def run() -> tuple[int, str, int]:
+        seen: list[bytes] = []
+        server: asyncio.Server | None = None
+
+        async def takes_it_and_dies(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(await reader.readuntil(b"\r\n\r\n"))
+            assert server is not None
+            server.close()  # the process is gone: nothing listens any more
+            writer.transport.abort()
+
+        server = await asyncio.start_server(takes_it_and_dies, "127.0.0.1", 0)
+        status, text = await _forward_to(f"127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        return status, text, len(seen)
+
+    status, text, delivered = asyncio.run(run())
+    assert delivered == 1 and status == 504 and "outcome unknown" in text
+
+
 def test_a_leader_that_cannot_be_reached_never_saw_it() -> None:
     status, text = asyncio.run(_forward_to(f"127.0.0.1:{_free_port()}"))  # nothing listens there
     assert status == 503 and "did not answer" in text
