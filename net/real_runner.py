@@ -268,7 +268,7 @@ class _Nemesis:
         self.record.append(resolved)
         if self.poller is not None:
             self._draw(resolved)
-        log.info("%7.3fs fault %s", time.monotonic() - self.t0, resolved.describe().split("s ", 1)[1])
+        log.info("%7.3fs fault %s", time.monotonic() - self.t0, resolved.summary().split("s ", 1)[1])
 
 
     def _draw(self, fault: Fault) -> None:

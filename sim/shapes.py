@@ -70,3 +70,23 @@ def groups_cuts(groups: Sequence[Sequence[str]], nodes: Sequence[str]) -> Cuts:
     rest = len(groups)
     ordered = sorted(nodes)
     return {(a, b) for a in ordered for b in ordered if a != b and side.get(a, rest) != side.get(b, rest)}
+
+
+def describe_cuts(cuts: Sequence[tuple[str, str]]) -> str:
+    """Cut links as a person reads them: ``{n1,n2} | {n3,n4,n5}`` when they split the nodes into
+    groups cut off from each other both ways, else the one-way links (``n1>n2 n3>n1``)."""
+    nodes = sorted({n for link in cuts for n in link}, key=lambda n: (len(n), n))
+    cut = set(map(tuple, cuts))
+    groups: list[list[str]] = []
+    for node in nodes:
+        for g in groups:
+            if all((node, o) not in cut and (o, node) not in cut for o in g):
+                g.append(node)
+                break
+        else:
+            groups.append([node])
+    side = {n: i for i, g in enumerate(groups) for n in g}
+    clean = all(((a, b) in cut) == (side[a] != side[b]) for a in nodes for b in nodes if a != b)
+    if clean and len(groups) > 1:
+        return " | ".join("{" + ",".join(g) + "}" for g in sorted(groups, key=lambda g: (len(g), g)))
+    return " ".join(f"{a}>{b}" for a, b in sorted(cut, key=lambda l: ((len(l[0]), l[0]), (len(l[1]), l[1]))))

@@ -165,3 +165,25 @@ def test_a_fault_built_in_code_of_an_unknown_kind_is_refused_by_the_nemesis() ->
     c = build_cluster(Scenario.from_dict({"name": "t"}), 1, Trace())
     with pytest.raises(ScenarioError, match="fault kind must be one of"):
         Nemesis(c).apply(Fault(0.0, "explode", "n1"))
+
+
+def test_cut_links_read_as_groups_when_they_split_the_cluster() -> None:
+    from clusterkit.sim import shapes
+
+    nodes = ["n1", "n2", "n3", "n4", "n5"]
+    assert shapes.describe_cuts(sorted(shapes.isolate(nodes, "n3"))) == "{n3} | {n1,n2,n4,n5}"
+    assert shapes.describe_cuts(sorted(shapes.groups_cuts([["n1", "n2"], ["n3"]], nodes))) == \
+        "{n3} | {n1,n2} | {n4,n5}"
+    assert shapes.describe_cuts([("n2", "n1"), ("n2", "n3")]) == "n2>n1 n2>n3"  # one way: no groups
+    fault = Fault(1.5, "partition", cuts=tuple(sorted(shapes.isolate(nodes, "n1"))))
+    assert fault.summary() == "   1.500s partition {n1} | {n2,n3,n4,n5}"
+    assert "cuts=" in fault.describe()  # (the trace keeps its exact form)
+
+
+def test_a_run_stopped_by_a_violation_is_not_also_blamed_for_missing_faults() -> None:
+    faults = [f.to_dict() for f in Scenario.load(ROOT / "scenarios" / "leader-kill.toml").faults]
+    wants_more = {"name": "t", "nodes": 5, "duration": 10.0, "faults": faults, "expect": {"kills": 5}}
+    healthy = run_scenario(Scenario.from_dict(wants_more), seed=1)
+    assert "expect: kills happened 2 times, the scenario needs at least 5" in healthy.problems
+    stopped = run_scenario(Scenario.from_dict({**wants_more, "quiet": 0.0}), seed=1)  # liveness fails
+    assert stopped.problems and not [p for p in stopped.problems if p.startswith("expect:")]

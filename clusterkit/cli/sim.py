@@ -267,7 +267,7 @@ def _cmd_shrink(args: argparse.Namespace) -> int:
           f"{'s' if len(shrunk.faults) != 1 else ''} in {runs} runs; it still fails:")
     print(f"  {report.problems[0] if report.problems else 'failed'}")
     for f in shrunk.faults:
-        print(f"  {f.describe()}")
+        print(f"  {f.summary()}")
     print(f"wrote {out}; replay: {_replay_command(str(out), args.seed)}")
     return EXIT_OK
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..fields import flag, number, only
 from ..network import ScenarioError
+from ..shapes import describe_cuts
 
 # Fields beyond ``at``, ``kind`` and ``node`` that a kind may read.
 OPTIONAL = ("shape", "groups", "rate", "seconds", "torn", "cuts", "keep")
@@ -93,6 +94,15 @@ class Fault:
     def describe(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.to_dict().items() if k not in ("at", "kind"))
         return f"{self.at:8.3f}s {self.kind} {extra}".rstrip()
+
+    def summary(self) -> str:
+        """For people: as :meth:`describe`, with cut links printed as groups (``{n1} | {n2,n3}``)."""
+        if not self.cuts:
+            return self.describe()
+        rest = self.to_dict()
+        del rest["cuts"]
+        head = " ".join(f"{k}={v}" for k, v in rest.items() if k not in ("at", "kind"))
+        return f"{self.at:8.3f}s {self.kind} {describe_cuts(self.cuts)} {head}".rstrip()
 
     def used(self, name: str) -> bool:
         """Whether optional field ``name`` is set (differs from its default)."""
