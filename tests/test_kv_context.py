@@ -10,7 +10,7 @@ from clusterkit.kv.context import ServerContext
 from clusterkit.kv.data import KVData
 from clusterkit.kv.messages import Ack, Found, Refused, Result
 from clusterkit.mem.cluster import MemCluster
-from tests.test_kv_gc_review import _settled, _three_of_four
+from tests.test_kv_tombstones import _settled, _three_of_four
 
 
 def settled(names: tuple[str, ...] = ("node-1", "node-2", "node-3"), members: int | None = None) -> MemCluster:

@@ -12,7 +12,7 @@ from clusterkit.kv.records import Record, Version
 from clusterkit.kv.server import KVServer, ServerConfig
 from clusterkit.mem.cluster import MemCluster
 from net.kv_disk import _valid
-from tests.test_kv_gc_review import _pump  # (ticks every server, delivers every message)
+from tests.test_kv_tombstones import _pump  # (ticks every server, delivers every message)
 
 GC = ServerConfig(gc_ticks=4, repair_ticks=1000)
 
