@@ -178,6 +178,45 @@ def _window(text: str) -> tuple[float, float]:
     return start, end
 
 
+# ------------------------------------------------------------------ compare
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """Both worlds, the same seeds: how far the simulator's numbers are from real processes'."""
+    import signal
+
+    from ..net.real_runner import refusals, run_real
+    from ..sim.fidelity import measure, table
+    from ..sim.runner import run_scenario
+
+    scenario = _load(args)
+    where = f"{PROG} compare"
+    refused = refusals(scenario, args.first)
+    if refused:
+        return error(where, f"can't run {scenario.name} on real processes: {'; '.join(refused)}", EXIT_BAD_INPUT)
+    seeds = range(args.first, args.first + args.seeds)
+    sim = []
+    for seed in seeds:
+        sim.append(measure(run_scenario(scenario, seed)))
+        print(f"sim  {scenario.name} seed {seed}: {'PASS' if sim[-1].ok else 'FAIL'}", file=sys.stderr)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    real = []
+    try:
+        for seed in seeds:
+            real.append(measure(run_real(scenario, seed, record=True)))
+            print(f"real {scenario.name} seed {seed}: {'PASS' if real[-1].ok else 'FAIL'}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("stopped: every node process was stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"{scenario.name}, seeds {seeds.start}-{seeds.stop - 1}: virtual seconds against wall seconds")
+    print(table({"simulator": sim, "real processes": real}))
+    return EXIT_OK if all(r.ok for r in sim + real) else EXIT_FAILED
+
+
 # ------------------------------------------------------------------ sweep
 class Progress:
     """A one-line progress bar on stderr: done/total, failures, rate, time left."""
@@ -334,6 +373,14 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--dask", metavar="ADDRESS", help="run on a dask.distributed scheduler instead "
                    "(pip install 'clusterkit[dask]')")
     q.set_defaults(func=_guard(_cmd_sweep))
+
+    q = simsub.add_parser("compare", help="run the same seeds in the simulator and on real processes; print "
+                          "the two worlds side by side")
+    common(q)
+    q.add_argument("--seeds", type=bounded_int(1, 1000), default=3, help="how many seeds in each world (default 3;"
+                   " a real run takes its scenario's duration and quiet phase in wall seconds)")
+    q.add_argument("--first", type=bounded_int(0, 2**62), default=1, help="first seed (default 1)")
+    q.set_defaults(func=_guard(_cmd_compare))
 
     q = simsub.add_parser("shrink", help="reduce a failing run's faults to a minimal schedule that still fails")
     common(q)
