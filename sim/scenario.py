@@ -10,6 +10,7 @@ field is a :class:`ScenarioError` naming it.
 from __future__ import annotations
 
 import random
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -113,11 +114,19 @@ class Scenario:
     faults: tuple[Fault, ...] = ()
     random: RandomFaults | None = None
     expect: Mapping[str, int] = field(default_factory=dict)  # counter -> at least this many
+    # A machine profile (profiles/NAME.toml, from `clusterkit sim calibrate`): its [network] latency
+    # and [disk] fsync, where the scenario sets none of its own.
+    profile: str = ""
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], name: str = "") -> Scenario:
+    def from_dict(cls, doc: Mapping[str, Any], name: str = "", profiles_dir: Path | None = None) -> Scenario:
         allowed = {f.name for f in fields(cls)} | {"network", "disk"}
         only(doc, allowed, "scenario")
+        profile = doc.get("profile", "")
+        if type(profile) is not str:
+            raise ScenarioError(f"profile must be a profile's name, got {profile!r}")
+        if profile:
+            doc = _with_profile(doc, profile, profiles_dir)
         net = doc.get("network", {})
         only(net, {"latency", "loss", "duplicate"}, "network")
         disk = doc.get("disk", {})
@@ -156,6 +165,7 @@ class Scenario:
             faults=tuple(_fault(i, f) for i, f in enumerate(faults)),
             random=RandomFaults.from_dict(doc["random"]) if "random" in doc else None,
             expect=dict(expect),
+            profile=profile,
         )
         if scenario.election_ticks <= scenario.heartbeat_ticks:
             raise ScenarioError("election_ticks must be greater than heartbeat_ticks")
@@ -172,7 +182,7 @@ class Scenario:
         except tomllib.TOMLDecodeError as exc:
             raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
         try:
-            return cls.from_dict(doc, name=path.stem)
+            return cls.from_dict(doc, name=path.stem, profiles_dir=path.resolve().parent.parent / "profiles")
         except ScenarioError as exc:
             raise ScenarioError(f"{path}: {exc}") from None
 
@@ -190,6 +200,8 @@ class Scenario:
             "partition_count": self.partition_count, "replication_factor": self.replication_factor,
             "copy_time": self.copy_time, "fail_after": self.fail_after,
         }
+        if self.profile:  # (its values are written out below too: the file stands without it)
+            top["profile"] = self.profile
         lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
         lines += ["", "[network]", f"latency = {_toml_value(asdict(self.latency))}",
                   f"loss = {_toml_value(self.loss)}", f"duplicate = {_toml_value(self.duplicate)}"]
@@ -203,6 +215,32 @@ class Scenario:
         for fault in self.faults:
             lines += ["", "[[faults]]"] + [f"{k} = {_toml_value(v)}" for k, v in fault.to_dict().items()]
         return "\n".join(lines) + "\n"
+
+
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _with_profile(doc: Mapping[str, Any], name: str, directory: Path | None) -> dict[str, Any]:
+    """``doc`` with the profile's [network] latency and [disk] fsync where it has none of its own."""
+    if not PROFILE_NAME.fullmatch(name):
+        raise ScenarioError(f"profile must be a name (letters, digits, . _ -), got {name!r}")
+    path = (directory or Path(__file__).resolve().parents[1] / "profiles") / f"{name}.toml"
+    try:
+        prof = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ScenarioError(f"profile {name!r}: cannot read {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"profile {name!r}: {path} is not valid TOML: {exc}") from None
+    only(prof, {"network", "disk"}, f"profile {name!r}")
+    out = dict(doc)
+    for table, key in (("network", "latency"), ("disk", "fsync")):
+        given = prof.get(table, {})
+        if not isinstance(given, dict):
+            raise ScenarioError(f"profile {name!r}: [{table}] must be a table")
+        only(given, {key}, f"profile {name!r} [{table}]")
+        if key in given and key not in doc.get(table, {}):
+            out[table] = {**doc.get(table, {}), key: given[key]}
+    return out
 
 
 def _fault(i: int, doc: Any) -> Fault:

@@ -217,6 +217,31 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in sim + real) else EXIT_FAILED
 
 
+# ------------------------------------------------------------------ calibrate
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from ..net.calibrate import calibrate
+
+    where = f"{PROG} calibrate"
+    directory = Path(args.data_dir) if args.data_dir else None
+    if directory is not None and not directory.is_dir():
+        return error(where, f"--data-dir {args.data_dir}: not a directory", EXIT_BAD_INPUT)
+    out = Path(args.out) if args.out else None
+    name = out.stem if out is not None else "this-machine"
+    print(f"timing {args.samples} loopback round trips and {max(20, args.samples // 10)} disk syncs ...",
+          file=sys.stderr)
+    try:
+        text = calibrate(args.samples, directory).profile(name)
+        if out is None:
+            print(text, end="")
+            return EXIT_OK
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    except OSError as exc:
+        return error(where, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), EXIT_BAD_INPUT)
+    print(f"wrote {out}: name it in a scenario with profile = \"{name}\"")
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ sweep
 class Progress:
     """A one-line progress bar on stderr: done/total, failures, rate, time left."""
@@ -381,6 +406,15 @@ def add_parser(sub: Any) -> None:
                    " a real run takes its scenario's duration and quiet phase in wall seconds)")
     q.add_argument("--first", type=bounded_int(0, 2**62), default=1, help="first seed (default 1)")
     q.set_defaults(func=_guard(_cmd_compare))
+
+    q = simsub.add_parser("calibrate", help="measure this machine's loopback message and disk sync latencies; "
+                          "write a profile scenarios can name (profile = \"NAME\")")
+    q.add_argument("--out", metavar="FILE", help="write the profile here (e.g. profiles/NAME.toml; default: print it)")
+    q.add_argument("--samples", type=bounded_int(50, 1_000_000), default=2000,
+                   help="round trips to time (default 2000; a tenth as many disk syncs)")
+    q.add_argument("--data-dir", metavar="DIR", help="where to time disk syncs: the disk the nodes will use "
+                   "(default: the temporary directory)")
+    q.set_defaults(func=_guard(_cmd_calibrate))
 
     q = simsub.add_parser("shrink", help="reduce a failing run's faults to a minimal schedule that still fails")
     common(q)
