@@ -14,8 +14,9 @@ $(STAMP): setup.py setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# One worker per core, a test file per worker at a time (module fixtures start real clusters once).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 demo: $(STAMP)
 	$(VENV)/bin/clusterkit demo
