@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from clusterkit.kv.strategies import STRATEGIES
 from clusterkit.net.client import KVClient, KVError
 from clusterkit.net.local import LocalCluster, http_json
 from clusterkit.net.gc_policy import tune_gc
@@ -118,7 +119,7 @@ def bench(strategy: str, clients: int, seconds: float, join_phase: bool = True) 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--strategy", choices=["sync", "async", "server-side"], action="append")
+    ap.add_argument("--strategy", choices=list(STRATEGIES), action="append")
     ap.add_argument("--clients", type=int, default=64, help="concurrent writers (default 64)")
     ap.add_argument("--seconds", type=float, default=4.0, help="seconds per measurement (default 4)")
     ap.add_argument("--no-join", action="store_true", help="steady state only (no 4th node)")
@@ -133,7 +134,7 @@ def main() -> None:
     print("(CPU: microseconds of CPU per write, the 3 node processes together, then the client process)")
     print(f"{'strategy':<12} {'phase':<13} {'writes/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
           f" {'node CPU':>9} {'client CPU':>11}")
-    for strategy in args.strategy or ["sync", "async", "server-side"]:
+    for strategy in args.strategy or list(STRATEGIES):
         for phase, r in bench(strategy, args.clients, args.seconds, not args.no_join):
             results[f"{strategy}/{phase}"] = r
             print(f"{strategy:<12} {phase:<13} {r['writes_per_s']:>9,.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}"

@@ -38,6 +38,7 @@ from clusterkit.net.kv_wire import CLIENT_HELLO, CLIENT_VERSION, KV_MAX_FRAME
 
 from clusterkit.kv.messages import Ack, Found, Get, Message, Query, Result, Set, Store, from_frame
 from clusterkit.kv.records import make_record
+from clusterkit.kv.strategies import STRATEGIES
 
 NODES = ("node-1", "node-2", "node-3")
 PARTITIONS = 64
@@ -152,7 +153,7 @@ def run(strategy: str, clients: int, seconds: float) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--strategy", choices=["sync", "async", "server-side"], default="async")
+    ap.add_argument("--strategy", choices=list(STRATEGIES), default="async")
     ap.add_argument("--clients", type=int, default=1024, help="concurrent writers (default 1024)")
     ap.add_argument("--seconds", type=float, default=2.0, help="seconds per run (default 2)")
     ap.add_argument("--runs", type=int, default=3, help="runs, the median reported (default 3)")

@@ -23,6 +23,7 @@ from aiohttp import web
 from clusterkit.kv.messages import Get, Message, Refused, Result, Set
 from clusterkit.kv.records import Record
 from clusterkit.kv.server import check_request
+from clusterkit.kv.strategies import STRATEGIES
 
 from .http_body import BadBody, read_json
 from .kv_service import KVService
@@ -113,12 +114,13 @@ class KVRoutes:
     async def replicate(self, request: web.Request) -> web.Response:
         """The seed smart client's ``SetWithReplication`` posts ``{"key", "value"}`` here to each
         owner and counts the 200s: each is answered once a quorum of the owners holds the value (W,
-        or the body's ``quorum``), so a 200 never claims copies that don't exist. Under ``async`` a
-        write is acknowledged by the primary alone, which is no quorum write: refused (409)."""
-        strategy = self.service.options.server.strategy
-        if strategy == "async":
-            return _error(409, "this cluster runs the async strategy, where a write is acknowledged by the primary "
-                               "alone: no quorum write to offer (use POST /kv/set, or run --kv-strategy sync)")
+        or the body's ``quorum``), so a 200 never claims copies that don't exist. Under ``async`` (a
+        strategy that acknowledges before replicating) a write is acknowledged by the primary
+        alone, which is no quorum write: refused (409)."""
+        strategy = STRATEGIES[self.service.options.server.strategy]
+        if strategy.acks_before_replicating:
+            return _error(409, f"this cluster runs the {strategy} strategy, where a write is acknowledged by the "
+                               "primary alone: no quorum write to offer (use POST /kv/set, or run --kv-strategy sync)")
         return await self.set(request)
 
     async def get(self, request: web.Request) -> web.Response:

@@ -20,7 +20,8 @@ from typing import Any
 
 from clusterkit.kv.messages import Get, Message, Refused, Result, Set
 from clusterkit.kv.operation import Operation
-from clusterkit.kv.quorum import Placement, Quorums
+from clusterkit.kv.quorum import Placement
+from clusterkit.kv.strategies import Route
 from clusterkit.kv.records import Version
 
 from .cluster import SimCluster
@@ -50,7 +51,7 @@ class KVClients:
         self.rng = random.Random(f"kvclients/{cluster.seed}")
         self.w = workload
         self.stop_at = stop_at
-        self.strategy = kv.config.strategy
+        self.strategy = kv.config.policy
         self.history: list[dict[str, Any]] = []
         self.counts = {"ok": 0, "fail": 0, "info": 0}
         self.acked: list[tuple[str, Version, float]] = []  # every acknowledged write: key, version, when
@@ -110,7 +111,7 @@ class KVClients:
                     serial += 1
                     f, value = "put", f"{pid}.{serial}"
             self._record(pid, "invoke", f, key, value)
-            if self.strategy == "sync":
+            if self.strategy.client_quorum:
                 kind, read = yield from self._sync_op(client, key, f, value)
             else:
                 kind, read = yield from self._request(client, key, f, value)
@@ -136,7 +137,7 @@ class KVClients:
         number = self._number(key)
         if number is None or (not client.map and not self._fetch_map(client)):
             return "fail", None
-        q = Quorums(self.c.replication_factor)
+        q = self.strategy.quorums(self.c.replication_factor)
         op = Operation(key, client.map[number], q, f"{client.name}#{next(self._rids)}", lambda: next(self._rids),
                        write=f != "get", value=value)
         client.op = op
@@ -162,8 +163,9 @@ class KVClients:
         return op.outcome, read
 
     def _request(self, client: _Client, key: str, f: str, value: str | None):
-        """SERVER-SIDE: ask one node (sticky until it fails us). ASYNC: ask the primary in our map."""
-        if self.strategy == "async":
+        """To any node (SERVER-SIDE), sticky until it fails us; or to the primary in our map (ASYNC)."""
+        by_map = self.strategy.route is Route.PRIMARY
+        if by_map:
             number = self._number(key)
             if number is None or (not client.map and not self._fetch_map(client)):
                 return "fail", None
@@ -194,6 +196,6 @@ class KVClients:
             if answer.reason in ("stale", "not_primary"):
                 self._fetch_map(client)
             return "fail", None  # refused: nothing was done
-        if self.strategy == "async":
-            self._fetch_map(client)
+        if by_map:
+            self._fetch_map(client)  # a silent primary: our map may be behind
         return ("info" if f != "get" else "fail"), None  # no answer: a write may have happened

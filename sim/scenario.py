@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from clusterkit.kv.server import STRATEGIES
+from clusterkit.kv.strategies import STRATEGIES
 
 from .faults import DEFAULT_RANDOM, Fault, check_schedule, kind_of, load_fault, random_kinds
 from .fields import flag, number, only, whole
@@ -33,7 +33,7 @@ class Workload:
     keys: int = 3
     write_ratio: float = 0.5
     timeout: float = 1.0  # a client gives up after this long: info for a write, fail for a read
-    # "": registers replicated through Raft; "sync" | "async" | "server-side": the KV store
+    # "": registers replicated through Raft; a name in clusterkit.kv.strategies.STRATEGIES: the KV store
     # (clusterkit.kv) with that strategy, its clients, and its migrations doing the copies
     kv: str = ""
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from ..check.raft_safety import InvariantViolation, RaftSafetyMonitor
+from ..kv.strategies import STRATEGIES
 from ..mem.network import MemNetwork
 from ..raft.ready import RaftConfig
 from .args import bounded_int
@@ -69,8 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"number of nodes, {MIN_NODES} to {MAX_NODES} (at most {MAX_KV_NODES} real ones; default 5,"
         " or the strategy's)",
     )
-    demo.add_argument("--strategy", choices=["sync", "async", "server-side"], default=None,
-                      help="KV replication strategy: the seed's three examples (default sync, 5 nodes)")
+    demo.add_argument("--strategy", choices=list(STRATEGIES), default=None,
+                      help="KV replication strategy, one of the names above (see docs/kv.md)"
+                           " (default sync, 5 nodes)")
     demo.add_argument("--keys", type=bounded_int(1, MAX_KV_KEYS), default=1000,
                       help=f"keys the KV demo writes, 1 to {MAX_KV_KEYS} (default 1000)")
     demo.add_argument("--keep", action="store_true", help="KV demo: keep the nodes' data and logs")
@@ -117,7 +119,7 @@ def run_kv(args: argparse.Namespace) -> int:
     from .kv_demo import DEFAULT_NODES, run_kv_demo
 
     strategy = args.strategy or "sync"
-    nodes = args.nodes or (DEFAULT_NODES[strategy] if args.strategy else 5)
+    nodes = args.nodes or (DEFAULT_NODES.get(strategy, 5) if args.strategy else 5)
     if nodes > MAX_KV_NODES:
         return error("clusterkit demo", f"the KV demo runs at most {MAX_KV_NODES} node processes, got {nodes}",
                      EXIT_USAGE)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ..kv.strategies import STRATEGIES
 from .args import bounded_int
 from .codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, error
 
@@ -145,7 +146,7 @@ def add_parser(sub: Any) -> None:
     kv.add_argument("--kv-addr", default=env.get("KV_ADDR") or None,
                     help="address of the KV data port, e.g. :9080 or 127.0.0.1:0 for any free port"
                          " [KV_ADDR, or :$KV_PORT]")
-    kv.add_argument("--kv-strategy", default=env.get("KV_STRATEGY", "sync"), choices=["sync", "async", "server-side"],
+    kv.add_argument("--kv-strategy", default=env.get("KV_STRATEGY", "sync"), choices=list(STRATEGIES),
                     help="replication strategy [KV_STRATEGY] (default sync)")
     kv.add_argument("--kv-w", type=bounded_int(0, 16), default=env.get("KV_W", "0"),
                     help="write quorum W (0: a majority of the replication factor) [KV_W]")

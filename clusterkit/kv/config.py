@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-STRATEGIES = ("sync", "async", "server-side")
+from .strategies import STRATEGIES, Strategy, by_name
+
+__all__ = ["STRATEGIES", "ServerConfig"]
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    strategy: str = "sync"
+    strategy: str = "sync"  # a name in STRATEGIES, as users type it (see :attr:`policy`)
     w: int = 0  # 0: a majority of RF
     r: int = 0
     batch: int = 512  # records per migration batch
@@ -26,9 +28,14 @@ class ServerConfig:
     gc_ticks: int = 300  # tombstones held this long by every owner are collected (checked this often)
     gc_batch: int = 1024  # tombstones per collection round and partition
 
+    @property
+    def policy(self) -> Strategy:
+        """The strategy itself: what every protocol asks (the name stays a string, as it is on
+        the wire, in flags, logs and /stats)."""
+        return STRATEGIES[self.strategy]
+
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        by_name(self.strategy)  # a ValueError naming the choices
         for name in ("batch", "op_timeout_ticks", "retry_ticks", "queue_limit", "repair_ticks", "max_pulls",
                      "batch_bytes", "pull_retry_ticks", "gc_ticks", "gc_batch"):
             if type(getattr(self, name)) is not int or getattr(self, name) < 1:

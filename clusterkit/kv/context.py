@@ -36,7 +36,7 @@ class ServerContext:
         self.me = kit.my_node_id()
         self.data = data
         self.config = config
-        self.quorums = Quorums(kit.options.replication_factor, config.w, config.r)
+        self.quorums: Quorums = config.policy.quorums(kit.options.replication_factor, config.w, config.r)
         self.stats = Stats()
         self.incarnation = incarnation
         # Never repeated across restarts: peers remember answers by sender and request id.

@@ -1,6 +1,6 @@
 """Client requests: deduplicated, then routed by strategy and, where this node coordinates, run as quorum operations.
 
-``sync``: the client coordinates quorum reads and writes (:class:`~.operation.Operation`); a node
+How a request is routed is what its strategy (:mod:`.strategies`) says. ``sync``: the client coordinates quorum reads and writes (:class:`~.operation.Operation`); a node
 asked directly coordinates them itself. ``server-side``: a node forwards a client's request to the
 partition's primary, which coordinates the quorum operation. ``async``: the primary writes locally
 and acknowledges (:mod:`.replicate`); any copy answers a read. A copy's side of an operation
@@ -66,12 +66,12 @@ class Coordinator:
             ctx.stats.sets += 1
         else:
             ctx.stats.gets += 1
-        strategy = ctx.config.strategy
-        if strategy == "async" and not write and ctx.me in here.serving:
-            ctx.send(src, Result(msg.rid, ctx.data.get(partition, msg.key)))  # any copy answers an ASYNC read
-        elif strategy != "sync" and here.primary != ctx.me:
+        strategy = ctx.config.policy
+        if strategy.reads_from_any_copy and not write and ctx.me in here.serving:
+            ctx.send(src, Result(msg.rid, ctx.data.get(partition, msg.key)))  # any copy answers (ASYNC)
+        elif strategy.forwards_to_primary and here.primary != ctx.me:
             self._forward(src, msg, here.primary)
-        elif strategy == "async":
+        elif strategy.acks_before_replicating:
             if isinstance(msg, Get):
                 ctx.send(src, Result(msg.rid, ctx.data.get(partition, msg.key)))
             else:

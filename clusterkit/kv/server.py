@@ -127,13 +127,13 @@ class KVServer:
             self._seen_epoch = self.kit.state.epoch
             self.data.note_epoch(self._seen_epoch)
             self.migration.reconcile()
-            if self.config.strategy == "async":
+            if self.config.policy.acks_before_replicating:
                 self.replication.prune()
         self.coordinator.tick()
         self.migration.tick()
         self.repair.tick()
         self.collection.tick()
-        if self.config.strategy == "async":
+        if self.config.policy.acks_before_replicating:
             self.replication.retry()
             self.replication.flush()
         if ctx.ticks % (10 * self.config.op_timeout_ticks) == 0:

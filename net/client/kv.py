@@ -44,7 +44,8 @@ from clusterkit.kv.messages import Found, Get, Message, Query, Refused, Result, 
 from clusterkit.kv.operation import Operation
 from clusterkit.kv.quorum import Placement, Quorums
 from clusterkit.kv.records import Record, Value
-from clusterkit.kv.server import STRATEGIES, check_request
+from clusterkit.kv.server import check_request
+from clusterkit.kv.strategies import by_name
 
 from ..addr import http_base
 from .conn import Conn
@@ -111,8 +112,7 @@ class KVClient:
         over TLS, both checked with this context (``ssl.create_default_context(cafile=CA)``).
         ``token``: the API token of the nodes' ``--api-token-file``, presented in every KV
         connection's hello (needed when the nodes have a token, a cluster secret or TLS)."""
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        policy = self.policy = by_name(strategy)  # a ValueError naming the choices
         if not seeds:
             raise ValueError("give the HTTP address of at least one node")
         self.seeds = list(seeds)
@@ -137,8 +137,10 @@ class KVClient:
         # wrapping it (two partials per request, alive while it waited).
         self._waiting: dict[int, asyncio.Future[Any]] = {}  # rid -> the request's wait
         self._lost: dict[int, str] = {}  # rid -> the node it was sent to
-        self._primary = smart and strategy != "async"  # every request goes to the partition's primary
-        self._abd_mode = smart and strategy == "sync"  # the client runs each operation itself
+        # Every request goes to the partition's primary (SERVER-SIDE's primary would forward it
+        # there anyway), unless any copy may answer a read.
+        self._primary = smart and not policy.reads_from_any_copy
+        self._abd_mode = smart and policy.client_quorum  # the client runs each operation itself
         self._conns: dict[str, Conn] = {}
         self._session: aiohttp.ClientSession | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -222,7 +224,7 @@ class KVClient:
             if topo.hash != self.topo.hash:
                 self._numbers.clear()
             self.topo = topo
-            self.quorums = Quorums(topo.rf, self.w, self.r)
+            self.quorums = self.policy.quorums(topo.rf, self.w, self.r)
             self.refreshes += changed
             for nid, conn in list(self._conns.items()):
                 node = topo.nodes.get(nid)
@@ -419,9 +421,9 @@ class KVClient:
                 self._home = live[next(self._serials) % len(live)].id if live else None
             return self._home
         here = self.placement(key)
-        if write or self.strategy != "async":
+        if write or not self.policy.reads_from_any_copy:
             return here.primary
-        # An ASYNC read may be answered by any copy: the primary first, then the others, so a dead
+        # A read any copy may answer (ASYNC): the primary first, then the others, so a dead
         # primary doesn't stall reads until the cluster marks it failed.
         return next((n for n in here.serving if n not in avoid), here.primary)
 
