@@ -17,6 +17,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from .faults import window_rules
+from .faults.window import WindowRule
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +71,8 @@ class Timeline:
     phases: dict[str, float] = field(default_factory=dict)
     messages: list[MessageRecord] = field(default_factory=list)
     message_window: tuple[float, float] | None = None
-    # How each fault kind shows on a plot (clusterkit.plot.run_data.fault_windows): the kinds' own
-    # window rules (clusterkit.sim.faults.window_rules), set by whoever records the faults.
-    fault_rules: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # How each fault kind shows on a plot (clusterkit.plot.run_data.fault_windows): the kinds' own.
+    fault_rules: dict[str, WindowRule] = field(default_factory=window_rules, repr=False, compare=False)
     _state: dict[str, tuple[str, int]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _commit: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-
 from ..network import ScenarioError
 from .fail import Fail
 from .fault import Fault

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING
-
+from typing import TYPE_CHECKING, Any
 
 from .fault import Fault
 from .kind import FaultKind
 from .window import WindowRule
 
 if TYPE_CHECKING:
-    from ..cluster import SimNode
     from .world import RealWorld, World
 
 
@@ -46,7 +44,7 @@ class Kill(FaultKind):
         world.killed.append(nid)
         return replace(fault, node=nid, keep=(keep_writes, keep_entries) if fault.torn else fault.keep)
 
-    def revive(self, world: World, node: SimNode) -> None:
+    def revive(self, world: World, node: Any) -> None:
         if not node.alive and not node.removed:  # those that failed or left stay gone
             world.restart(node)
             world.c.counters.bump("restarts")

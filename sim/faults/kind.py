@@ -11,14 +11,13 @@ such as crashing a node).
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..network import ScenarioError
 from .fault import OPTIONAL, Fault
 from .window import WindowRule
 
 if TYPE_CHECKING:
-    from ..cluster import SimNode
     from .world import RealWorld, World
 
 # Targets resolved when a fault fires, from the run's seed (a node id is a target too).
@@ -84,9 +83,9 @@ class FaultKind:
     def heal_all(self, world: World) -> None:
         """At the end of the fault phase, first: undo what this kind left on the cluster as a whole."""
 
-    def settle(self, world: World, node: SimNode) -> None:
+    def settle(self, world: World, node: Any) -> None:
         """At the end of the fault phase, node by node: put back what this kind changed on ``node``
         (its clock, its disk, its links), before any node runs again."""
 
-    def revive(self, world: World, node: SimNode) -> None:
+    def revive(self, world: World, node: Any) -> None:
         """Then, still node by node: set ``node`` running again if this kind stopped it."""

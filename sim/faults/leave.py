@@ -6,7 +6,6 @@ import random
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-
 from .fault import Fault
 from .kind import FaultKind
 from .window import WindowRule

@@ -9,7 +9,6 @@ import random
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-
 from .. import shapes
 from ..network import ScenarioError
 from .fault import Fault

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING
-
+from typing import TYPE_CHECKING, Any
 
 from .fault import Fault
 from .kind import FaultKind
 from .window import WindowRule
 
 if TYPE_CHECKING:
-    from ..cluster import SimNode
     from .world import RealWorld, World
 
 
@@ -35,7 +33,7 @@ class Pause(FaultKind):
         world.paused.append(nid)
         return replace(fault, node=nid)
 
-    def revive(self, world: World, node: SimNode) -> None:
+    def revive(self, world: World, node: Any) -> None:
         if node.paused:
             world.unpause(node)
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING
-
+from typing import TYPE_CHECKING, Any
 
 from .fault import Fault
 from .kind import FaultKind
 from .window import WindowRule
 
 if TYPE_CHECKING:
-    from ..cluster import SimNode
     from .world import RealWorld, World
 
 
@@ -31,7 +29,7 @@ class Skew(FaultKind):
         world.c.nodes[nid].rate = fault.rate
         return replace(fault, node=nid)
 
-    def settle(self, world: World, node: SimNode) -> None:
+    def settle(self, world: World, node: Any) -> None:
         node.rate = 1.0
 
     def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING
-
+from typing import TYPE_CHECKING, Any
 
 from ..network import ScenarioError
 from .fault import Fault
@@ -14,7 +13,6 @@ from .kind import FaultKind
 from .window import WindowRule
 
 if TYPE_CHECKING:
-    from ..cluster import SimNode
     from .world import World
 
 
@@ -52,6 +50,6 @@ class Slow(FaultKind):
         world.env.timeout(fault.seconds).callbacks.append(back)
         return replace(fault, node=nid)
 
-    def settle(self, world: World, node: SimNode) -> None:
+    def settle(self, world: World, node: Any) -> None:
         world.c.speed.pop(node.id, None)
         world.scratch(self.name).pop(node.id, None)

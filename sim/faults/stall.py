@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING
-
+from typing import TYPE_CHECKING, Any
 
 from ..network import ScenarioError
 from .fault import Fault
@@ -13,7 +12,6 @@ from .kind import FaultKind
 from .window import WindowRule
 
 if TYPE_CHECKING:
-    from ..cluster import SimNode
     from .world import RealWorld, World
 
 
@@ -37,7 +35,7 @@ class Stall(FaultKind):
         node.stall_until = max(node.stall_until, world.env.now + fault.seconds)
         return replace(fault, node=nid)
 
-    def settle(self, world: World, node: SimNode) -> None:
+    def settle(self, world: World, node: Any) -> None:
         node.stall_until = 0.0
 
     def apply_real(self, world: RealWorld, fault: Fault, nid: str) -> Fault | None:

@@ -18,7 +18,6 @@ from .kind import FaultKind
 from .window import WindowRule
 
 if TYPE_CHECKING:
-    from ..cluster import SimNode
     from .world import World
 
 
@@ -59,7 +58,7 @@ class Wipe(FaultKind):
         return replace(fault, node=nid)
 
 
-def _rejoining(world: World, node: SimNode, life: int) -> Generator[Any, Any, None]:  # a SimPy process
+def _rejoining(world: World, node: Any, life: int) -> Generator[Any, Any, None]:  # a SimPy process
     """A wiped node's join, as its runner's: it asks until a leader has taken it in (replaced its
     old self, then added it as a learner); then it joins as any new node. ``life``: the wipe it
     follows (a later wipe starts its own)."""
