@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench soak venv clean
+.PHONY: test demo bench soak sweep venv clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,13 @@ bench: $(STAMP)
 	$(PY) bench/net_raft.py
 	$(PY) bench/kv.py
 	$(PY) bench/kv_client.py
+
+# Not in `make test` or CI: every scenario over 1,000 seeds on every core (an hour or more on 2 cores).
+# One scenario, or fewer seeds: `make sweep SCENARIOS=random-mix SEEDS=200`.
+SCENARIOS ?= $(basename $(notdir $(wildcard scenarios/*.toml)))
+SEEDS ?= 1000
+sweep: $(STAMP)
+	@for s in $(SCENARIOS); do $(VENV)/bin/clusterkit sim sweep $$s --seeds $(SEEDS) --jobs auto || exit 1; done
 
 # Not in `make test` or CI: ~15 minutes of real node processes under faults and fuzz (issue 20).
 # Scale it down with e.g. `$(PY) bench/soak.py --kills 10 --pauses 4 --frames 2000 --http 200`.

@@ -22,7 +22,8 @@ from clusterkit.sim.sweep import resolved_scenario, shrink, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
-SEEDS_PER_SCENARIO = 50
+# A smoke of every scenario for each change; the long sweeps are `make sweep` (1,000 seeds each).
+SEEDS_PER_SCENARIO = 20
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
