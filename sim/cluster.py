@@ -1,12 +1,16 @@
 """The SimPy driver: node hosts on a simulated network and disks, in virtual time.
 
 This module only moves bytes, time and disk syncs. Each node is the core's
-:class:`~clusterkit.host.NodeHost` (the same host memnet and the TCP node
-run) whose state machine is its :class:`~clusterkit.facade.ClusterKit` plus
-a :class:`~clusterkit.host.registers.RegisterMap` for the clients' data.
-Each node ticks by its own clock (rate and phase can drift); messages go
-through the msgpack codec and the :class:`~.network.SimNetwork`; a node's
-Ready waits for its disk's fsync before its messages leave. Every random
+:class:`~clusterkit.host.NodeHost` drained by the core's Ready
+:class:`~clusterkit.host.pipeline.Pipeline` (the same host and pipeline
+memnet and the TCP node run) whose state machine is its
+:class:`~clusterkit.facade.ClusterKit` plus a
+:class:`~clusterkit.host.registers.RegisterMap` for the clients' data. Each
+node ticks by its own clock (rate and phase can drift); messages go through
+the msgpack codec and the :class:`~.network.SimNetwork`; a node's disk
+writes a Ready's record after a simulated fsync's delay (:class:`SimSyncs`),
+while the pipeline goes on as on a real node (early sends, applying what is
+already durable), and a crash meanwhile tears or loses that record. Every random
 choice comes from one seeded generator, in event order, and SimPy orders
 simultaneous events by insertion, so a run replays exactly from its seed.
 """
@@ -27,6 +31,8 @@ from clusterkit.facade import ClusterKit, Options
 from clusterkit.host import NodeHost
 from clusterkit.host.observer import SafetyObserver
 from clusterkit.host.composite import Composite
+from clusterkit.host.pipeline import Pipeline
+from clusterkit.host.syncs import Done
 from clusterkit.host.registers import TAG, RegisterMap
 from clusterkit.raft.codec import decode, encode
 from clusterkit.raft.errors import RaftError
@@ -80,7 +86,6 @@ class SimNode:
     rate: float = 1.0  # clock speed: 2.0 ticks twice as often as real time
     alive: bool = True
     paused: bool = False
-    draining: bool = False
     generation: int = 0  # bumps at every crash: callbacks of an earlier life are dropped
     inbox: list[Any] = field(default_factory=list)  # delivered while paused
     stall_until: float = 0.0
@@ -88,6 +93,38 @@ class SimNode:
     removed: bool = False  # leaving or failed for good: never restarted, never a fault's target
     gone: bool = False  # its process has exited for good (out of Raft, or failed): no more ticks
     wipes: int = 0  # disks lost so far: each starts a new life that must be taken in again
+    pipeline: Pipeline | None = None  # drains the host's Readies (set once the node is made)
+
+    @property
+    def draining(self) -> bool:
+        """A sync of this life is under way."""
+        return self.pipeline is not None and self.pipeline.syncing
+
+    @draining.setter
+    def draining(self, _value: bool) -> None:
+        pass  # (a crash ends the drain by itself: the pipeline tells a new life from the old)
+
+
+@dataclass(eq=False)
+class SimSyncs:
+    """A node's disk syncs in virtual time: the record is written once a sampled fsync delay (longer
+    on a slow node, until a stall ends) has passed, unless the node crashed meanwhile: then the
+    record was never written, and the crash kept of it what it keeps of any unsynced write."""
+
+    c: SimCluster
+    node: SimNode
+
+    def start(self, work: Callable[[], None], done: Done) -> None:
+        c, node = self.c, self.node
+        delay = c.fsync.sample(c.rng) / c.speed.get(node.id, 1.0) + max(0.0, node.stall_until - c.env.now)
+        ev = c.env.timeout(delay)
+        ev.callbacks.append(lambda _e, generation=node.generation: self._end(generation, work, done))
+
+    def _end(self, generation: int, work: Callable[[], None], done: Done) -> None:
+        if self.node.generation != generation:
+            return  # crashed before the sync returned
+        work()
+        done(None)
 
 
 class DataLayer(Protocol):
@@ -188,6 +225,8 @@ class SimCluster:
             on_applied=lambda e, nid=nid: self._applied(nid, e),
         )
         node = SimNode(nid, host, kit, registers, disk)
+        node.pipeline = Pipeline(host, self._send_all, SimSyncs(self, node), held=lambda: node.paused,
+                                 idle=lambda: self._observe(node))
         self.nodes[nid] = node
         if self.data_layer is not None:
             self.data_layer.attach(node)
@@ -213,46 +252,13 @@ class SimCluster:
 
     # ------------------------------------------------------------ the Ready loop, with a disk
     def _kick(self, node: SimNode) -> None:
-        if node.draining or not node.alive or node.paused or not node.host.has_ready():
-            return
-        node.draining = True
-        self._drain(node, node.generation)
+        if node.alive and not node.paused and node.host.has_ready():
+            node.pipeline.kick()  # type: ignore[union-attr]
 
-    def _drain(self, node: SimNode, generation: int) -> None:
-        if node.generation != generation:
-            return  # crashed meanwhile: this Ready died with the process
-        if node.paused:
-            node.draining = False  # resumed later: resume() kicks again
-            return
-        rd = node.host.begin()
-        if rd is None:
-            node.draining = False
-            self._observe(node)
-            return
-        if rd.must_sync():
-            # As the TCP node does: a leader's appends go out now, while its own disk syncs them
-            # (the core counts the leader's copy toward a commit only once synced).
-            early = rd.take_early_messages()
-            if early:
-                self.observer.sent(early)
-                for m in early:
-                    self._send(m)
-            delay = self.fsync.sample(self.rng) / self.speed.get(node.id, 1.0) + max(0.0, node.stall_until - self.env.now)
-            ev = self.env.timeout(delay)
-            ev.callbacks.append(lambda _e, rd=rd: self._synced(node, generation, rd))
-        else:
-            self._synced(node, generation, rd, sync=False)
-
-    def _synced(self, node: SimNode, generation: int, rd: Any, sync: bool = True) -> None:
-        if node.generation != generation:
-            return
-        if sync:
-            node.disk.sync()
-        messages = node.host.finish(rd)
+    def _send_all(self, messages: list[Message]) -> None:
         self.observer.sent(messages)
         for m in messages:
             self._send(m)
-        self._drain(node, generation)
 
     def _applied(self, nid: str, entry: Any) -> None:
         self.monitor.applied_seen(nid, entry)

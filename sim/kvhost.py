@@ -2,24 +2,28 @@
 simulated disk.
 
 A thin driver, as the TCP node is: it hands each node's
-:class:`~clusterkit.kv.server.KVServer` its messages and ticks, waits for the
-disk's fsync before the answers leave (a crash loses what wasn't synced),
-and rebuilds the server from what was synced when a node restarts. Clients
-are endpoints on the same network (outside the partitions, as Jepsen's are).
+:class:`~clusterkit.kv.server.KVServer` its messages and ticks; the core's
+:class:`~clusterkit.host.kv_pipeline.KVPipeline` (the TCP node's too) logs,
+syncs and sends, on a :class:`MemoryKVLog` whose records are written after a
+simulated fsync's delay (:class:`~.cluster.SimSyncs`: a crash meanwhile loses
+the record); a restarted node's server is rebuilt from what was written.
+Clients are endpoints on the same network (outside the partitions, as
+Jepsen's are).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from clusterkit.host.kv_pipeline import KVPipeline
 from clusterkit.kv.data import KVData, LogEntry
 from clusterkit.kv.messages import Message, decode, encode
 from clusterkit.kv.records import Record, Version
 from clusterkit.kv.server import KVServer, ServerConfig
 
-from .cluster import SimCluster, SimNode
+from .cluster import SimCluster, SimNode, SimSyncs
 
 
 class _AuditedData(KVData):
@@ -37,10 +41,33 @@ class _AuditedData(KVData):
 
 
 @dataclass
+class MemoryKVLog:
+    """A node's KV log on the simulated disk: a record's entries are there once it is written (a
+    crash before loses the whole record, as a real log's restart cuts a torn one)."""
+
+    synced: list[LogEntry] = field(default_factory=list)  # survives a crash
+    records: int = 0
+
+    def encode_record(self, entries: list[LogEntry]) -> list[LogEntry]:
+        return entries
+
+    def write_record(self, record: list[LogEntry]) -> None:
+        self.synced.extend(record)
+        self.records += 1
+
+    def wants_rewrite(self) -> bool:
+        return False  # (a restart replays it compacted: see SimKV.restart)
+
+    def rewrite(self, entries: Iterable[Any]) -> int:
+        self.synced = list(entries)
+        return len(self.synced)
+
+
+@dataclass
 class NodeKV:
     server: KVServer
-    synced: list[LogEntry] = field(default_factory=list)  # survives a crash
-    flushing: bool = False
+    disk: MemoryKVLog
+    pipeline: KVPipeline
 
 
 class SimKV:
@@ -52,7 +79,6 @@ class SimKV:
         self.config = config
         self.nodes: dict[str, NodeKV] = {}
         self.endpoints: dict[str, Callable[[str, Message], None]] = {}  # clients
-        self.syncs = 0
         self.collected: dict[tuple[int, str], Version] = {}  # the newest tombstone collected, per key
 
     def bind(self, cluster: SimCluster) -> None:
@@ -60,7 +86,7 @@ class SimKV:
 
     # ------------------------------------------------------------ DataLayer
     def attach(self, node: SimNode) -> None:
-        self.nodes[node.id] = NodeKV(self._server(node, self._data()))
+        self.nodes[node.id] = self._node_kv(node, self._server(node, self._data()), MemoryKVLog())
         # One forwarder per facade: each life's server gets the events.
         node.kit.on_partition_change(lambda e, nid=node.id: self._changed(nid, e))
 
@@ -68,6 +94,10 @@ class SimKV:
         server = KVServer(node.kit, data, self.config, hooks=False, incarnation=incarnation)
         server.answer_early = True
         return server
+
+    def _node_kv(self, node: SimNode, server: KVServer, disk: MemoryKVLog) -> NodeKV:
+        route = lambda out: self._send_all(node.id, out)  # noqa: E731
+        return NodeKV(server, disk, KVPipeline(server, disk, route, SimSyncs(self.c, node)))
 
     def _data(self, synced: list[LogEntry] | None = None) -> KVData:
         data = _AuditedData.replay(synced) if synced else _AuditedData()
@@ -82,13 +112,13 @@ class SimKV:
         # As if its log had been rewritten from the live data before the crash, as a real node's
         # is now and then: a compacted log replays to fewer changes than the node made, so change
         # numbers (pull cursors) from its earlier life mean nothing in the new one.
-        synced = KVData.replay(old.synced).compacted()
+        synced = KVData.replay(old.disk.synced).compacted()
         server = self._server(node, self._data(synced), node.generation)
-        self.nodes[node.id] = NodeKV(server, synced)
+        self.nodes[node.id] = self._node_kv(node, server, MemoryKVLog(synced))
 
     def wipe(self, node: SimNode) -> None:
         """The node's disk is lost: its KV data with it (restart() then starts from nothing)."""
-        self.nodes[node.id].synced = []
+        self.nodes[node.id].disk.synced = []
 
     def tick(self, node: SimNode) -> None:
         server = self.nodes[node.id].server
@@ -118,32 +148,7 @@ class SimKV:
 
     # ------------------------------------------------------------ the disk
     def _flush(self, node: SimNode) -> None:
-        kv = self.nodes[node.id]
-        # As the TCP node does: answers that report only synced data leave at once (answer_early).
-        self._send_all(node.id, kv.server.take_early())
-        if kv.flushing:
-            return  # the flush under way sends this output too, once its sync is done
-        # The answers taken with the entries wait for their sync; later ones wait for the next.
-        data = kv.server.data
-        entries, out, lsn = data.take_unsynced(), kv.server.take_outbox(), data.lsn
-        if not entries:
-            self._send_all(node.id, out)
-            return
-        kv.flushing = True
-        generation = node.generation
-        ev = self.c.env.timeout(self.c.fsync.sample(self.c.rng) + max(0.0, node.stall_until - self.c.env.now))
-        ev.callbacks.append(lambda _e: self._synced(node, kv, generation, entries, out, lsn))
-
-    def _synced(self, node: SimNode, kv: NodeKV, generation: int, entries: list[LogEntry], out: list[Any],
-                lsn: int) -> None:
-        if node.generation != generation or self.nodes.get(node.id) is not kv:
-            return  # crashed before the sync: the entries and the answers died with the process
-        kv.synced.extend(entries)
-        kv.server.data.mark_synced(lsn)
-        self.syncs += 1
-        kv.flushing = False
-        self._send_all(node.id, out)
-        self._flush(node)
+        self.nodes[node.id].pipeline.kick()
 
     def _send_all(self, src: str, out: list[tuple[str, Message]]) -> None:
         for dst, msg in out:

@@ -10,7 +10,9 @@ interleaving.
 Each node is a :class:`~clusterkit.host.NodeHost` drained by the Ready
 :class:`~clusterkit.host.pipeline.Pipeline`, the same host and pipeline the
 simulator and the TCP node run: this module only moves messages and decides
-who ticks. Its disks sync at once (:class:`~clusterkit.host.syncs.InlineSyncs`).
+who ticks. Its disks sync at once, unless the caller stalls one
+(:meth:`MemNetwork.stall`): then the node's pipeline waits, as on a slow
+disk, while the node goes on taking messages, until :meth:`MemNetwork.unstall`.
 An optional :class:`RaftSafetyMonitor` checks the Raft invariants after
 every step.
 
@@ -32,6 +34,7 @@ from ..host import AppliedLog, NodeHost, StateMachine
 from ..host.machine import decode_applied, encode_applied
 from ..host.observer import SafetyObserver
 from ..host.pipeline import Pipeline
+from ..host.syncs import INLINE, Done
 from ..raft.errors import NotLeader, ProposalDropped
 from ..raft.messages import ConfState, Entry, Message
 from ..raft.ready import RaftConfig, Role
@@ -51,6 +54,26 @@ class MemNode(NodeHost):
     def applied_data(self) -> list[bytes]:
         machine = self.machine
         return machine.data() if isinstance(machine, AppliedLog) else []
+
+
+class MemSyncs:
+    """A memnet node's disk: a sync is done when started, unless the disk is stalled."""
+
+    def __init__(self) -> None:
+        self.stalled = False
+        self.waiting: list[tuple[Callable[[], None], Done]] = []
+
+    def start(self, work: Callable[[], None], done: Done) -> None:
+        if self.stalled:
+            self.waiting.append((work, done))
+        else:
+            INLINE.start(work, done)
+
+    def release(self) -> None:
+        self.stalled = False
+        waiting, self.waiting = self.waiting, []
+        for work, done in waiting:
+            INLINE.start(work, done)
 
 
 @dataclass
@@ -93,6 +116,7 @@ class MemNetwork:
         self._observer = SafetyObserver(monitor) if monitor is not None else None
         self.nodes: dict[str, MemNode] = {}
         self.pipelines: dict[str, Pipeline] = {}
+        self.disks: dict[str, MemSyncs] = {}
         conf = ConfState(voters=tuple(self.ids))
         for nid in self.ids:
             self.nodes[nid] = self._new_node(nid, MemoryStorage(conf), joining=False)
@@ -111,7 +135,8 @@ class MemNetwork:
             on_applied=(lambda e, nid=nid: monitor.applied_seen(nid, e)) if monitor is not None else None,
             on_event=self.on_event,
         )
-        self.pipelines[nid] = Pipeline(node, self._send_all, idle=lambda: self.observe(nid))
+        self.disks[nid] = disk = MemSyncs()
+        self.pipelines[nid] = Pipeline(node, self._send_all, disk, idle=lambda: self.observe(nid))
         return node
 
     def _emit(self, text: str) -> None:
@@ -217,6 +242,7 @@ class MemNetwork:
         if node.raft is None:
             return
         node.crash(synced)
+        self.disks[nid].waiting.clear()  # a sync under way dies with the process
         self.stats.crashes += 1
         self._emit(f"{nid} crashed")
 
@@ -227,6 +253,15 @@ class MemNetwork:
             assert node.raft is not None
             self._emit(f"{nid} restarted at term {node.raft.term}")
             self.process(nid)
+
+    def stall(self, nid: str) -> None:
+        """``nid``'s disk stops completing syncs: the one under way (or the next) waits."""
+        self.disks[nid].stalled = True
+
+    def unstall(self, nid: str) -> None:
+        """The stalled syncs complete (now, in order), and the node's pipeline goes on."""
+        self.disks[nid].release()
+        self.process(nid)
 
     def partition(self, *groups: Iterable[str]) -> None:
         """Cut every link between different groups; nodes not named form one more group."""
