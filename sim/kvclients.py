@@ -1,7 +1,7 @@
-"""KV clients in virtual time: the seed's three strategies, recorded as a history.
+"""KV clients in virtual time: each strategy's clients, routed as its ``route`` says, recorded as a history.
 
 A client is an endpoint on the simulated network with one operation at a
-time. SYNC clients are smart: they keep a copy of the partition map (taken
+time. SYNC (and ALL) clients are smart: they keep a copy of the partition map (taken
 from a node, as a real client GETs ``/cluster``), run each operation as
 ABD themselves (:class:`~clusterkit.kv.operation.Operation`) against the
 owners, and refresh the map when a copy says it is stale. SERVER-SIDE

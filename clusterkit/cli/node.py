@@ -238,12 +238,12 @@ def _kv_options(args: argparse.Namespace, options: Any) -> Any:
     if not args.kv_addr:
         return None
     from clusterkit.facade import _split_host_port
-    from clusterkit.kv.quorum import Quorums
     from clusterkit.kv.server import ServerConfig
     from clusterkit.net.kv_service import BREAK_MIGRATION_ENV, KVOptions
 
     _split_host_port(args.kv_addr if not args.kv_addr.endswith(":0") else args.kv_addr[:-1] + "1", "kv_addr")
     gc_ticks = max(1, round(float(args.kv_gc_seconds) / KVOptions.tick))  # (the KV server ticks every 0.1 s)
     server = ServerConfig(strategy=args.kv_strategy, w=int(args.kv_w), r=int(args.kv_r), gc_ticks=gc_ticks)
-    Quorums(options.replication_factor, server.w, server.r)  # W and R must fit the replication factor
+    # W and R must fit the replication factor, and the strategy (ALL: W is RF)
+    server.policy.quorums(options.replication_factor, server.w, server.r)
     return KVOptions(args.kv_addr, server, break_migration=os.environ.get(BREAK_MIGRATION_ENV) == "1")

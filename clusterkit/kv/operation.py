@@ -150,6 +150,7 @@ class Operation:
             self._finish("ok")  # never written (or only by writes that haven't reached a quorum)
             return []
         holding = {n for n, r in self.answered.items() if r is not None and r.version == newest.version}
+        self.quorums = self.quorums.writeback()  # (from here on this read only writes back)
         if self.placement.write_done(holding, self.quorums):
             self._finish("ok")  # enough copies hold it already: no write-back needed
             return []

@@ -27,6 +27,10 @@ class Quorums:
     rf: int
     w: int = 0  # 0: a majority of rf
     r: int = 0
+    # A read's write-back: how many copies must hold what it returns (0: W). Any number that meets
+    # every read quorum will do (echo + R > RF): a later read, or a write's version query, sees it.
+    # Only W = RF needs less than W here, or every read would need every copy.
+    echo: int = 0
 
     def __post_init__(self) -> None:
         if type(self.rf) is not int or self.rf < 1:
@@ -34,12 +38,16 @@ class Quorums:
         majority = self.rf // 2 + 1
         object.__setattr__(self, "w", self.w or majority)
         object.__setattr__(self, "r", self.r or majority)
-        for name in ("w", "r"):
+        object.__setattr__(self, "echo", self.echo or self.w)
+        for name in ("w", "r", "echo"):
             value = getattr(self, name)
             if type(value) is not int or not 1 <= value <= self.rf:
                 raise ValueError(f"{name.upper()} must be between 1 and RF={self.rf}, got {value!r}")
         if self.w + self.r <= self.rf:
             raise ValueError(f"W + R must exceed RF (got W={self.w}, R={self.r}, RF={self.rf}): reads would miss writes")
+        if self.echo + self.r <= self.rf:
+            raise ValueError(f"a read's write-back must meet every read quorum (got {self.echo} of RF={self.rf},"
+                             f" R={self.r})")
 
     def with_w(self, w: int | None) -> Quorums:
         """A per-operation W (the seed's ``set(..., quorum=3)``): only ever raised, as reads count on it."""
@@ -47,7 +55,11 @@ class Quorums:
             return self
         if type(w) is not int or not self.w <= w <= self.rf:
             raise ValueError(f"quorum must be between W={self.w} and RF={self.rf}, got {w!r}")
-        return Quorums(self.rf, w, self.r)
+        return Quorums(self.rf, w, self.r, self.echo)
+
+    def writeback(self) -> Quorums:
+        """The quorums a read's write-back is done at: W is the echo."""
+        return self if self.echo == self.w else Quorums(self.rf, self.echo, self.r, self.echo)
 
 
 @dataclass(frozen=True, slots=True)

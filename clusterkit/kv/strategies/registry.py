@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from .all import ALL
 from .async_ import ASYNC
 from .base import Strategy
 from .server_side import SERVER_SIDE
@@ -15,6 +16,7 @@ STRATEGIES: Mapping[str, Strategy] = MappingProxyType({s.name: s for s in (
     SYNC,
     ASYNC,
     SERVER_SIDE,
+    ALL,
 )})
 
 
