@@ -12,9 +12,11 @@ It moves bytes, time and disk syncs, nothing else (quorums, fences and migration
   it accepted; a client gets its answers on its own connection. A connection that starts with an
   HTTP method instead is handed to the node's HTTP API, so the seed's ``curl
   http://localhost:9080/kv/set`` works on the KV port too.
-- **Durability**: every batch of server output is preceded by one append + ``fdatasync`` of the
-  data's new log entries (:class:`.kv_disk.KVLog`; group commit: while a sync runs, new requests
-  are handled and their entries wait for the next one); answers leave only after their sync.
+- **Durability**: the core's :class:`~clusterkit.host.kv_pipeline.KVPipeline` (the simulator's
+  too) precedes every batch of server output with one append + ``fdatasync`` of the data's new
+  log entries (:class:`.kv_disk.KVLog`, on the sync thread; group commit: while a sync runs, new
+  requests are handled and their entries wait for the next one); answers leave only after their
+  sync, except those that report only durable data.
 - **Time**: the server is ticked every ``tick`` seconds (0.1 s, as in the simulator).
 - **Discovery**: the node publishes its KV address in its own entry of the replicated cluster
   state (:class:`~clusterkit.cluster_state.NodeInfo` ``kv_addr``, set by the cluster-state join
@@ -29,7 +31,6 @@ import asyncio
 import logging
 import os
 import ssl
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import count
@@ -37,7 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clusterkit.cluster_state import ACTIVE, join_command
-from clusterkit.kv.data import KVData, snapshot_entries
+from clusterkit.host.kv_pipeline import KVPipeline
+from clusterkit.kv.data import KVData
 from clusterkit.kv.messages import (
     Get,
     Message,
@@ -76,7 +78,7 @@ from .frames import (
 from .gc_policy import tune_gc
 from .kv_disk import KVLog
 from .kv_wire import CLIENT_HELLO, CLIENT_VERSION, HELLO_MAX_FRAME, KV_MAX_FRAME
-from .sync_thread import SyncThread
+from .sync_thread import SyncThread, ThreadSyncs
 from .transport import read_frame
 
 if TYPE_CHECKING:
@@ -142,7 +144,8 @@ class KVService:
         self._waiters: dict[str, asyncio.Future[Message]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._names = count(1)
-        self._flushing = False
+        self._pipeline: KVPipeline | None = None  # log, sync, send (made at start)
+        self._kicked = False  # a pipeline run is due this turn of the loop
         self._failed: BaseException | None = None
         self._running = False
         self.sync_seconds: list[float] = []
@@ -166,7 +169,9 @@ class KVService:
         # each life draws its own incarnation.
         incarnation = int.from_bytes(os.urandom(4), "big") >> 1
         self.server = KVServer(self.node.kit, data, self.options.server, incarnation=incarnation)
-        self.server.answer_early = True  # _flush marks what is synced; _read_messages sends early answers
+        self.server.answer_early = True  # the pipeline marks what is synced and sends early answers
+        self._pipeline = KVPipeline(self.server, self.kvlog, self._route, ThreadSyncs(self._syncer, self._note_sync),
+                                    failed=self._fail, name=self.node.id)
         tune_gc()
         host, port = split_addr(self.options.addr)
         bind = "0.0.0.0" if self.options.addr.startswith(":") else host
@@ -257,46 +262,27 @@ class KVService:
                     pass
 
     def _kick(self) -> None:
-        if not self._flushing and self._running:
-            self._flushing = True
-            self._spawn(self._flush())
+        """Log, sync and send once this turn of the loop is over: what every connection handled
+        meanwhile joins the same record."""
+        if not self._kicked and self._running:
+            self._kicked = True
+            asyncio.get_running_loop().call_soon(self._run_pipeline)
 
-    async def _flush(self) -> None:
-        """Persist, sync, then send: one fsync for everything handled since the last one."""
-        server, kvlog = self.server, self.kvlog
-        assert server is not None and kvlog is not None
-        try:
-            while True:
-                lsn = server.data.lsn
-                entries = server.data.take_unsynced()
-                out = server.take_outbox()
-                if not entries and not out:
-                    break
-                if entries:
-                    t0 = time.perf_counter()
-                    blob = kvlog.encode_record(entries)  # (encoded here: the thread holds the GIL only to write and sync)
-                    await self._syncer.run(lambda: kvlog.write_record(blob))
-                    server.data.mark_synced(lsn)
-                    self._note_sync(time.perf_counter() - t0)
-                    if kvlog.wants_rewrite():
-                        # (a snapshot on the loop, one dict copy per partition; the encoding in the
-                        # thread, so the loop goes on serving: encoding 32,000 records on the loop
-                        # stalled it for about a quarter of a second in bench/kv.py)
-                        snapshot = server.data.snapshot()
-                        live = await asyncio.to_thread(kvlog.rewrite, snapshot_entries(snapshot))
-                        log.info("%s: KV log rewritten: %d live records", self.node.id, live)
-                self._route(out)
-        except Exception as exc:  # noqa: BLE001 - a failed sync: never answer what may not be durable
-            self._failed = exc
-            from clusterkit.cli.codes import EXIT_INTERNAL, EXIT_STORAGE_FAILED
+    def _run_pipeline(self) -> None:
+        self._kicked = False
+        if self._running and self._pipeline is not None:
+            self._pipeline.kick()
 
-            if isinstance(exc, (OSError, StorageError)):
-                self.node.storage_error = f"KV log: {type(exc).__name__}: {exc}"
-                self.node.halt(EXIT_STORAGE_FAILED, f"the KV log write failed: {exc}")  # logs CRITICAL
-            else:  # not the disk: a bug (the traceback goes with the CRITICAL line)
-                self.node.halt(EXIT_INTERNAL, f"the KV store's flush failed: {type(exc).__name__}: {exc}", exc)
-        finally:
-            self._flushing = False
+    def _fail(self, exc: BaseException) -> None:
+        """A KV log write or sync failed: never answer what may not be durable."""
+        self._failed = exc
+        from clusterkit.cli.codes import EXIT_INTERNAL, EXIT_STORAGE_FAILED
+
+        if isinstance(exc, (OSError, StorageError)):
+            self.node.storage_error = f"KV log: {type(exc).__name__}: {exc}"
+            self.node.halt(EXIT_STORAGE_FAILED, f"the KV log write failed: {exc}")  # logs CRITICAL
+        else:  # not the disk: a bug (the traceback goes with the CRITICAL line)
+            self.node.halt(EXIT_INTERNAL, f"the KV store's flush failed: {type(exc).__name__}: {exc}", exc)
 
     def _note_sync(self, seconds: float) -> None:
         self.sync_seconds.append(seconds)
@@ -566,9 +552,6 @@ class KVService:
             for body in bodies:  # every frame that arrived, then one flush for all of them
                 for msg in from_frame(body):
                     server.handle(src, msg)
-            early = server.take_early()
-            if early:
-                self._route(early)  # answers about synced data only: they don't wait for the next sync
             self._kick()
 
     async def _proxy_http(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -35,6 +35,7 @@ from clusterkit.cluster_state import ACTIVE, NodeInfo
 from clusterkit.facade import ClusterKit, Hooks, Options
 from clusterkit.host import NodeHost
 from clusterkit.host.composite import Composite
+from clusterkit.host.pipeline import Pipeline
 from clusterkit.host.registers import TAG, RegisterMap
 from clusterkit.host.replace import replace_step, still_a_member
 from clusterkit.raft.errors import NotLeader, RaftError
@@ -46,7 +47,7 @@ from .frames import DEFAULT_MAX_FRAME
 from .gc_policy import tune_gc
 from .join import request_join
 from .faultctl import FaultControl
-from .sync_thread import SyncThread
+from .sync_thread import SyncThread, ThreadSyncs
 from .transport import BACKOFF_MAX, Transport
 
 log = logging.getLogger("clusterkit.net")
@@ -140,6 +141,11 @@ def _write_file(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+def _send_all(transport: Transport, messages: list[Message]) -> None:
+    for m in messages:
+        transport.send(m)
+
+
 def _resolve(fut: asyncio.Future[Any], request: Any) -> None:
     """A host request's done-callback: hand it to the future its caller awaits (unless that gave up)."""
     if not fut.done():
@@ -211,7 +217,7 @@ class NetNode:
         self._waiting: dict[asyncio.Future[Any], float] = {}
         self._proposing: list[tuple[bytes, asyncio.Future[Any]]] = []  # this loop turn's, for one batch
         self._draining = False
-        self._drain_task: asyncio.Task[None] | None = None
+        self._pipeline: Pipeline | None = None  # drains the host's Readies (made at the first kick)
         self._syncer: SyncThread | None = None
         self.faults: FaultControl | None = FaultControl() if self.config.fault_injection else None
         self._stopping = False
@@ -367,7 +373,7 @@ class NetNode:
         if self.config.leave_on_stop:
             await self._leave_gracefully()  # still taking messages: the leave goes through the log
         self._stopping = True
-        drain = self._drain_task
+        drain = self._sync_pending()
         if drain is not None and not drain.done():
             # Let the Ready under way finish (its sync may be on the syncer's thread): the host's
             # own stop below then writes and syncs what is left, never beside that thread.
@@ -433,42 +439,34 @@ class NetNode:
                                     str(log_path))
 
     def _kick(self) -> None:
-        if self._draining or self.host is None or not self.host.has_ready():
+        """Drain the host's Readies once this turn of the loop is over: what arrives meanwhile (the
+        rest of a read buffer's frames, this turn's proposals) joins the same Ready."""
+        if self._draining or self.host is None:
             return
         self._draining = True
-        self._drain_task = asyncio.get_running_loop().create_task(self._drain())
-        self._tasks.append(self._drain_task)
+        asyncio.get_running_loop().call_soon(self._drain)
 
-    async def _drain(self) -> None:
-        host, storage, transport, syncer = self.host, self.storage, self.transport, self._syncer
-        assert host is not None and storage is not None and transport is not None and syncer is not None
-        try:
-            while not self._stopping and self.halted is None and (rd := host.begin()) is not None:
-                if rd.must_sync():
-                    t0 = time.perf_counter()
-                    # A leader's appends go out now, while its own disk syncs them: the followers
-                    # write them meanwhile (the core counts the leader's own copy once synced).
-                    for m in rd.take_early_messages():
-                        transport.send(m)
-                    # On the syncer's thread: the loop keeps taking messages and proposals meanwhile,
-                    # and applies the entries an earlier sync already made durable.
-                    record = storage.prepare_sync()
-                    syncing = syncer.run(storage.sync if record is None else partial(storage.write_record, record))
-                    host.apply_stable(rd)
-                    await syncing
-                    if record is not None:
-                        storage.finish_sync(record)
-                    self._note_fsync(time.perf_counter() - t0)
-                for m in host.finish(rd):
-                    transport.send(m)
-                self._note_role()
-        except Exception as exc:  # noqa: BLE001 - a write, sync or apply failed: the node stops here
-            self._halt_on(exc)
-        finally:
-            self._draining = False
-            self._tasks = [t for t in self._tasks if not t.done()]
-        if not self._stopping and self.halted is None:
-            self._kick()  # whatever arrived during the last sync
+    def _drain(self) -> None:
+        """The core's Ready pipeline, with this node's transport and its sync thread: while a sync
+        runs on the thread, the loop takes messages and proposals and applies what is durable."""
+        self._draining = False
+        pipeline = self._pipeline
+        if pipeline is None:
+            host, transport, syncer = self.host, self.transport, self._syncer
+            if host is None or transport is None or syncer is None:
+                return
+            pipeline = self._pipeline = Pipeline(
+                host, partial(_send_all, transport), ThreadSyncs(syncer, self._note_fsync),
+                held=lambda: self._stopping or self.halted is not None, idle=self._note_role,
+                failed=self._halt_on)
+        pipeline.kick()
+
+    def _sync_pending(self) -> asyncio.Future[None] | None:
+        """The sync under way on the thread, if any (a clean stop lets it finish)."""
+        pipeline = self._pipeline
+        if pipeline is None or not pipeline.syncing:
+            return None
+        return pipeline.syncs.pending  # type: ignore[attr-defined]
 
     def _halt_on(self, exc: BaseException) -> None:
         """A Ready failed to persist or apply. After a failed write or fsync the file's contents are

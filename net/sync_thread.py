@@ -1,12 +1,16 @@
-"""The thread a node's disk syncs run on: one per log, shared by the Raft log (net/node.py) and
-the KV store's log (net/kv_service.py)."""
+"""The thread a node's disk syncs run on: one per log, the Raft log's (net/node.py) and the KV
+store's (net/kv_service.py); and :class:`ThreadSyncs`, the core pipelines' sync runner on it."""
 
 from __future__ import annotations
 
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable
+from functools import partial
+
+from clusterkit.host.syncs import Done
 
 
 class SyncThread:
@@ -54,3 +58,26 @@ def _settle(fut: asyncio.Future[None], error: BaseException | None) -> None:
         fut.set_result(None)
     else:
         fut.set_exception(error)
+
+
+class ThreadSyncs:
+    """A pipeline's :class:`~clusterkit.host.syncs.SyncRunner` on a :class:`SyncThread`: the work on
+    the thread, ``done`` on the loop. ``note``: each sync's duration (metrics). ``pending``: the
+    latest sync's future (a clean stop waits for it)."""
+
+    def __init__(self, thread: SyncThread, note: Callable[[float], None] | None = None) -> None:
+        self.thread = thread
+        self.note = note
+        self.pending: asyncio.Future[None] | None = None
+
+    def start(self, work: Callable[[], None], done: Done) -> None:
+        fut = self.thread.run(work)
+        self.pending = fut
+        fut.add_done_callback(partial(self._end, time.perf_counter(), done))
+
+    def _end(self, started: float, done: Done, fut: asyncio.Future[None]) -> None:
+        if fut.cancelled():
+            return
+        if self.note is not None:
+            self.note(time.perf_counter() - started)
+        done(fut.exception())
