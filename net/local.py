@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -26,9 +27,31 @@ from typing import Any
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A loopback port free now, for a node to bind a moment later. Taken below the kernel's
+    ephemeral range (where it picks ports for outgoing connections, which would race the node for
+    it), at random, so processes starting clusters at once rarely try the same one."""
+    low, high = _below_ephemeral()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded range: let the kernel pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _below_ephemeral() -> tuple[int, int]:
+    """[10000, start of the ephemeral range), or [10000, 32768) when the range can't be read."""
+    try:
+        start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        start = 32768
+    return (10000, start) if start > 11000 else (10000, 32768)
 
 
 PORTS_PER_NODE = 3  # HTTP, Raft, KV: consecutive from LocalCluster.base_port
